@@ -1,0 +1,23 @@
+GO ?= go
+ADDR ?= 127.0.0.1:8080
+
+.PHONY: run test build bench lint fmt
+
+## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
+run:
+	$(GO) run ./cmd/trellis serve --demo --addr $(ADDR)
+
+## test: vet and run every test with the race detector
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 -timeout 20m ./...
+
+build:
+	$(GO) build -o bin/trellis ./cmd/trellis
+
+## bench: run the benchmarks in benchmarks/ (minutes; not part of make test)
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./benchmarks/ | tee benchmarks/last-run.txt
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')

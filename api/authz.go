@@ -1,0 +1,285 @@
+package api
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/engine"
+)
+
+// maxBulkItems is the largest POST /v1/check/bulk.
+const maxBulkItems = 1000
+
+type checkResultJSON struct {
+	Allowed        bool     `json:"allowed"`
+	Permissionship string   `json:"permissionship"`
+	MissingContext []string `json:"missingContext,omitempty"`
+	CheckedAt      string   `json:"checkedAt"`
+	Cached         bool     `json:"cached"`
+}
+
+func toCheckResult(r engine.CheckResult) checkResultJSON {
+	return checkResultJSON{
+		Allowed: r.Allowed(), Permissionship: string(r.Permissionship),
+		MissingContext: r.MissingContext, CheckedAt: r.CheckedAt, Cached: r.Cached,
+	}
+}
+
+// ActorGate decides whether an impersonation of target by actor is live.
+type ActorGate interface {
+	Live(ctx context.Context, actor, target engine.SubjectRef) (bool, error)
+}
+
+func (s *Server) mountAuthz(g *echo.Group) {
+	g.POST("/check", s.check)
+	g.POST("/check/bulk", s.checkBulk)
+	g.POST("/lookup/resources", s.lookupResources)
+	g.POST("/lookup/subjects", s.lookupSubjects)
+	g.POST("/explain", s.explain)
+}
+
+// checkOne runs one check, honouring an impersonation actor: the answer is
+// allowed only when the impersonation is live and the target holds the permission.
+func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult, error) {
+	req, err := in.parse()
+	if err != nil {
+		return engine.CheckResult{}, err
+	}
+	res, err := s.checker.Check(ctx, req)
+	if err != nil {
+		return engine.CheckResult{}, err
+	}
+	if in.Actor == "" || res.Permissionship == engine.NoPermission {
+		return res, nil
+	}
+	actor, err := engine.ParseSubjectRef("actor", in.Actor)
+	if err != nil {
+		return engine.CheckResult{}, err
+	}
+	live, err := s.actors.Live(ctx, actor, req.Subject)
+	if err != nil {
+		return engine.CheckResult{}, err
+	}
+	if !live {
+		res.Permissionship, res.MissingContext = engine.NoPermission, nil
+	}
+	return res, nil
+}
+
+func (s *Server) check(c echo.Context) error {
+	var in checkJSON
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	res, err := s.checkOne(c.Request().Context(), in)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, toCheckResult(res))
+}
+
+func (s *Server) checkBulk(c echo.Context) error {
+	var in struct {
+		Items       []checkJSON     `json:"items"`
+		Consistency consistencyJSON `json:"consistency"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	switch {
+	case in.Items == nil:
+		return trellis.Invalid("items", "is required")
+	case len(in.Items) > maxBulkItems:
+		return trellis.Invalid("items", "at most %d items per request, got %d", maxBulkItems, len(in.Items))
+	}
+	reqs := make([]engine.CheckRequest, len(in.Items))
+	anyActor := false
+	for i, item := range in.Items {
+		if item.Consistency == nil {
+			item.Consistency = in.Consistency
+		}
+		r, err := item.parse()
+		if err != nil {
+			return trellis.WithField(fmt.Sprintf("items[%d]", i), err)
+		}
+		reqs[i] = r
+		anyActor = anyActor || item.Actor != ""
+	}
+	results := make([]checkResultJSON, len(reqs))
+	ctx := c.Request().Context()
+	if anyActor {
+		for i, item := range in.Items {
+			if item.Consistency == nil {
+				item.Consistency = in.Consistency
+			}
+			res, err := s.checkOne(ctx, item)
+			if err != nil {
+				return trellis.WithField(fmt.Sprintf("items[%d]", i), err)
+			}
+			results[i] = toCheckResult(res)
+		}
+	} else if len(reqs) > 0 {
+		out, err := s.checker.CheckBulk(ctx, reqs)
+		if err != nil {
+			return err
+		}
+		for i, r := range out {
+			results[i] = toCheckResult(r)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"results": results})
+}
+
+type foundJSON struct {
+	ID             string   `json:"id"`
+	Permissionship string   `json:"permissionship"`
+	MissingContext []string `json:"missingContext,omitempty"`
+}
+
+func toFound(in []engine.FoundObject) []foundJSON {
+	out := make([]foundJSON, len(in))
+	for i, f := range in {
+		out[i] = foundJSON{ID: f.ID, Permissionship: string(f.Permissionship), MissingContext: f.MissingContext}
+	}
+	return out
+}
+
+func (s *Server) lookupResources(c echo.Context) error {
+	var in struct {
+		ResourceType string          `json:"resourceType"`
+		Permission   string          `json:"permission"`
+		Subject      string          `json:"subject"`
+		Context      map[string]any  `json:"context"`
+		Consistency  consistencyJSON `json:"consistency"`
+		PageSize     *int            `json:"pageSize"`
+		Cursor       string          `json:"cursor"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	if in.ResourceType == "" {
+		return trellis.Invalid("resourceType", "is required")
+	}
+	if err := engine.ValidateType("resourceType", in.ResourceType); err != nil {
+		return err
+	}
+	if err := requiredRelation("permission", in.Permission); err != nil {
+		return err
+	}
+	sub, err := engine.ParseSubjectRef("subject", in.Subject)
+	if err != nil {
+		return err
+	}
+	ctxMap, err := contextMap("context", in.Context)
+	if err != nil {
+		return err
+	}
+	cons, err := in.Consistency.parse("consistency")
+	if err != nil {
+		return err
+	}
+	size, err := pageSize("pageSize", in.PageSize, 100, 1000)
+	if err != nil {
+		return err
+	}
+	page, err := s.engine.LookupResources(c.Request().Context(), engine.LookupResourcesRequest{
+		ResourceType: in.ResourceType, Permission: in.Permission, Subject: sub, Context: ctxMap,
+		Consistency: cons, PageSize: size, Cursor: in.Cursor,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"resources": toFound(page.Resources), "nextCursor": nullable(page.NextCursor)})
+}
+
+func (s *Server) lookupSubjects(c echo.Context) error {
+	var in struct {
+		Resource        string          `json:"resource"`
+		Permission      string          `json:"permission"`
+		SubjectType     string          `json:"subjectType"`
+		SubjectRelation string          `json:"subjectRelation"`
+		Context         map[string]any  `json:"context"`
+		Consistency     consistencyJSON `json:"consistency"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	res, err := engine.ParseObjectRef("resource", in.Resource)
+	if err != nil {
+		return err
+	}
+	if err := requiredRelation("permission", in.Permission); err != nil {
+		return err
+	}
+	if in.SubjectType == "" {
+		return trellis.Invalid("subjectType", "is required")
+	}
+	if err := engine.ValidateType("subjectType", in.SubjectType); err != nil {
+		return err
+	}
+	if in.SubjectRelation != "" {
+		if err := engine.ValidateRelation("subjectRelation", in.SubjectRelation); err != nil {
+			return err
+		}
+	}
+	ctxMap, err := contextMap("context", in.Context)
+	if err != nil {
+		return err
+	}
+	cons, err := in.Consistency.parse("consistency")
+	if err != nil {
+		return err
+	}
+	found, err := s.engine.LookupSubjects(c.Request().Context(), engine.LookupSubjectsRequest{
+		Resource: res, Permission: in.Permission, SubjectType: in.SubjectType, SubjectRelation: in.SubjectRelation,
+		Context: ctxMap, Consistency: cons,
+	})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"subjects": toFound(found)})
+}
+
+func (s *Server) explain(c echo.Context) error {
+	var in checkJSON
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	req, err := in.parse()
+	if err != nil {
+		return err
+	}
+	ex, err := s.engine.Explain(c.Request().Context(), req)
+	if err != nil {
+		return err
+	}
+	paths := make([][]relationshipJSON, len(ex.Paths))
+	for i, p := range ex.Paths {
+		paths[i] = make([]relationshipJSON, len(p))
+		for j, r := range p {
+			paths[i][j] = toRelationshipJSON(r)
+		}
+	}
+	return c.JSON(http.StatusOK, map[string]any{
+		"allowed": ex.Permissionship == engine.HasPermission, "permissionship": string(ex.Permissionship),
+		"paths": paths, "checkedAt": ex.CheckedAt,
+	})
+}
+
+func requiredRelation(field, v string) error {
+	if v == "" {
+		return trellis.Invalid(field, "is required")
+	}
+	return engine.ValidateRelation(field, v)
+}
+
+func nullable(s string) any {
+	if s == "" {
+		return nil
+	}
+	return s
+}

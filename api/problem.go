@@ -1,0 +1,152 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+)
+
+// Problem is an RFC 9457 problem document.
+type Problem struct {
+	Type   string `json:"type"`
+	Title  string `json:"title"`
+	Status int    `json:"status"`
+	Detail string `json:"detail"`
+	Code   string `json:"code"`
+	Field  string `json:"field,omitempty"`
+}
+
+const problemBase = "https://trellis.dev/problems/"
+
+func newProblem(status int, code, detail string) *Problem {
+	return &Problem{Type: problemBase + code, Title: http.StatusText(status), Status: status, Detail: detail, Code: code}
+}
+
+// problemFor maps a domain error to its problem document. Internal errors
+// are logged and never shown to clients.
+func problemFor(err error, log *slog.Logger) *Problem {
+	var ve *trellis.ValidationError
+	var re *trellis.RuleError
+	var he *echo.HTTPError
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe):
+		p := newProblem(http.StatusBadRequest, "invalid_argument", "body: request body is larger than 1 MiB")
+		p.Field = "body"
+		return p
+	case errors.As(err, &ve):
+		p := newProblem(http.StatusBadRequest, "invalid_argument", ve.Error())
+		p.Field = ve.Field
+		return p
+	case errors.As(err, &re):
+		return newProblem(http.StatusUnprocessableEntity, re.Code, re.Message)
+	case errors.Is(err, trellis.ErrUnauthenticated):
+		return newProblem(http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials")
+	case errors.Is(err, trellis.ErrForbidden):
+		return newProblem(http.StatusForbidden, "forbidden", err.Error())
+	case errors.Is(err, trellis.ErrNotFound):
+		return newProblem(http.StatusNotFound, "not_found", "not found")
+	case errors.Is(err, trellis.ErrConflict):
+		return newProblem(http.StatusConflict, "conflict", err.Error())
+	case errors.Is(err, trellis.ErrUnavailable):
+		log.Warn("unavailable", "err", err)
+		return newProblem(http.StatusServiceUnavailable, "unavailable", "the authorization engine or a store is unavailable; retry later")
+	case errors.As(err, &he):
+		code := strings.ToLower(strings.ReplaceAll(http.StatusText(he.Code), " ", "_"))
+		msg := http.StatusText(he.Code)
+		if s, ok := he.Message.(string); ok {
+			msg = s
+		}
+		return newProblem(he.Code, code, msg)
+	}
+	log.Error("internal error", "err", err)
+	return newProblem(http.StatusInternalServerError, "internal", "internal error")
+}
+
+
+// errorHandler is echo's single HTTPErrorHandler: every error becomes problem+json.
+func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
+	return func(err error, c echo.Context) {
+		if c.Response().Committed {
+			return
+		}
+		p := problemFor(err, log)
+		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		if p.Status == http.StatusUnauthorized {
+			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="trellis"`)
+		}
+		c.Response().WriteHeader(p.Status)
+		if c.Request().Method == http.MethodHead {
+			return
+		}
+		_ = json.NewEncoder(c.Response()).Encode(p)
+	}
+}
+
+// bind decodes a JSON body into v; a syntax or type error names the field.
+func bind(c echo.Context, v any) error {
+	body := c.Request().Body
+	if body == nil {
+		return trellis.Invalid("body", "a JSON body is required")
+	}
+	dec := json.NewDecoder(body)
+	dec.UseNumber()
+	if err := dec.Decode(v); err != nil {
+		var mbe *http.MaxBytesError
+		var ute *json.UnmarshalTypeError
+		var se *json.SyntaxError
+		switch {
+		case errors.As(err, &mbe):
+			return err
+		case errors.Is(err, io.EOF):
+			return trellis.Invalid("body", "a JSON body is required")
+		case errors.As(err, &ute):
+			field := ute.Field
+			if field == "" {
+				field = "body"
+			}
+			return trellis.Invalid(field, "must be %s, not %s", jsonKind(ute.Type.Kind().String()), ute.Value)
+		case errors.As(err, &se):
+			return trellis.Invalid("body", "invalid JSON at offset %d: %v", se.Offset, se)
+		case errors.Is(err, io.ErrUnexpectedEOF):
+			return trellis.Invalid("body", "invalid JSON: unexpected end of input")
+		}
+		return trellis.Invalid("body", "invalid JSON: %v", err)
+	}
+	if dec.More() {
+		return trellis.Invalid("body", "invalid JSON: more than one value")
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return err
+		}
+		if err != nil {
+			return trellis.Invalid("body", "invalid JSON after the value")
+		}
+	}
+	return nil
+}
+
+func jsonKind(k string) string {
+	switch k {
+	case "struct", "map":
+		return "an object"
+	case "slice", "array":
+		return "an array"
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "int", "int64", "int32", "uint32", "float64":
+		return "a number"
+	}
+	return "a " + k
+}

@@ -1,0 +1,116 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/engine"
+)
+
+func (s *Server) mountRelationships(g *echo.Group) {
+	g.POST("/relationships/write", s.writeRelationships)
+	g.POST("/relationships/read", s.readRelationships)
+}
+
+func (s *Server) writeRelationships(c echo.Context) error {
+	var in struct {
+		Updates []struct {
+			Operation    string            `json:"operation"`
+			Relationship *relationshipJSON `json:"relationship"`
+		} `json:"updates"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	switch {
+	case len(in.Updates) == 0:
+		return trellis.Invalid("updates", "at least one update is required")
+	case len(in.Updates) > engine.MaxUpdatesPerWrite:
+		return trellis.Invalid("updates", "at most %d updates per write, got %d", engine.MaxUpdatesPerWrite, len(in.Updates))
+	}
+	updates := make([]engine.RelationshipUpdate, len(in.Updates))
+	for i, u := range in.Updates {
+		field := fmt.Sprintf("updates[%d]", i)
+		op := engine.Operation(u.Operation)
+		if op != engine.OpTouch && op != engine.OpCreate && op != engine.OpDelete {
+			return trellis.Invalid(field+".operation", "must be touch, create or delete, got %q", u.Operation)
+		}
+		if u.Relationship == nil {
+			return trellis.Invalid(field+".relationship", "is required")
+		}
+		rel, err := u.Relationship.parse(field + ".relationship")
+		if err != nil {
+			return err
+		}
+		updates[i] = engine.RelationshipUpdate{Operation: op, Relationship: rel}
+	}
+	token, err := s.engine.WriteRelationships(c.Request().Context(), updates)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"writtenAt": token})
+}
+
+func (s *Server) readRelationships(c echo.Context) error {
+	var in struct {
+		Filter *struct {
+			ResourceType string `json:"resourceType"`
+			ResourceID   string `json:"resourceId"`
+			Relation     string `json:"relation"`
+			Subject      string `json:"subject"`
+		} `json:"filter"`
+		Consistency consistencyJSON `json:"consistency"`
+		PageSize    *int            `json:"pageSize"`
+		Cursor      string          `json:"cursor"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	if in.Filter == nil {
+		return trellis.Invalid("filter", "is required")
+	}
+	f := in.Filter
+	if f.ResourceType == "" {
+		return trellis.Invalid("filter.resourceType", "is required")
+	}
+	if err := engine.ValidateType("filter.resourceType", f.ResourceType); err != nil {
+		return err
+	}
+	if f.ResourceID != "" {
+		if _, err := engine.ParseObjectRef("filter.resourceId", f.ResourceType+":"+f.ResourceID); err != nil {
+			return err
+		}
+	}
+	if f.Relation != "" {
+		if err := engine.ValidateRelation("filter.relation", f.Relation); err != nil {
+			return err
+		}
+	}
+	sub, err := parseSubjectFilter("filter.subject", f.Subject)
+	if err != nil {
+		return err
+	}
+	cons, err := in.Consistency.parse("consistency")
+	if err != nil {
+		return err
+	}
+	size, err := pageSize("pageSize", in.PageSize, 100, 1000)
+	if err != nil {
+		return err
+	}
+	page, err := s.engine.ReadRelationships(c.Request().Context(), engine.ReadRequest{
+		Filter:      engine.RelationshipFilter{ResourceType: f.ResourceType, ResourceID: f.ResourceID, Relation: f.Relation, Subject: sub},
+		Consistency: cons, PageSize: size, Cursor: in.Cursor,
+	})
+	if err != nil {
+		return err
+	}
+	rels := make([]relationshipJSON, len(page.Relationships))
+	for i, r := range page.Relationships {
+		rels[i] = toRelationshipJSON(r)
+	}
+	return c.JSON(http.StatusOK, map[string]any{"relationships": rels, "nextCursor": nullable(page.NextCursor)})
+}

@@ -1,0 +1,90 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/schema"
+)
+
+func (s *Server) mountSchema(g *echo.Group) {
+	g.GET("/schema", s.getSchema)
+	g.PUT("/schema", s.putSchema)
+	g.POST("/schema/validate", s.validateSchema)
+	g.POST("/schema/diff", s.diffSchema)
+	g.GET("/schema/versions", s.schemaVersions)
+}
+
+func (s *Server) getSchema(c echo.Context) error {
+	v, ok := s.schemas.Current()
+	if !ok {
+		return trellis.ErrNotFound
+	}
+	return c.JSON(http.StatusOK, map[string]any{"version": v.Version, "text": v.Text, "appText": v.AppText, "appliedAt": v.AppliedAt, "appliedBy": v.AppliedBy})
+}
+
+type schemaTextJSON struct {
+	Text            *string `json:"text"`
+	ExpectedVersion *int    `json:"expectedVersion"`
+}
+
+func (in schemaTextJSON) text() (string, error) {
+	if in.Text == nil {
+		return "", trellis.Invalid("text", "is required (the app part of the schema; may be empty)")
+	}
+	return *in.Text, nil
+}
+
+func (s *Server) putSchema(c echo.Context) error {
+	var in schemaTextJSON
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	text, err := in.text()
+	if err != nil {
+		return err
+	}
+	v, err := s.schemas.Apply(c.Request().Context(), text, in.ExpectedVersion, callerOf(c).Name)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"version": v.Version, "writtenAt": v.WrittenAt, "appliedAt": v.AppliedAt})
+}
+
+func (s *Server) validateSchema(c echo.Context) error {
+	var in schemaTextJSON
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	text, err := in.text()
+	if err != nil {
+		return err
+	}
+	problems := schema.Validate(c.Request().Context(), text)
+	if problems == nil {
+		problems = []schema.Problem{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"valid": len(problems) == 0, "errors": problems})
+}
+
+func (s *Server) diffSchema(c echo.Context) error {
+	var in schemaTextJSON
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	text, err := in.text()
+	if err != nil {
+		return err
+	}
+	changes, impact, err := s.schemas.Diff(c.Request().Context(), text)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"changes": changes, "impact": impact})
+}
+
+func (s *Server) schemaVersions(c echo.Context) error {
+	return c.JSON(http.StatusOK, map[string]any{"versions": s.schemas.Versions()})
+}

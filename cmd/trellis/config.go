@@ -1,0 +1,90 @@
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+)
+
+// Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
+// variables fill it here and nowhere else; a flag set on the command line wins.
+type Config struct {
+	Addr                 string
+	Datastore            string
+	DatabaseURL          string
+	AdminKey             string
+	Demo                 bool
+	LogLevel             string
+	RevisionQuantization time.Duration
+	DispatchCache        string
+}
+
+func defaultConfig() Config {
+	return Config{
+		Addr:                 "127.0.0.1:8080",
+		Datastore:            "memory",
+		LogLevel:             "info",
+		RevisionQuantization: time.Second,
+		DispatchCache:        "64MiB",
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.Addr == "" {
+		errs = append(errs, errors.New("--addr is required"))
+	}
+	switch c.Datastore {
+	case "memory":
+	case "postgres":
+		if c.DatabaseURL == "" {
+			errs = append(errs, errors.New("--datastore postgres needs --database-url (TRELLIS_DATABASE_URL)"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--datastore must be memory or postgres, not %q", c.Datastore))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.RevisionQuantization <= 0 {
+		errs = append(errs, errors.New("--revision-quantization must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func bindServeFlags(cmd *cobra.Command, c *Config) {
+	f := cmd.Flags()
+	f.StringVar(&c.Addr, "addr", c.Addr, "listen address (TRELLIS_ADDR)")
+	f.StringVar(&c.Datastore, "datastore", c.Datastore, "SpiceDB datastore: memory or postgres (TRELLIS_DATASTORE)")
+	f.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL for --datastore postgres (TRELLIS_DATABASE_URL)")
+	f.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "provider admin API key; generated and printed when empty (TRELLIS_ADMIN_KEY)")
+	f.BoolVar(&c.Demo, "demo", c.Demo, "load the demo organizations, users and app schema (TRELLIS_DEMO)")
+	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")
+	f.DurationVar(&c.RevisionQuantization, "revision-quantization", c.RevisionQuantization, "how stale a minimizeLatency read may be (TRELLIS_REVISION_QUANTIZATION)")
+	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
+}
+
+// applyEnv fills every flag not set on the command line from TRELLIS_<FLAG>.
+func applyEnv(cmd *cobra.Command) error {
+	var errs []error
+	cmd.Flags().VisitAll(func(f *pflag.Flag) {
+		if f.Changed {
+			return
+		}
+		name := "TRELLIS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		if v, ok := os.LookupEnv(name); ok {
+			if err := f.Value.Set(v); err != nil {
+				errs = append(errs, fmt.Errorf("%s: %w", name, err))
+			}
+		}
+	})
+	return errors.Join(errs...)
+}

@@ -1,0 +1,119 @@
+package engine
+
+import (
+	"regexp"
+	"strings"
+
+	"github.com/trellis-iam/trellis"
+)
+
+// Limits and shapes follow SpiceDB's own validation, so anything SpiceDB accepts is accepted here.
+const maxObjectIDLength = 1024
+
+var (
+	typeRe     = regexp.MustCompile(`^([a-z][a-z0-9_]{1,61}[a-z0-9]/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
+	idRe       = regexp.MustCompile(`^[a-zA-Z0-9/_|\-=+]+$`)
+	relationRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
+)
+
+// ObjectRef names one object: "type:id".
+type ObjectRef struct {
+	Type string
+	ID   string
+}
+
+func (o ObjectRef) String() string { return o.Type + ":" + o.ID }
+
+// SubjectRef is an object, a subject set ("type:id#relation") or a wildcard ("type:*").
+type SubjectRef struct {
+	Object   ObjectRef
+	Relation string // empty for a plain object
+}
+
+func (s SubjectRef) String() string {
+	if s.Relation == "" {
+		return s.Object.String()
+	}
+	return s.Object.String() + "#" + s.Relation
+}
+
+// IsWildcard reports whether the subject is "type:*".
+func (s SubjectRef) IsWildcard() bool { return s.Object.ID == "*" }
+
+// ParseObjectRef parses "type:id"; field names the request field for errors.
+func ParseObjectRef(field, s string) (ObjectRef, error) {
+	if s == "" {
+		return ObjectRef{}, trellis.Invalid(field, "is required (form type:id)")
+	}
+	typ, id, ok := strings.Cut(s, ":")
+	if !ok {
+		return ObjectRef{}, trellis.Invalid(field, "%q is not of the form type:id", s)
+	}
+	if err := ValidateType(field, typ); err != nil {
+		return ObjectRef{}, err
+	}
+	if id == "*" {
+		return ObjectRef{}, trellis.Invalid(field, "a wildcard is not allowed here")
+	}
+	if err := validateID(field, id); err != nil {
+		return ObjectRef{}, err
+	}
+	return ObjectRef{Type: typ, ID: id}, nil
+}
+
+// ParseSubjectRef parses "type:id", "type:id#relation" or "type:*".
+func ParseSubjectRef(field, s string) (SubjectRef, error) {
+	if s == "" {
+		return SubjectRef{}, trellis.Invalid(field, "is required (form type:id or type:id#relation)")
+	}
+	obj, rel, hasRel := strings.Cut(s, "#")
+	typ, id, ok := strings.Cut(obj, ":")
+	if !ok {
+		return SubjectRef{}, trellis.Invalid(field, "%q is not of the form type:id", s)
+	}
+	if err := ValidateType(field, typ); err != nil {
+		return SubjectRef{}, err
+	}
+	if id != "*" {
+		if err := validateID(field, id); err != nil {
+			return SubjectRef{}, err
+		}
+	}
+	if hasRel {
+		if id == "*" {
+			return SubjectRef{}, trellis.Invalid(field, "a wildcard subject cannot carry a relation")
+		}
+		if err := ValidateRelation(field, rel); err != nil {
+			return SubjectRef{}, err
+		}
+	}
+	return SubjectRef{Object: ObjectRef{Type: typ, ID: id}, Relation: rel}, nil
+}
+
+// ValidateType checks an object type name, optionally namespaced ("app/document").
+func ValidateType(field, typ string) error {
+	if !typeRe.MatchString(typ) {
+		return trellis.Invalid(field, "object type %q is not valid (lowercase letters, digits and _, 3 to 64 characters, optional prefix/)", typ)
+	}
+	return nil
+}
+
+// ValidateRelation checks a relation or permission name.
+func ValidateRelation(field, rel string) error {
+	if !relationRe.MatchString(rel) {
+		return trellis.Invalid(field, "relation or permission %q is not valid (lowercase letters, digits and _, 3 to 64 characters)", rel)
+	}
+	return nil
+}
+
+func validateID(field, id string) error {
+	switch {
+	case id == "":
+		return trellis.Invalid(field, "object id is empty")
+	case len(id) > maxObjectIDLength:
+		return trellis.Invalid(field, "object id is longer than %d characters", maxObjectIDLength)
+	case !idRe.MatchString(id):
+		return trellis.Invalid(field, "object id %q has characters outside a-z A-Z 0-9 / _ | - = +", id)
+	}
+	return nil
+}

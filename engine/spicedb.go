@@ -1,0 +1,476 @@
+package engine
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	v1 "github.com/authzed/authzed-go/proto/authzed/api/v1"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/trellis-iam/trellis"
+)
+
+// SpiceDB is the Engine over SpiceDB's v1 gRPC API. The same code serves the
+// embedded server (an in-memory connection) and a remote cluster.
+type SpiceDB struct {
+	perms  v1.PermissionsServiceClient
+	schema v1.SchemaServiceClient
+
+	mu        sync.RWMutex
+	lastWrite string // newest revision this node wrote: reads are never older (read-your-writes)
+
+	compiled compiledSchema // parsed stored schema, for Explain
+}
+
+var _ Engine = (*SpiceDB)(nil)
+
+// NewSpiceDB wraps a connection to a SpiceDB v1 API.
+func NewSpiceDB(conn grpc.ClientConnInterface) *SpiceDB {
+	return &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn)}
+}
+
+func (s *SpiceDB) noteWrite(token string) {
+	s.mu.Lock()
+	s.lastWrite = token
+	s.mu.Unlock()
+}
+
+// LastWrite is the revision token of this node's newest write ("" before any).
+func (s *SpiceDB) LastWrite() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.lastWrite
+}
+
+func (s *SpiceDB) consistency(c Consistency) *v1.Consistency {
+	switch c.Mode {
+	case FullyConsistent:
+		return &v1.Consistency{Requirement: &v1.Consistency_FullyConsistent{FullyConsistent: true}}
+	case AtLeastAsFresh:
+		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: &v1.ZedToken{Token: c.Token}}}
+	}
+	if t := s.LastWrite(); t != "" {
+		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: &v1.ZedToken{Token: t}}}
+	}
+	return &v1.Consistency{Requirement: &v1.Consistency_MinimizeLatency{MinimizeLatency: true}}
+}
+
+func objectRef(o ObjectRef) *v1.ObjectReference {
+	return &v1.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
+}
+
+func subjectRef(s SubjectRef) *v1.SubjectReference {
+	return &v1.SubjectReference{Object: objectRef(s.Object), OptionalRelation: s.Relation}
+}
+
+func contextStruct(field string, m map[string]any) (*structpb.Struct, error) {
+	if len(m) == 0 {
+		return nil, nil
+	}
+	st, err := structpb.NewStruct(m)
+	if err != nil {
+		return nil, trellis.Invalid(field, "cannot be used as caveat context: %v", err)
+	}
+	return st, nil
+}
+
+func permissionship(p v1.CheckPermissionResponse_Permissionship) Permissionship {
+	switch p {
+	case v1.CheckPermissionResponse_PERMISSIONSHIP_HAS_PERMISSION:
+		return HasPermission
+	case v1.CheckPermissionResponse_PERMISSIONSHIP_CONDITIONAL_PERMISSION:
+		return Conditional
+	}
+	return NoPermission
+}
+
+func missing(info *v1.PartialCaveatInfo) []string {
+	if info == nil {
+		return nil
+	}
+	return info.MissingRequiredContext
+}
+
+// checkFields names, per request field, what SpiceDB may complain about.
+func checkFields(r CheckRequest) []fieldHint {
+	return []fieldHint{
+		{"resource", r.Resource.Type, ""}, {"permission", r.Resource.Type, r.Permission},
+		{"subject", r.Subject.Object.Type, r.Subject.Relation},
+	}
+}
+
+// Check asks SpiceDB CheckPermission.
+func (s *SpiceDB) Check(ctx context.Context, r CheckRequest) (CheckResult, error) {
+	cs, err := contextStruct("context", r.Context)
+	if err != nil {
+		return CheckResult{}, err
+	}
+	resp, err := s.perms.CheckPermission(ctx, &v1.CheckPermissionRequest{
+		Consistency: s.consistency(r.Consistency),
+		Resource:    objectRef(r.Resource),
+		Permission:  r.Permission,
+		Subject:     subjectRef(r.Subject),
+		Context:     cs,
+	})
+	if err != nil {
+		return CheckResult{}, translate(err, checkFields(r))
+	}
+	return CheckResult{
+		Permissionship: permissionship(resp.Permissionship),
+		MissingContext: missing(resp.PartialCaveatInfo),
+		CheckedAt:      resp.CheckedAt.GetToken(),
+	}, nil
+}
+
+// CheckBulk asks SpiceDB CheckBulkPermissions; results keep the request order.
+// Every item shares the first item's consistency.
+func (s *SpiceDB) CheckBulk(ctx context.Context, reqs []CheckRequest) ([]CheckResult, error) {
+	if len(reqs) == 0 {
+		return nil, nil
+	}
+	items := make([]*v1.CheckBulkPermissionsRequestItem, len(reqs))
+	for i, r := range reqs {
+		cs, err := contextStruct("context", r.Context)
+		if err != nil {
+			return nil, trellis.WithField(fmt.Sprintf("items[%d]", i), err)
+		}
+		items[i] = &v1.CheckBulkPermissionsRequestItem{
+			Resource: objectRef(r.Resource), Permission: r.Permission, Subject: subjectRef(r.Subject), Context: cs,
+		}
+	}
+	resp, err := s.perms.CheckBulkPermissions(ctx, &v1.CheckBulkPermissionsRequest{
+		Consistency: s.consistency(reqs[0].Consistency),
+		Items:       items,
+	})
+	if err != nil {
+		return nil, translate(err, nil)
+	}
+	out := make([]CheckResult, len(reqs))
+	for i, pair := range resp.Pairs {
+		if e := pair.GetError(); e != nil {
+			return nil, trellis.WithField(fmt.Sprintf("items[%d]", i), translate(status.ErrorProto(e), checkFields(reqs[i])))
+		}
+		item := pair.GetItem()
+		out[i] = CheckResult{
+			Permissionship: permissionship(item.Permissionship),
+			MissingContext: missing(item.PartialCaveatInfo),
+			CheckedAt:      resp.CheckedAt.GetToken(),
+		}
+	}
+	return out, nil
+}
+
+// LookupResources streams one page of resources the subject can reach.
+func (s *SpiceDB) LookupResources(ctx context.Context, r LookupResourcesRequest) (LookupResourcesPage, error) {
+	cs, err := contextStruct("context", r.Context)
+	if err != nil {
+		return LookupResourcesPage{}, err
+	}
+	req := &v1.LookupResourcesRequest{
+		Consistency:        s.consistency(r.Consistency),
+		ResourceObjectType: r.ResourceType,
+		Permission:         r.Permission,
+		Subject:            subjectRef(r.Subject),
+		Context:            cs,
+		OptionalLimit:      uint32(r.PageSize),
+	}
+	if r.Cursor != "" {
+		req.OptionalCursor = &v1.Cursor{Token: r.Cursor}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.perms.LookupResources(ctx, req)
+	hints := []fieldHint{{"resourceType", r.ResourceType, ""}, {"permission", r.ResourceType, r.Permission}, {"subject", r.Subject.Object.Type, r.Subject.Relation}}
+	if err != nil {
+		return LookupResourcesPage{}, translate(err, hints)
+	}
+	var page LookupResourcesPage
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument && r.Cursor != "" {
+				return LookupResourcesPage{}, trellis.Invalid("cursor", "is not valid for this request")
+			}
+			return LookupResourcesPage{}, translate(err, hints)
+		}
+		p := HasPermission
+		if res.Permissionship == v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION {
+			p = Conditional
+		}
+		page.Resources = append(page.Resources, FoundObject{ID: res.ResourceObjectId, Permissionship: p, MissingContext: missing(res.PartialCaveatInfo)})
+		page.LookedUpAt = res.LookedUpAt.GetToken()
+		if r.PageSize > 0 && len(page.Resources) == r.PageSize {
+			page.NextCursor = res.AfterResultCursor.GetToken()
+		}
+	}
+	return page, nil
+}
+
+// LookupSubjects lists the subjects of a type that hold the permission.
+func (s *SpiceDB) LookupSubjects(ctx context.Context, r LookupSubjectsRequest) ([]FoundObject, error) {
+	cs, err := contextStruct("context", r.Context)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stream, err := s.perms.LookupSubjects(ctx, &v1.LookupSubjectsRequest{
+		Consistency:             s.consistency(r.Consistency),
+		Resource:                objectRef(r.Resource),
+		Permission:              r.Permission,
+		SubjectObjectType:       r.SubjectType,
+		OptionalSubjectRelation: r.SubjectRelation,
+		Context:                 cs,
+	})
+	hints := []fieldHint{{"resource", r.Resource.Type, ""}, {"permission", r.Resource.Type, r.Permission}, {"subjectType", r.SubjectType, r.SubjectRelation}}
+	if err != nil {
+		return nil, translate(err, hints)
+	}
+	var out []FoundObject
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return out, nil
+		}
+		if err != nil {
+			return nil, translate(err, hints)
+		}
+		sub := res.Subject
+		p := HasPermission
+		if sub.Permissionship == v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION {
+			p = Conditional
+		}
+		out = append(out, FoundObject{ID: sub.SubjectObjectId, Permissionship: p, MissingContext: missing(sub.PartialCaveatInfo)})
+	}
+}
+
+func toV1Relationship(field string, r Relationship) (*v1.Relationship, error) {
+	rel := &v1.Relationship{Resource: objectRef(r.Resource), Relation: r.Relation, Subject: subjectRef(r.Subject)}
+	if r.Caveat != nil {
+		cs, err := contextStruct(field+".caveat.context", r.Caveat.Context)
+		if err != nil {
+			return nil, err
+		}
+		rel.OptionalCaveat = &v1.ContextualizedCaveat{CaveatName: r.Caveat.Name, Context: cs}
+	}
+	if r.ExpiresAt != nil {
+		rel.OptionalExpiresAt = timestamppb.New(*r.ExpiresAt)
+	}
+	return rel, nil
+}
+
+func fromV1Relationship(r *v1.Relationship) Relationship {
+	out := Relationship{
+		Resource: ObjectRef{Type: r.Resource.ObjectType, ID: r.Resource.ObjectId},
+		Relation: r.Relation,
+		Subject: SubjectRef{
+			Object:   ObjectRef{Type: r.Subject.Object.ObjectType, ID: r.Subject.Object.ObjectId},
+			Relation: r.Subject.OptionalRelation,
+		},
+	}
+	if c := r.OptionalCaveat; c != nil {
+		out.Caveat = &Caveat{Name: c.CaveatName}
+		if c.Context != nil && len(c.Context.Fields) > 0 {
+			out.Caveat.Context = c.Context.AsMap()
+		}
+	}
+	if r.OptionalExpiresAt != nil {
+		t := r.OptionalExpiresAt.AsTime()
+		out.ExpiresAt = &t
+	}
+	return out
+}
+
+var operations = map[Operation]v1.RelationshipUpdate_Operation{
+	OpTouch: v1.RelationshipUpdate_OPERATION_TOUCH, OpCreate: v1.RelationshipUpdate_OPERATION_CREATE, OpDelete: v1.RelationshipUpdate_OPERATION_DELETE,
+}
+
+// WriteRelationships applies updates atomically and returns the written revision.
+func (s *SpiceDB) WriteRelationships(ctx context.Context, updates []RelationshipUpdate) (string, error) {
+	if len(updates) > MaxUpdatesPerWrite {
+		return "", trellis.Invalid("updates", "at most %d updates per write", MaxUpdatesPerWrite)
+	}
+	req := &v1.WriteRelationshipsRequest{}
+	for i, u := range updates {
+		field := fmt.Sprintf("updates[%d]", i)
+		op, ok := operations[u.Operation]
+		if !ok {
+			return "", trellis.Invalid(field+".operation", "must be touch, create or delete")
+		}
+		rel, err := toV1Relationship(field+".relationship", u.Relationship)
+		if err != nil {
+			return "", err
+		}
+		req.Updates = append(req.Updates, &v1.RelationshipUpdate{Operation: op, Relationship: rel})
+	}
+	resp, err := s.perms.WriteRelationships(ctx, req)
+	if err != nil {
+		return "", translateWrite(err, updates)
+	}
+	token := resp.WrittenAt.GetToken()
+	s.noteWrite(token)
+	return token, nil
+}
+
+// ReadRelationships returns one page of stored relationships matching the filter.
+func (s *SpiceDB) ReadRelationships(ctx context.Context, r ReadRequest) (ReadPage, error) {
+	f := &v1.RelationshipFilter{
+		ResourceType:       r.Filter.ResourceType,
+		OptionalResourceId: r.Filter.ResourceID,
+		OptionalRelation:   r.Filter.Relation,
+	}
+	if sf := r.Filter.Subject; sf != nil {
+		f.OptionalSubjectFilter = &v1.SubjectFilter{SubjectType: sf.Type, OptionalSubjectId: sf.ID}
+		if sf.Relation != "" {
+			f.OptionalSubjectFilter.OptionalRelation = &v1.SubjectFilter_RelationFilter{Relation: sf.Relation}
+		}
+	}
+	req := &v1.ReadRelationshipsRequest{
+		Consistency:        s.consistency(r.Consistency),
+		RelationshipFilter: f,
+		OptionalLimit:      uint32(r.PageSize),
+	}
+	if r.Cursor != "" {
+		req.OptionalCursor = &v1.Cursor{Token: r.Cursor}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	hints := []fieldHint{{"filter.resourceType", r.Filter.ResourceType, ""}, {"filter.relation", r.Filter.ResourceType, r.Filter.Relation}}
+	if sf := r.Filter.Subject; sf != nil {
+		hints = append(hints, fieldHint{"filter.subject", sf.Type, sf.Relation})
+	}
+	stream, err := s.perms.ReadRelationships(ctx, req)
+	if err != nil {
+		return ReadPage{}, translate(err, hints)
+	}
+	var page ReadPage
+	for {
+		res, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return page, nil
+		}
+		if err != nil {
+			if status.Code(err) == codes.InvalidArgument && r.Cursor != "" {
+				return ReadPage{}, trellis.Invalid("cursor", "is not valid for this request")
+			}
+			return ReadPage{}, translate(err, hints)
+		}
+		page.Relationships = append(page.Relationships, fromV1Relationship(res.Relationship))
+		page.ReadAt = res.ReadAt.GetToken()
+		if r.PageSize > 0 && len(page.Relationships) == r.PageSize {
+			page.NextCursor = res.AfterResultCursor.GetToken()
+		}
+	}
+}
+
+// ReadSchema returns the stored schema text ("" when none was written).
+func (s *SpiceDB) ReadSchema(ctx context.Context) (string, error) {
+	resp, err := s.schema.ReadSchema(ctx, &v1.ReadSchemaRequest{})
+	if status.Code(err) == codes.NotFound {
+		return "", nil
+	}
+	if err != nil {
+		return "", translate(err, nil)
+	}
+	return resp.SchemaText, nil
+}
+
+// WriteSchema replaces the schema. SpiceDB refuses changes that would orphan
+// stored relationships; that refusal is a *trellis.RuleError.
+func (s *SpiceDB) WriteSchema(ctx context.Context, text string) (string, error) {
+	resp, err := s.schema.WriteSchema(ctx, &v1.WriteSchemaRequest{Schema: text})
+	if err != nil {
+		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
+			return "", &trellis.RuleError{Code: "schema_in_use", Message: st.Message()}
+		}
+		if st, ok := status.FromError(err); ok && st.Code() == codes.InvalidArgument {
+			return "", trellis.Invalid("text", "%s", st.Message())
+		}
+		return "", translate(err, nil)
+	}
+	token := resp.WrittenAt.GetToken()
+	s.noteWrite(token)
+	return token, nil
+}
+
+// Ready reports whether SpiceDB answers.
+func (s *SpiceDB) Ready(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := s.ReadSchema(ctx); err != nil {
+		return fmt.Errorf("engine: not ready: %w: %v", trellis.ErrUnavailable, err)
+	}
+	return nil
+}
+
+// fieldHint maps a definition (and relation) SpiceDB may reject to the request field naming it.
+type fieldHint struct {
+	field, definition, relation string
+}
+
+// translate turns a gRPC error into a domain error, naming the request field
+// when SpiceDB says which definition or relation it did not know.
+func translate(err error, hints []fieldHint) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("engine: %w: %v", trellis.ErrUnavailable, err)
+	}
+	switch st.Code() {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.OutOfRange:
+		field := ""
+		for _, d := range st.Details() {
+			info, ok := d.(*errdetails.ErrorInfo)
+			if !ok {
+				continue
+			}
+			def := info.Metadata["definition_name"]
+			rel := info.Metadata["relation_or_permission_name"]
+			for _, h := range hints {
+				if h.definition == def && (rel == "" && h.relation == "" || rel != "" && h.relation == rel) {
+					field = h.field
+					break
+				}
+			}
+		}
+		return &trellis.ValidationError{Field: field, Message: st.Message()}
+	case codes.NotFound:
+		return fmt.Errorf("engine: %w: %s", trellis.ErrNotFound, st.Message())
+	case codes.AlreadyExists, codes.Aborted:
+		return fmt.Errorf("engine: %w: %s", trellis.ErrConflict, st.Message())
+	case codes.ResourceExhausted:
+		return fmt.Errorf("engine: %w: %s", trellis.ErrUnavailable, st.Message())
+	}
+	return fmt.Errorf("engine: %w: %s: %s", trellis.ErrUnavailable, st.Code(), st.Message())
+}
+
+func translateWrite(err error, updates []RelationshipUpdate) error {
+	var hints []fieldHint
+	for i, u := range updates {
+		f := fmt.Sprintf("updates[%d].relationship", i)
+		r := u.Relationship
+		hints = append(hints,
+			fieldHint{f + ".resource", r.Resource.Type, ""},
+			fieldHint{f + ".relation", r.Resource.Type, r.Relation},
+			fieldHint{f + ".subject", r.Subject.Object.Type, r.Subject.Relation},
+		)
+		if r.Caveat != nil {
+			hints = append(hints, fieldHint{f + ".caveat.name", r.Caveat.Name, ""})
+		}
+	}
+	if st, ok := status.FromError(err); ok && st.Code() == codes.AlreadyExists {
+		return fmt.Errorf("engine: %w: %s", trellis.ErrConflict, st.Message())
+	}
+	return translate(err, hints)
+}

@@ -1,0 +1,239 @@
+package schema
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+
+	"github.com/authzed/spicedb/pkg/development"
+	nsdiff "github.com/authzed/spicedb/pkg/diff/namespace"
+	core "github.com/authzed/spicedb/pkg/proto/core/v1"
+	devinterface "github.com/authzed/spicedb/pkg/proto/developer/v1"
+	"google.golang.org/protobuf/types/known/structpb"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	"github.com/trellis-iam/trellis/engine"
+)
+
+// Bounds of the access-impact computation of a schema diff.
+const (
+	impactMaxRelationships = 20000
+	impactMaxResources     = 200
+	impactMaxSamples       = 20
+)
+
+// accessImpact evaluates, for each definition whose permissions change, which
+// users gain or lose which permission on stored resources. The proposed schema
+// runs in a scratch in-memory SpiceDB loaded with the stored relationships.
+func (m *Manager) accessImpact(ctx context.Context, proposed string, changes []Change, impact *Impact) error {
+	affected := map[string]bool{}
+	for _, c := range changes {
+		switch c.Kind {
+		case string(nsdiff.ChangedPermissionImpl), string(nsdiff.RemovedPermission), string(nsdiff.AddedPermission),
+			string(nsdiff.LegacyChangedRelationImpl), string(nsdiff.RelationAllowedTypeAdded), string(nsdiff.RelationAllowedTypeRemoved):
+			affected[c.Definition] = true
+		}
+	}
+	if len(affected) == 0 {
+		return nil
+	}
+	newC, err := compile("proposed", proposed)
+	if err != nil {
+		return parseProblem(err)
+	}
+	oldDefs, err := m.currentPermissions(ctx)
+	if err != nil {
+		return err
+	}
+	var tuples []*core.RelationTuple
+	for _, d := range newC.ObjectDefinitions {
+		rels, err := m.readAll(ctx, d.Name, impactMaxRelationships-len(tuples))
+		if err != nil {
+			return err
+		}
+		for _, r := range rels {
+			tuples = append(tuples, coreTuple(r))
+		}
+	}
+	dev, devErrs, err := development.NewDevContext(ctx, &devinterface.RequestContext{Schema: proposed, Relationships: tuples})
+	if err != nil {
+		return fmt.Errorf("schema: scratch engine: %w", err)
+	}
+	if devErrs != nil && len(devErrs.InputErrors) > 0 {
+		return fmt.Errorf("schema: scratch engine: %s", devErrs.InputErrors[0].Message)
+	}
+	defer dev.Dispose()
+	conn, stop, err := dev.RunV1InMemoryService()
+	if err != nil {
+		return fmt.Errorf("schema: scratch engine: %w", err)
+	}
+	defer stop()
+	scratch := engine.NewSpiceDB(conn)
+
+	newPerms := map[string][]string{}
+	for _, d := range newC.ObjectDefinitions {
+		for _, r := range d.Relation {
+			if r.UsersetRewrite != nil {
+				newPerms[d.Name] = append(newPerms[d.Name], r.Name)
+			}
+		}
+	}
+	names := make([]string, 0, len(affected))
+	for n := range affected {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, def := range names {
+		ids, err := m.resourceIDs(ctx, def)
+		if err != nil {
+			return err
+		}
+		perms := union(oldDefs[def], newPerms[def])
+		for _, id := range ids {
+			for _, p := range perms {
+				before, err := m.usersWith(ctx, m.graph, def, id, p, slices.Contains(oldDefs[def], p))
+				if err != nil {
+					return err
+				}
+				after, err := m.usersWith(ctx, scratch, def, id, p, slices.Contains(newPerms[def], p))
+				if err != nil {
+					return err
+				}
+				for u := range after {
+					if !before[u] {
+						impact.SubjectsGaining++
+						sample(impact, fmt.Sprintf("gains: user:%s %s on %s:%s", u, p, def, id))
+					}
+				}
+				for u := range before {
+					if !after[u] {
+						impact.SubjectsLosing++
+						sample(impact, fmt.Sprintf("loses: user:%s %s on %s:%s", u, p, def, id))
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func sample(impact *Impact, s string) {
+	if len(impact.Samples) < impactMaxSamples {
+		impact.Samples = append(impact.Samples, s)
+	}
+}
+
+type subjectLookup interface {
+	LookupSubjects(ctx context.Context, req engine.LookupSubjectsRequest) ([]engine.FoundObject, error)
+}
+
+func (m *Manager) usersWith(ctx context.Context, g subjectLookup, def, id, perm string, exists bool) (map[string]bool, error) {
+	out := map[string]bool{}
+	if !exists {
+		return out, nil
+	}
+	found, err := g.LookupSubjects(ctx, engine.LookupSubjectsRequest{
+		Resource: engine.ObjectRef{Type: def, ID: id}, Permission: perm, SubjectType: "user",
+		Consistency: engine.Consistency{Mode: engine.FullyConsistent},
+	})
+	if err != nil {
+		return nil, err
+	}
+	for _, f := range found {
+		out[f.ID] = true
+	}
+	return out, nil
+}
+
+func (m *Manager) currentPermissions(ctx context.Context) (map[string][]string, error) {
+	text, err := m.graph.ReadSchema(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]string{}
+	if text == "" {
+		return out, nil
+	}
+	cs, err := compile("current", text)
+	if err != nil {
+		return nil, fmt.Errorf("schema: compile current: %w", err)
+	}
+	for _, d := range cs.ObjectDefinitions {
+		for _, r := range d.Relation {
+			if r.UsersetRewrite != nil {
+				out[d.Name] = append(out[d.Name], r.Name)
+			}
+		}
+	}
+	return out, nil
+}
+
+func (m *Manager) readAll(ctx context.Context, resourceType string, limit int) ([]engine.Relationship, error) {
+	var out []engine.Relationship
+	cursor := ""
+	for limit > 0 {
+		page, err := m.graph.ReadRelationships(ctx, engine.ReadRequest{
+			Filter: engine.RelationshipFilter{ResourceType: resourceType}, Consistency: engine.Consistency{Mode: engine.FullyConsistent},
+			PageSize: min(1000, limit), Cursor: cursor,
+		})
+		if err != nil {
+			return out, nil // a type unknown to the stored schema holds nothing
+		}
+		out = append(out, page.Relationships...)
+		limit -= len(page.Relationships)
+		if page.NextCursor == "" {
+			break
+		}
+		cursor = page.NextCursor
+	}
+	return out, nil
+}
+
+func (m *Manager) resourceIDs(ctx context.Context, def string) ([]string, error) {
+	rels, err := m.readAll(ctx, def, impactMaxRelationships)
+	if err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	var ids []string
+	for _, r := range rels {
+		if !seen[r.Resource.ID] && len(ids) < impactMaxResources {
+			seen[r.Resource.ID] = true
+			ids = append(ids, r.Resource.ID)
+		}
+	}
+	return ids, nil
+}
+
+func coreTuple(r engine.Relationship) *core.RelationTuple {
+	subRel := r.Subject.Relation
+	if subRel == "" {
+		subRel = "..."
+	}
+	t := &core.RelationTuple{
+		ResourceAndRelation: &core.ObjectAndRelation{Namespace: r.Resource.Type, ObjectId: r.Resource.ID, Relation: r.Relation},
+		Subject:             &core.ObjectAndRelation{Namespace: r.Subject.Object.Type, ObjectId: r.Subject.Object.ID, Relation: subRel},
+	}
+	if r.Caveat != nil {
+		st, _ := structpb.NewStruct(r.Caveat.Context)
+		t.Caveat = &core.ContextualizedCaveat{CaveatName: r.Caveat.Name, Context: st}
+	}
+	if r.ExpiresAt != nil {
+		t.OptionalExpirationTime = timestamppb.New(*r.ExpiresAt)
+	}
+	return t
+}
+
+func union(a, b []string) []string {
+	seen := map[string]bool{}
+	var out []string
+	for _, s := range append(append([]string{}, a...), b...) {
+		if !seen[s] {
+			seen[s] = true
+			out = append(out, s)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
