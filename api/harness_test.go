@@ -1,0 +1,166 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"go.uber.org/goleak"
+
+	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
+)
+
+const testKey = "test-admin-key"
+
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		// process-wide workers started once by SpiceDB's dependencies
+		goleak.IgnoreAnyFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreTopFunction("github.com/dgraph-io/ristretto/v2.(*defaultPolicy[...]).processItems"),
+		goleak.IgnoreTopFunction("github.com/maypok86/otter/v2.(*Cache[...]).periodicCleanUp"),
+		goleak.IgnoreTopFunction("cloud.google.com/go/spanner.(*endpointLatencyRegistry).runCleanup"),
+	)
+}
+
+// harness is a running Trellis API over a fresh embedded SpiceDB (memdb).
+type harness struct {
+	t   testing.TB
+	url string
+	eng *engine.Embedded
+}
+
+// newHarness starts SpiceDB in process, applies app as the app schema and serves the API.
+func newHarness(t testing.TB, app string) *harness {
+	t.Helper()
+	ctx := context.Background()
+	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
+	if err != nil {
+		t.Fatalf("start engine: %v", err)
+	}
+	schemas := schema.NewManager(eng)
+	if _, err := schemas.Bootstrap(ctx, app); err != nil {
+		eng.Close()
+		t.Fatalf("bootstrap schema: %v", err)
+	}
+	srv := httptest.NewServer(api.New(api.Deps{Engine: eng, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: eng}, AdminKey: testKey}))
+	t.Cleanup(func() {
+		srv.Close()
+		if err := eng.Close(); err != nil {
+			t.Errorf("close engine: %v", err)
+		}
+	})
+	return &harness{t: t, url: srv.URL, eng: eng}
+}
+
+// call sends body (marshalled unless it is a string or []byte) with the admin key.
+func (h *harness) call(method, path string, body any) (int, map[string]any) {
+	h.t.Helper()
+	return h.callAs(testKey, method, path, body)
+}
+
+func (h *harness) callAs(key, method, path string, body any) (int, map[string]any) {
+	h.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case string:
+		rd = bytes.NewBufferString(b)
+	case []byte:
+		rd = bytes.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		if err != nil {
+			h.t.Fatalf("marshal: %v", err)
+		}
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, h.url+path, rd)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if key != "" {
+		req.Header.Set("Authorization", "Bearer "+key)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	out := map[string]any{}
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			h.t.Fatalf("%s %s: status %d, body not a JSON object: %q", method, path, resp.StatusCode, raw)
+		}
+	}
+	if resp.StatusCode >= 400 {
+		if ct := resp.Header.Get("Content-Type"); ct != "application/problem+json" {
+			h.t.Errorf("%s %s: status %d with Content-Type %q, want application/problem+json", method, path, resp.StatusCode, ct)
+		}
+	}
+	return resp.StatusCode, out
+}
+
+// must calls and fails the test unless the status is want.
+func (h *harness) must(want int, method, path string, body any) map[string]any {
+	h.t.Helper()
+	got, out := h.call(method, path, body)
+	if got != want {
+		h.t.Fatalf("%s %s: status %d, want %d: %v", method, path, got, want, out)
+	}
+	return out
+}
+
+// write touches relationships given as {resource, relation, subject} maps.
+func (h *harness) write(rels ...map[string]any) string {
+	h.t.Helper()
+	var updates []map[string]any
+	for _, r := range rels {
+		updates = append(updates, map[string]any{"operation": "touch", "relationship": r})
+	}
+	out := h.must(200, "POST", "/v1/relationships/write", map[string]any{"updates": updates})
+	tok, _ := out["writtenAt"].(string)
+	if tok == "" {
+		h.t.Fatalf("write returned no writtenAt: %v", out)
+	}
+	return tok
+}
+
+func rel(resource, relation, subject string) map[string]any {
+	return map[string]any{"resource": resource, "relation": relation, "subject": subject}
+}
+
+// check returns the permissionship of one check.
+func (h *harness) check(resource, permission, subject string) string {
+	h.t.Helper()
+	out := h.must(200, "POST", "/v1/check", map[string]any{"resource": resource, "permission": permission, "subject": subject})
+	p, _ := out["permissionship"].(string)
+	if allowed := out["allowed"] == true; allowed != (p == "HAS_PERMISSION") {
+		h.t.Fatalf("allowed=%v disagrees with permissionship %s", out["allowed"], p)
+	}
+	return p
+}
+
+// docApp is the app schema most API tests use.
+const docApp = `
+caveat ip_allowed(ip ipaddress, cidr string) {
+	ip.in_cidr(cidr)
+}
+
+definition document {
+	relation org: organization
+	relation owner: user
+	relation viewer: user | user:* | group#member | user with ip_allowed | user with expiration
+	relation banned: user
+	permission edit = owner + org->manage
+	permission view = (edit + viewer + org->access) - banned
+}
+`
