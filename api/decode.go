@@ -129,7 +129,7 @@ type relationshipJSON struct {
 	Relation  string      `json:"relation"`
 	Subject   string      `json:"subject"`
 	Caveat    *caveatJSON `json:"caveat,omitempty"`
-	ExpiresAt *time.Time  `json:"expiresAt,omitempty"`
+	ExpiresAt string      `json:"expiresAt,omitempty"`
 }
 
 type caveatJSON struct {
@@ -152,7 +152,14 @@ func (r relationshipJSON) parse(field string) (engine.Relationship, error) {
 	if err != nil {
 		return engine.Relationship{}, err
 	}
-	out := engine.Relationship{Resource: res, Relation: r.Relation, Subject: sub, ExpiresAt: r.ExpiresAt}
+	out := engine.Relationship{Resource: res, Relation: r.Relation, Subject: sub}
+	if r.ExpiresAt != "" {
+		t, err := time.Parse(time.RFC3339Nano, r.ExpiresAt)
+		if err != nil {
+			return engine.Relationship{}, trellis.Invalid(field+".expiresAt", "must be an RFC 3339 time, got %q", r.ExpiresAt)
+		}
+		out.ExpiresAt = &t
+	}
 	if r.Caveat != nil {
 		if r.Caveat.Name == "" {
 			return engine.Relationship{}, trellis.Invalid(field+".caveat.name", "is required")
@@ -170,7 +177,10 @@ func (r relationshipJSON) parse(field string) (engine.Relationship, error) {
 }
 
 func toRelationshipJSON(r engine.Relationship) relationshipJSON {
-	out := relationshipJSON{Resource: r.Resource.String(), Relation: r.Relation, Subject: r.Subject.String(), ExpiresAt: r.ExpiresAt}
+	out := relationshipJSON{Resource: r.Resource.String(), Relation: r.Relation, Subject: r.Subject.String()}
+	if r.ExpiresAt != nil {
+		out.ExpiresAt = r.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
 	if r.Caveat != nil {
 		out.Caveat = &caveatJSON{Name: r.Caveat.Name, Context: r.Caveat.Context}
 	}

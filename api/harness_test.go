@@ -164,3 +164,16 @@ definition document {
 	permission view = (edit + viewer + org->access) - banned
 }
 `
+
+// rawAuth sends a check with the Authorization header exactly as given.
+func (h *harness) rawAuth(header string) int {
+	h.t.Helper()
+	req, _ := http.NewRequest("POST", h.url+"/v1/check", bytes.NewBufferString(`{"resource":"document:d1","permission":"view","subject":"user:ann"}`))
+	req.Header.Set("Authorization", header)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}

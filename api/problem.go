@@ -70,7 +70,6 @@ func problemFor(err error, log *slog.Logger) *Problem {
 	return newProblem(http.StatusInternalServerError, "internal", "internal error")
 }
 
-
 // errorHandler is echo's single HTTPErrorHandler: every error becomes problem+json.
 func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 	return func(err error, c echo.Context) {

@@ -50,7 +50,6 @@ type Caller struct {
 	Name string
 }
 
-
 func callerOf(c echo.Context) Caller {
 	v, _ := c.Get("caller").(Caller)
 	return v

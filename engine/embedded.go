@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"google.golang.org/grpc"
@@ -56,6 +57,9 @@ type Embedded struct {
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	done   chan error
+
+	closeOnce sync.Once
+	closeErr  error
 }
 
 // StartEmbedded starts SpiceDB in process. Close stops it.
@@ -106,12 +110,16 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 
 // Close stops the embedded server: client first, then the server (which closes
 // the datastore it created).
+// Closing twice is harmless.
 func (e *Embedded) Close() error {
-	cerr := e.conn.Close()
-	e.cancel()
-	rerr := <-e.done
-	if rerr != nil && !errors.Is(rerr, context.Canceled) {
-		return rerr
-	}
-	return cerr
+	e.closeOnce.Do(func() {
+		cerr := e.conn.Close()
+		e.cancel()
+		if rerr := <-e.done; rerr != nil && !errors.Is(rerr, context.Canceled) {
+			e.closeErr = rerr
+			return
+		}
+		e.closeErr = cerr
+	})
+	return e.closeErr
 }

@@ -232,8 +232,6 @@ type compiledSchema struct {
 	defs map[string]*core.NamespaceDefinition
 }
 
-
-
 func (s *SpiceDB) compiledDefinitions(ctx context.Context) (map[string]*core.NamespaceDefinition, error) {
 	text, err := s.ReadSchema(ctx)
 	if err != nil {

@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	caveattypes "github.com/authzed/spicedb/pkg/caveats/types"
 	"github.com/authzed/spicedb/pkg/diff"
 	nsdiff "github.com/authzed/spicedb/pkg/diff/namespace"
 
@@ -125,7 +126,7 @@ func (m *Manager) diff(oldText, newText string) ([]Change, error) {
 	if err != nil {
 		return nil, parseProblem(err)
 	}
-	d, err := diff.DiffSchemas(diff.NewDiffableSchemaFromCompiledSchema(oldC), diff.NewDiffableSchemaFromCompiledSchema(newC), nil)
+	d, err := diff.DiffSchemas(diff.NewDiffableSchemaFromCompiledSchema(oldC), diff.NewDiffableSchemaFromCompiledSchema(newC), caveattypes.Default.TypeSet)
 	if err != nil {
 		return nil, fmt.Errorf("schema: diff: %w", err)
 	}
