@@ -1,0 +1,158 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/spf13/cobra"
+)
+
+// syncBuffer is a goroutine-safe output sink for serve.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+var curlLine = regexp.MustCompile(`curl -s (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application/json' -d '([^']+)'`)
+
+// TestDemoTourAnswersAsPrinted starts `trellis serve --demo` as make run does and runs
+// the three printed curl commands: allowed, denied, and an explain with a path.
+func TestDemoTourAnswersAsPrinted(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cfg := defaultConfig()
+	cfg.Addr, cfg.Demo = "127.0.0.1:0", true
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, out) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	var cmds [][]string
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		if cmds = curlLine.FindAllStringSubmatch(out.String(), -1); len(cmds) == 3 {
+			break
+		}
+		select {
+		case err := <-done:
+			t.Fatalf("serve ended: %v\n%s", err, out.String())
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+	if len(cmds) != 3 {
+		t.Fatalf("want 3 curl commands in the banner, got %d:\n%s", len(cmds), out.String())
+	}
+	if !strings.Contains(out.String(), "Admin key") {
+		t.Errorf("banner does not print the generated admin key:\n%s", out.String())
+	}
+	results := make([]map[string]any, 3)
+	for i, c := range cmds {
+		req, _ := http.NewRequest("POST", c[1], strings.NewReader(c[3]))
+		req.Header.Set("Authorization", "Bearer "+c[2])
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			t.Fatalf("curl %d: status %d %s", i+1, resp.StatusCode, raw)
+		}
+		if err := json.Unmarshal(raw, &results[i]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if results[0]["allowed"] != true {
+		t.Errorf("first curl should be allowed: %v", results[0])
+	}
+	if results[1]["allowed"] != false {
+		t.Errorf("second curl should be denied: %v", results[1])
+	}
+	paths, _ := results[2]["paths"].([]any)
+	if results[2]["allowed"] != true || len(paths) != 1 || len(paths[0].([]any)) != 4 {
+		t.Errorf("explain should show one 4-step path: %v", results[2])
+	}
+}
+
+func TestSchemaValidateCommand(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.zed")
+	bad := filepath.Join(dir, "bad.zed")
+	os.WriteFile(good, []byte(demoAppSchema), 0o600)
+	os.WriteFile(bad, []byte("definition document {\n\trelation org: organization\n\tpermission view = nothing_here\n}\n"), 0o600)
+
+	run := func(args ...string) (string, error) {
+		cmd := rootCmd()
+		var b bytes.Buffer
+		cmd.SetOut(&b)
+		cmd.SetArgs(args)
+		err := cmd.Execute()
+		return b.String(), err
+	}
+	if out, err := run("schema", "validate", good); err != nil || !strings.Contains(out, "valid") {
+		t.Fatalf("good schema: %v %q", err, out)
+	}
+	out, err := run("schema", "validate", bad)
+	if err == nil {
+		t.Fatalf("bad schema accepted: %q", out)
+	}
+	if !strings.Contains(out, bad+":3:") {
+		t.Errorf("error should point at line 3 of the file: %q", out)
+	}
+	if out, err := run("version"); err != nil || !strings.HasPrefix(out, "trellis ") {
+		t.Errorf("version: %v %q", err, out)
+	}
+}
+
+func TestConfigFromEnvAndValidate(t *testing.T) {
+	t.Setenv("TRELLIS_DATASTORE", "postgres")
+	t.Setenv("TRELLIS_ADDR", "127.0.0.1:9999")
+	cfg := defaultConfig()
+	cmd := &cobra.Command{Use: "serve"}
+	bindServeFlags(cmd, &cfg)
+	if err := cmd.ParseFlags([]string{"--addr", "127.0.0.1:7777"}); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(cmd); err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Addr != "127.0.0.1:7777" {
+		t.Errorf("a command-line flag must win over env: %q", cfg.Addr)
+	}
+	if cfg.Datastore != "postgres" {
+		t.Errorf("env not applied: %q", cfg.Datastore)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--database-url") {
+		t.Errorf("postgres without a URL must be refused naming --database-url: %v", err)
+	}
+	cfg.Datastore, cfg.LogLevel = "cassandra", "loud"
+	err := cfg.Validate()
+	if err == nil || !strings.Contains(err.Error(), "--datastore") || !strings.Contains(err.Error(), "--log-level") {
+		t.Errorf("every invalid setting must be reported: %v", err)
+	}
+}
