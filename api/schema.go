@@ -30,19 +30,20 @@ type schemaTextJSON struct {
 	ExpectedVersion *int    `json:"expectedVersion"`
 }
 
-func (in schemaTextJSON) text() (string, error) {
-	if in.Text == nil {
-		return "", trellis.Invalid("text", "is required (the app part of the schema; may be empty)")
+// bindSchemaText decodes {text, expectedVersion?}; text is required (it may be empty).
+func bindSchemaText(c echo.Context) (schemaTextJSON, string, error) {
+	var in schemaTextJSON
+	if err := bind(c, &in); err != nil {
+		return in, "", err
 	}
-	return *in.Text, nil
+	if in.Text == nil {
+		return in, "", trellis.Invalid("text", "is required (the app part of the schema; may be empty)")
+	}
+	return in, *in.Text, nil
 }
 
 func (s *Server) putSchema(c echo.Context) error {
-	var in schemaTextJSON
-	if err := bind(c, &in); err != nil {
-		return err
-	}
-	text, err := in.text()
+	in, text, err := bindSchemaText(c)
 	if err != nil {
 		return err
 	}
@@ -54,11 +55,7 @@ func (s *Server) putSchema(c echo.Context) error {
 }
 
 func (s *Server) validateSchema(c echo.Context) error {
-	var in schemaTextJSON
-	if err := bind(c, &in); err != nil {
-		return err
-	}
-	text, err := in.text()
+	_, text, err := bindSchemaText(c)
 	if err != nil {
 		return err
 	}
@@ -70,11 +67,7 @@ func (s *Server) validateSchema(c echo.Context) error {
 }
 
 func (s *Server) diffSchema(c echo.Context) error {
-	var in schemaTextJSON
-	if err := bind(c, &in); err != nil {
-		return err
-	}
-	text, err := in.text()
+	_, text, err := bindSchemaText(c)
 	if err != nil {
 		return err
 	}

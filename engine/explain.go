@@ -151,26 +151,10 @@ func appendPrefixed(out [][]Relationship, head Relationship, rest [][]Relationsh
 func (x *explainer) rewrite(ctx context.Context, obj ObjectRef, rw *core.UsersetRewrite, depth int) ([][]Relationship, error) {
 	switch op := rw.RewriteOperation.(type) {
 	case *core.UsersetRewrite_Union:
-		var out [][]Relationship
-		for _, c := range op.Union.Child {
-			p, err := x.child(ctx, obj, c, depth)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p...)
-		}
-		return out, nil
+		return x.children(ctx, obj, op.Union.Child, depth)
 	case *core.UsersetRewrite_Intersection:
 		// every branch is needed: the explanation lists the paths of each branch.
-		var out [][]Relationship
-		for _, c := range op.Intersection.Child {
-			p, err := x.child(ctx, obj, c, depth)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, p...)
-		}
-		return out, nil
+		return x.children(ctx, obj, op.Intersection.Child, depth)
 	case *core.UsersetRewrite_Exclusion:
 		// the grant comes from the base; the excluded branches grant nothing.
 		if len(op.Exclusion.Child) == 0 {
@@ -179,6 +163,18 @@ func (x *explainer) rewrite(ctx context.Context, obj ObjectRef, rw *core.Userset
 		return x.child(ctx, obj, op.Exclusion.Child[0], depth)
 	}
 	return nil, nil
+}
+
+func (x *explainer) children(ctx context.Context, obj ObjectRef, cs []*core.SetOperation_Child, depth int) ([][]Relationship, error) {
+	var out [][]Relationship
+	for _, c := range cs {
+		p, err := x.child(ctx, obj, c, depth)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, p...)
+	}
+	return out, nil
 }
 
 func (x *explainer) child(ctx context.Context, obj ObjectRef, c *core.SetOperation_Child, depth int) ([][]Relationship, error) {
