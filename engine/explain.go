@@ -238,6 +238,16 @@ func (s *SpiceDB) compiledDefinitions(ctx context.Context) (map[string]*core.Nam
 	if s.compiled.defs != nil && s.compiled.text == text {
 		return s.compiled.defs, nil
 	}
+	defs, err := compileDefinitions(text)
+	if err != nil {
+		return nil, err
+	}
+	s.compiled.text, s.compiled.defs = text, defs
+	return defs, nil
+}
+
+// compileDefinitions parses a schema into its object definitions by name.
+func compileDefinitions(text string) (map[string]*core.NamespaceDefinition, error) {
 	cs, err := compiler.Compile(compiler.InputSchema{Source: input.Source("schema"), SchemaString: text}, compiler.AllowUnprefixedObjectType())
 	if err != nil {
 		return nil, fmt.Errorf("engine: compile stored schema: %w", err)
@@ -246,6 +256,5 @@ func (s *SpiceDB) compiledDefinitions(ctx context.Context) (map[string]*core.Nam
 	for _, d := range cs.ObjectDefinitions {
 		defs[d.Name] = d
 	}
-	s.compiled.text, s.compiled.defs = text, defs
 	return defs, nil
 }

@@ -1,0 +1,554 @@
+package engine
+
+import (
+	"container/heap"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/singleflight"
+
+	"github.com/trellis-iam/trellis"
+)
+
+// CacheConfig bounds the check cache.
+type CacheConfig struct {
+	// MaxEntries caps the number of cached answers (all shards together).
+	MaxEntries int
+	// MaxBytes caps the approximate memory of cached answers.
+	MaxBytes int64
+	// Shards splits the cache to avoid one lock; a power of two is best.
+	Shards int
+	// TTL is a safety net: no answer is served older than this.
+	TTL time.Duration
+	// Registerer receives the cache metrics; nil keeps them private.
+	Registerer prometheus.Registerer
+}
+
+// Validate fills defaults.
+func (c *CacheConfig) Validate() error {
+	if c.MaxEntries <= 0 {
+		c.MaxEntries = 1_000_000
+	}
+	if c.MaxBytes <= 0 {
+		c.MaxBytes = 256 << 20
+	}
+	if c.Shards <= 0 {
+		c.Shards = 32
+	}
+	if c.TTL <= 0 {
+		c.TTL = 10 * time.Minute
+	}
+	return nil
+}
+
+// CacheStats are the cache's counters.
+type CacheStats struct {
+	Hits, Misses, Evictions, EpochBumps, EngineCalls uint64
+}
+
+type cacheEntry struct {
+	res      CheckResult
+	seq      uint64 // write sequence when the computation started
+	at       int64  // unix nanos when stored
+	deadline int64  // the earliest pending expiry when computed: not served at or after it
+	size     int64
+}
+
+type cacheShard struct {
+	mu    sync.Mutex
+	lru   *simplelru.LRU[string, cacheEntry]
+	bytes int64
+	max   int64
+}
+
+// Cached is the tenant-aware check cache, a decorator of an Engine. Keys carry
+// what makes an answer true: schema version, resource, permission, subject,
+// canonical caveat context and the tenancy stamp (tenant epoch, global epoch,
+// and the write counter for objects Trellis cannot confine). Writes through it
+// bump the epochs of the tenants they touch once SpiceDB has committed them.
+type Cached struct {
+	Engine
+	cfg    CacheConfig
+	shards []*cacheShard
+	seed   maphash.Seed
+	ten    *tenancy
+	flight singleflight.Group
+
+	schemaVersion atomic.Uint64
+	seq           atomic.Uint64 // writes applied through this cache
+	tokensMu      sync.Mutex
+	tokens        *simplelru.LRU[string, uint64] // write token -> seq
+
+	hits, misses, evictions, bumps, calls atomic.Uint64
+	metrics                               *cacheMetrics
+
+	expiry *expiryScheduler
+	now    func() time.Time
+}
+
+var _ Engine = (*Cached)(nil)
+
+// NewCached wraps next with a check cache.
+func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	c := &Cached{Engine: next, cfg: cfg, seed: maphash.MakeSeed(), ten: newTenancy(), now: time.Now}
+	perShard := max(1, cfg.MaxEntries/cfg.Shards)
+	for i := 0; i < cfg.Shards; i++ {
+		s := &cacheShard{max: cfg.MaxBytes / int64(cfg.Shards)}
+		l, err := simplelru.NewLRU[string, cacheEntry](perShard, func(_ string, e cacheEntry) {
+			s.bytes -= e.size
+			c.evictions.Add(1)
+			c.metrics.evictions.Inc()
+		})
+		if err != nil {
+			return nil, err
+		}
+		s.lru = l
+		c.shards = append(c.shards, s)
+	}
+	tokens, _ := simplelru.NewLRU[string, uint64](4096, nil)
+	c.tokens = tokens
+	c.metrics = newCacheMetrics(cfg.Registerer)
+	c.expiry = newExpiryScheduler(c.expired)
+	if err := c.refreshTerminalTypes(ctx); err != nil {
+		return nil, err
+	}
+	return c, nil
+}
+
+// Close stops the expiry timers.
+func (c *Cached) Close() { c.expiry.stop() }
+
+// Stats returns the cache counters.
+func (c *Cached) Stats() CacheStats {
+	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), EpochBumps: c.bumps.Load(), EngineCalls: c.calls.Load()}
+}
+
+func (c *Cached) key(req CheckRequest) (string, error) {
+	st := c.ten.stampOf(req.Resource)
+	var b strings.Builder
+	b.Grow(128)
+	b.WriteString(strconv.FormatUint(c.schemaVersion.Load(), 36))
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatUint(st.global, 36))
+	b.WriteByte('|')
+	b.WriteString(st.tenant)
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatUint(st.epoch, 36))
+	b.WriteByte('|')
+	b.WriteString(strconv.FormatUint(st.writes, 36))
+	b.WriteByte('|')
+	b.WriteString(req.Resource.Type)
+	b.WriteByte(':')
+	b.WriteString(req.Resource.ID)
+	b.WriteByte('#')
+	b.WriteString(req.Permission)
+	b.WriteByte('@')
+	b.WriteString(req.Subject.Object.Type)
+	b.WriteByte(':')
+	b.WriteString(req.Subject.Object.ID)
+	if req.Subject.Relation != "" {
+		b.WriteByte('#')
+		b.WriteString(req.Subject.Relation)
+	}
+	if len(req.Context) > 0 {
+		raw, err := json.Marshal(req.Context) // map keys are sorted: a canonical form
+		if err != nil {
+			return "", err
+		}
+		b.WriteByte('|')
+		b.Write(raw)
+	}
+	return b.String(), nil
+}
+
+func (c *Cached) shard(key string) *cacheShard {
+	return c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
+}
+
+// requiredSeq returns the write sequence a read must reflect, and false when
+// the request must bypass the cache (fully consistent, or a token this node did
+// not issue).
+func (c *Cached) requiredSeq(cons Consistency) (uint64, bool) {
+	switch cons.Mode {
+	case FullyConsistent:
+		return 0, false
+	case AtLeastAsFresh:
+		c.tokensMu.Lock()
+		seq, ok := c.tokens.Get(cons.Token)
+		c.tokensMu.Unlock()
+		return seq, ok
+	}
+	return 0, true
+}
+
+func (c *Cached) lookup(key string, need uint64) (CheckResult, bool) {
+	s := c.shard(key)
+	s.mu.Lock()
+	e, ok := s.lru.Get(key)
+	s.mu.Unlock()
+	if !ok {
+		return CheckResult{}, false
+	}
+	now := c.now().UnixNano()
+	if e.seq < need || now >= e.deadline || now-e.at > int64(c.cfg.TTL) {
+		return CheckResult{}, false
+	}
+	res := e.res
+	res.Cached = true
+	return res, true
+}
+
+func (c *Cached) store(key string, e cacheEntry) {
+	e.size = int64(len(key)) + 160 + int64(len(e.res.CheckedAt))
+	e.at = c.now().UnixNano()
+	s := c.shard(key)
+	s.mu.Lock()
+	if old, ok := s.lru.Peek(key); ok {
+		s.bytes -= old.size
+	}
+	s.lru.Add(key, e)
+	s.bytes += e.size
+	for s.bytes > s.max && s.lru.Len() > 0 {
+		s.lru.RemoveOldest()
+	}
+	s.mu.Unlock()
+}
+
+// Check answers from the cache when it can, else asks the engine once per key
+// (concurrent identical misses share one engine call).
+func (c *Cached) Check(ctx context.Context, req CheckRequest) (CheckResult, error) {
+	need, cacheable := c.requiredSeq(req.Consistency)
+	if !cacheable {
+		c.calls.Add(1)
+		c.metrics.calls.Inc()
+		return c.Engine.Check(ctx, req)
+	}
+	key, err := c.key(req)
+	if err != nil {
+		return c.Engine.Check(ctx, req)
+	}
+	if res, ok := c.lookup(key, need); ok {
+		c.hits.Add(1)
+		c.metrics.hits.Inc()
+		return res, nil
+	}
+	c.misses.Add(1)
+	c.metrics.misses.Inc()
+	v, err, _ := c.flight.Do(key, func() (any, error) {
+		e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
+		c.calls.Add(1)
+		c.metrics.calls.Inc()
+		res, err := c.Engine.Check(ctx, req)
+		if err != nil {
+			return nil, err
+		}
+		e.res = res
+		c.store(key, e)
+		return e, nil
+	})
+	if err != nil {
+		return CheckResult{}, err
+	}
+	e := v.(cacheEntry)
+	if e.seq < need { // joined a flight that started before the write the caller saw
+		c.calls.Add(1)
+		c.metrics.calls.Inc()
+		return c.Engine.Check(ctx, req)
+	}
+	return e.res, nil
+}
+
+// CheckBulk serves each item from the cache when it can and sends the rest to
+// the engine in one bulk call.
+func (c *Cached) CheckBulk(ctx context.Context, reqs []CheckRequest) ([]CheckResult, error) {
+	out := make([]CheckResult, len(reqs))
+	var missIdx []int
+	var missReqs []CheckRequest
+	var keys []string
+	for i, r := range reqs {
+		need, cacheable := c.requiredSeq(r.Consistency)
+		key := ""
+		if cacheable {
+			var err error
+			if key, err = c.key(r); err == nil {
+				if res, ok := c.lookup(key, need); ok {
+					c.hits.Add(1)
+					c.metrics.hits.Inc()
+					out[i] = res
+					continue
+				}
+			}
+		}
+		c.misses.Add(1)
+		c.metrics.misses.Inc()
+		missIdx, missReqs, keys = append(missIdx, i), append(missReqs, r), append(keys, key)
+	}
+	if len(missReqs) == 0 {
+		return out, nil
+	}
+	e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
+	c.calls.Add(1)
+	c.metrics.calls.Inc()
+	res, err := c.Engine.CheckBulk(ctx, missReqs)
+	if err != nil {
+		return nil, remapBulkField(err, missIdx)
+	}
+	for j, r := range res {
+		out[missIdx[j]] = r
+		if keys[j] != "" {
+			e.res = r
+			c.store(keys[j], e)
+		}
+	}
+	return out, nil
+}
+
+// WriteRelationships writes through, then bumps the epochs of every tenant the
+// updates touch, and schedules the expiry of expiring relationships.
+func (c *Cached) WriteRelationships(ctx context.Context, updates []RelationshipUpdate) (string, error) {
+	token, err := c.Engine.WriteRelationships(ctx, updates)
+	if err != nil {
+		// the write may or may not have been applied: invalidate as if it was
+		c.afterWrite("", updates)
+		return "", err
+	}
+	c.afterWrite(token, updates)
+	return token, nil
+}
+
+func (c *Cached) afterWrite(token string, updates []RelationshipUpdate) {
+	seq := c.seq.Add(1)
+	if token != "" {
+		c.tokensMu.Lock()
+		c.tokens.Add(token, seq)
+		c.tokensMu.Unlock()
+	}
+	n, global := c.ten.applied(updates)
+	c.countBumps(n, global)
+	now := c.now()
+	for _, u := range updates {
+		if u.Operation != OpDelete && u.Relationship.ExpiresAt != nil && u.Relationship.ExpiresAt.After(now) {
+			c.expiry.schedule(*u.Relationship.ExpiresAt, u.Relationship)
+		}
+	}
+}
+
+func (c *Cached) countBumps(n int, global bool) {
+	if global {
+		n++
+	}
+	c.bumps.Add(uint64(n))
+	c.metrics.bumps.Add(float64(n))
+}
+
+// WriteSchema writes through and invalidates every cached answer.
+func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
+	token, err := c.Engine.WriteSchema(ctx, text)
+	c.schemaVersion.Add(1)
+	c.ten.bumpAll()
+	c.countBumps(0, true)
+	if err != nil {
+		return "", err
+	}
+	c.seq.Add(1)
+	if rerr := c.refreshTerminalTypes(ctx); rerr != nil {
+		return token, nil // keep the previous set: it only makes keys coarser or finer, never wrong for known types
+	}
+	return token, nil
+}
+
+// refreshTerminalTypes records the types without relations (never traversed).
+func (c *Cached) refreshTerminalTypes(ctx context.Context) error {
+	text, err := c.Engine.ReadSchema(ctx)
+	if err != nil || text == "" {
+		return err
+	}
+	defs, err := compileDefinitions(text)
+	if err != nil {
+		return err
+	}
+	terminal := map[string]bool{}
+	for name, d := range defs {
+		if len(d.Relation) == 0 {
+			terminal[name] = true
+		}
+	}
+	c.ten.setTerminal(terminal)
+	return nil
+}
+
+// expiryHeartbeat is deleted (a no-op) at each expiry so SpiceDB moves to a new
+// revision: its dispatch cache can keep granting an expired relationship until
+// the next write.
+var expiryHeartbeat = RelationshipUpdate{Operation: OpDelete, Relationship: Relationship{
+	Resource: ObjectRef{Type: "impersonation", ID: "trellis-expiry-heartbeat"}, Relation: "target",
+	Subject: SubjectRef{Object: ObjectRef{Type: "user", ID: "trellis-expiry-heartbeat"}},
+}}
+
+// expired runs when relationships expire: a write moves SpiceDB past its
+// cache, then the tenants that could see the relationships are bumped.
+func (c *Cached) expired(rels []Relationship) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	token, err := c.Engine.WriteRelationships(ctx, []RelationshipUpdate{expiryHeartbeat})
+	objs := make([]ObjectRef, 0, len(rels))
+	for _, r := range rels {
+		objs = append(objs, r.Resource)
+	}
+	seq := c.seq.Add(1)
+	if err == nil {
+		c.tokensMu.Lock()
+		c.tokens.Add(token, seq)
+		c.tokensMu.Unlock()
+	}
+	c.ten.bumpObjects(objs...)
+	c.countBumps(len(objs), false)
+}
+
+// expiryScheduler fires a callback when scheduled relationships expire and
+// knows the earliest pending expiry (entries computed before it are not served
+// at or after it).
+type expiryScheduler struct {
+	mu       sync.Mutex
+	pending  expiryHeap
+	timer    *time.Timer
+	earliest atomic.Int64
+	fire     func([]Relationship)
+	stopped  bool
+	wg       sync.WaitGroup
+}
+
+type expiryItem struct {
+	at  time.Time
+	rel Relationship
+}
+
+type expiryHeap []expiryItem
+
+func (h expiryHeap) Len() int           { return len(h) }
+func (h expiryHeap) Less(i, j int) bool { return h[i].at.Before(h[j].at) }
+func (h expiryHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *expiryHeap) Push(x any)        { *h = append(*h, x.(expiryItem)) }
+func (h *expiryHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return it
+}
+
+func newExpiryScheduler(fire func([]Relationship)) *expiryScheduler {
+	s := &expiryScheduler{fire: fire}
+	s.earliest.Store(math.MaxInt64)
+	return s
+}
+
+func (s *expiryScheduler) next() int64 { return s.earliest.Load() }
+
+func (s *expiryScheduler) schedule(at time.Time, rel Relationship) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.stopped {
+		return
+	}
+	heap.Push(&s.pending, expiryItem{at: at, rel: rel})
+	s.rearm()
+}
+
+// rearm points the timer at the earliest pending expiry. Caller holds mu.
+func (s *expiryScheduler) rearm() {
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	if len(s.pending) == 0 {
+		s.earliest.Store(math.MaxInt64)
+		return
+	}
+	first := s.pending[0].at
+	s.earliest.Store(first.UnixNano())
+	// fire just after the instant, so the heartbeat revision is past the expiry
+	s.timer = time.AfterFunc(time.Until(first)+time.Millisecond, s.run)
+}
+
+func (s *expiryScheduler) run() {
+	s.mu.Lock()
+	if s.stopped {
+		s.mu.Unlock()
+		return
+	}
+	s.wg.Add(1)
+	defer s.wg.Done()
+	now := time.Now()
+	var due []Relationship
+	for len(s.pending) > 0 && !s.pending[0].at.After(now) {
+		due = append(due, heap.Pop(&s.pending).(expiryItem).rel)
+	}
+	s.mu.Unlock()
+	if len(due) > 0 {
+		s.fire(due)
+	}
+	s.mu.Lock()
+	if !s.stopped {
+		s.rearm()
+	}
+	s.mu.Unlock()
+}
+
+func (s *expiryScheduler) stop() {
+	s.mu.Lock()
+	s.stopped = true
+	if s.timer != nil {
+		s.timer.Stop()
+	}
+	s.mu.Unlock()
+	s.wg.Wait()
+}
+
+type cacheMetrics struct {
+	hits, misses, evictions, bumps, calls prometheus.Counter
+}
+
+func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
+	mk := func(name, help string) prometheus.Counter {
+		c := prometheus.NewCounter(prometheus.CounterOpts{Namespace: "trellis", Subsystem: "check_cache", Name: name, Help: help})
+		if reg != nil {
+			_ = reg.Register(c)
+		}
+		return c
+	}
+	return &cacheMetrics{
+		hits:      mk("hits_total", "Checks answered from the cache."),
+		misses:    mk("misses_total", "Checks not found in the cache."),
+		evictions: mk("evictions_total", "Entries evicted for space."),
+		bumps:     mk("epoch_bumps_total", "Tenant (or global) epochs bumped by writes, expiries and schema changes."),
+		calls:     mk("engine_calls_total", "Check calls that reached SpiceDB."),
+	}
+}
+
+// remapBulkField renames "items[j]" in a validation error of the miss batch to
+// the caller's index.
+func remapBulkField(err error, idx []int) error {
+	var ve *trellis.ValidationError
+	if !errors.As(err, &ve) || !strings.HasPrefix(ve.Field, "items[") {
+		return err
+	}
+	end := strings.IndexByte(ve.Field, ']')
+	j, perr := strconv.Atoi(ve.Field[len("items["):max(end, len("items["))])
+	if end < 0 || perr != nil || j < 0 || j >= len(idx) {
+		return err
+	}
+	return &trellis.ValidationError{Field: fmt.Sprintf("items[%d]", idx[j]) + ve.Field[end+1:], Message: ve.Message}
+}

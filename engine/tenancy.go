@@ -1,0 +1,304 @@
+package engine
+
+import (
+	"sync"
+)
+
+// maxAnchorHops bounds parent/anchor walks (the org tree is at most this deep).
+const maxAnchorHops = 64
+
+// tenancy maps objects to tenants (the top-level organization of their org
+// subtree) and keeps one epoch per tenant. It learns the mapping from the
+// relationships written through Trellis:
+//   - organization:c#parent@organization:p links an org to its parent;
+//   - R#rel@organization:o (or @X for an object X with a known tenant) anchors R to o;
+//   - organization:o#rel@X#... anchors an un-anchored X (a group, a role binding) to o.
+//
+// Correctness first: whatever it cannot confine falls back to coarser epochs.
+// An object with no known tenant is keyed by the global write counter (any write
+// invalidates it); a write to such an object bumps the global epoch; a tenant
+// that gains an edge to an object of unknown tenancy is tainted and from then on
+// keyed by the global write counter too. A tenant with an edge into another
+// tenant depends on it: bumping the source bumps the dependent.
+type tenancy struct {
+	mu         sync.RWMutex
+	parent     map[string]string              // org id -> parent org id
+	anchor     map[ObjectRef]ObjectRef        // object -> object it belongs to
+	epoch      map[string]uint64              // tenant root org id -> epoch
+	dependents map[string]map[string]struct{} // tenant -> tenants depending on it
+	tainted    map[string]struct{}
+	orphans    map[ObjectRef]struct{} // objects that lost their anchor: others may still reach them
+	global     uint64                 // bumped by writes Trellis cannot confine
+	writes     uint64                 // bumped by every write
+	terminal   map[string]bool        // types with no relations: never traversed
+}
+
+func newTenancy() *tenancy {
+	return &tenancy{
+		parent: map[string]string{}, anchor: map[ObjectRef]ObjectRef{}, epoch: map[string]uint64{},
+		dependents: map[string]map[string]struct{}{}, tainted: map[string]struct{}{}, orphans: map[ObjectRef]struct{}{},
+		terminal: map[string]bool{"user": true},
+	}
+}
+
+const orgType = "organization"
+
+// tenantOf returns the tenant root of obj, or "" when unknown. Caller holds mu.
+func (t *tenancy) tenantOf(obj ObjectRef) string {
+	for hops := 0; hops < maxAnchorHops; hops++ {
+		if obj.Type == orgType {
+			id := obj.ID
+			for i := 0; i < maxAnchorHops; i++ {
+				p, ok := t.parent[id]
+				if !ok {
+					return id
+				}
+				id = p
+			}
+			return "" // a cycle or a tree deeper than the bound: treat as unknown
+		}
+		a, ok := t.anchor[obj]
+		if !ok {
+			return ""
+		}
+		obj = a
+	}
+	return ""
+}
+
+// stamp is what a cache key carries about the tenancy of a resource.
+type stamp struct {
+	tenant string
+	epoch  uint64
+	global uint64
+	writes uint64 // set only when the resource's tenant is unknown or tainted
+}
+
+func (t *tenancy) stampOf(obj ObjectRef) stamp {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	s := stamp{global: t.global}
+	s.tenant = t.tenantOf(obj)
+	if s.tenant == "" {
+		s.writes = t.writes
+		return s
+	}
+	s.epoch = t.epoch[s.tenant]
+	if _, bad := t.tainted[s.tenant]; bad {
+		s.writes = t.writes
+	}
+	return s
+}
+
+// setTerminal records the types that have no relations in the schema.
+func (t *tenancy) setTerminal(types map[string]bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.terminal = types
+}
+
+// applied updates the index for relationships just written and bumps every
+// tenant they touch (before and after the change), with dependents. It returns
+// the number of tenant epochs bumped and whether the global epoch was bumped.
+func (t *tenancy) applied(updates []RelationshipUpdate) (bumped int, global bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.writes++
+	touched := map[string]struct{}{}
+	before := func(r Relationship) {
+		t.touch(touched, &global, r.Resource)
+	}
+	for _, u := range updates {
+		before(u.Relationship)
+	}
+	for _, u := range updates {
+		t.index(u)
+	}
+	for _, u := range updates {
+		r := u.Relationship
+		t.touch(touched, &global, r.Resource)
+		if u.Operation != OpDelete {
+			t.link(r)
+		}
+	}
+	if global {
+		t.global++
+	}
+	return t.bump(touched), global
+}
+
+// touch collects the tenant of obj. An object of unknown tenancy needs no bump:
+// its own entries are keyed by the write counter, and tenants with edges into it
+// are tainted. Only an orphan (an object that lost its anchor, which entries of
+// its former tenant may still reach, even after it is anchored again) forces a
+// global bump.
+func (t *tenancy) touch(touched map[string]struct{}, global *bool, obj ObjectRef) {
+	if tn := t.tenantOf(obj); tn != "" {
+		touched[tn] = struct{}{}
+	}
+	if t.orphanOnChain(obj) {
+		*global = true
+	}
+}
+
+// orphanOnChain reports whether obj or any object it is anchored through lost an anchor.
+func (t *tenancy) orphanOnChain(obj ObjectRef) bool {
+	if len(t.orphans) == 0 {
+		return false
+	}
+	for hops := 0; hops < maxAnchorHops; hops++ {
+		if _, orphan := t.orphans[obj]; orphan {
+			return true
+		}
+		a, ok := t.anchor[obj]
+		if !ok {
+			return false
+		}
+		obj = a
+	}
+	return true
+}
+
+// index records parent links and anchors (or removes them on delete).
+func (t *tenancy) index(u RelationshipUpdate) {
+	r := u.Relationship
+	sub := r.Subject.Object
+	if r.Subject.IsWildcard() || t.terminal[sub.Type] {
+		return
+	}
+	if r.Resource.Type == orgType && r.Relation == "parent" && sub.Type == orgType {
+		if u.Operation == OpDelete {
+			if t.parent[r.Resource.ID] == sub.ID {
+				delete(t.parent, r.Resource.ID)
+			}
+			return
+		}
+		oldRoot := t.tenantOf(r.Resource)
+		t.parent[r.Resource.ID] = sub.ID
+		if newRoot := t.tenantOf(r.Resource); oldRoot != "" && newRoot != "" && oldRoot != newRoot {
+			t.merge(oldRoot, newRoot)
+		}
+		return
+	}
+	if u.Operation == OpDelete {
+		if r.Resource.Type != orgType && t.anchor[r.Resource] == sub {
+			delete(t.anchor, r.Resource)
+			t.orphans[r.Resource] = struct{}{}
+		}
+		return
+	}
+	switch {
+	case r.Resource.Type != orgType:
+		if _, has := t.anchor[r.Resource]; !has && sub != r.Resource {
+			t.anchor[r.Resource] = sub
+		}
+	case sub.Type != orgType:
+		if _, has := t.anchor[sub]; !has {
+			t.anchor[sub] = r.Resource
+		}
+	}
+}
+
+// link records that the resource's tenant depends on the subject's tenant.
+func (t *tenancy) link(r Relationship) {
+	sub := r.Subject.Object
+	if r.Subject.IsWildcard() || t.terminal[sub.Type] {
+		return
+	}
+	from := t.tenantOf(r.Resource)
+	if from == "" {
+		return // writes to it already bump the global epoch
+	}
+	to := t.tenantOf(sub)
+	switch {
+	case to == "":
+		t.tainted[from] = struct{}{}
+	case to != from:
+		if t.dependents[to] == nil {
+			t.dependents[to] = map[string]struct{}{}
+		}
+		t.dependents[to][from] = struct{}{}
+	}
+}
+
+// merge makes a subtree that moved from tenant old to tenant new keep every
+// dependency of old: new depends on what old depended on, and dependents of
+// old depend on new.
+func (t *tenancy) merge(old, new string) {
+	for _, deps := range t.dependents {
+		if _, ok := deps[old]; ok {
+			deps[new] = struct{}{}
+		}
+	}
+	if deps, ok := t.dependents[old]; ok {
+		if t.dependents[new] == nil {
+			t.dependents[new] = map[string]struct{}{}
+		}
+		for d := range deps {
+			t.dependents[new][d] = struct{}{}
+		}
+	}
+	if t.dependents[new] == nil {
+		t.dependents[new] = map[string]struct{}{}
+	}
+	t.dependents[new][old] = struct{}{}
+	t.dependents[old] = mergeSet(t.dependents[old], new)
+	if _, bad := t.tainted[old]; bad {
+		t.tainted[new] = struct{}{}
+	}
+}
+
+func mergeSet(s map[string]struct{}, k string) map[string]struct{} {
+	if s == nil {
+		s = map[string]struct{}{}
+	}
+	s[k] = struct{}{}
+	return s
+}
+
+// bump increments the epochs of the touched tenants and, transitively, of
+// every tenant depending on them.
+func (t *tenancy) bump(touched map[string]struct{}) int {
+	seen := map[string]struct{}{}
+	queue := make([]string, 0, len(touched))
+	for tn := range touched {
+		queue = append(queue, tn)
+	}
+	for len(queue) > 0 {
+		tn := queue[0]
+		queue = queue[1:]
+		if _, ok := seen[tn]; ok {
+			continue
+		}
+		seen[tn] = struct{}{}
+		t.epoch[tn]++
+		for d := range t.dependents[tn] {
+			queue = append(queue, d)
+		}
+	}
+	return len(seen)
+}
+
+// bumpAll invalidates everything (schema changes).
+func (t *tenancy) bumpAll() {
+	t.mu.Lock()
+	t.global++
+	t.writes++
+	t.mu.Unlock()
+}
+
+// bumpObjects bumps the tenants of the given objects (expiry of relationships).
+func (t *tenancy) bumpObjects(objs ...ObjectRef) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.writes++
+	touched := map[string]struct{}{}
+	global := false
+	for _, o := range objs {
+		t.touch(touched, &global, o)
+	}
+	if global {
+		t.global++
+	}
+	t.bump(touched)
+}
