@@ -1,0 +1,253 @@
+package engine_test
+
+import (
+	"context"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/trellis-iam/trellis/engine"
+)
+
+func write(t *testing.T, e Engine, op Operation, rels ...Relationship) string {
+	t.Helper()
+	var ups []RelationshipUpdate
+	for _, r := range rels {
+		ups = append(ups, RelationshipUpdate{Operation: op, Relationship: r})
+	}
+	tok, err := e.WriteRelationships(context.Background(), ups)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tok
+}
+
+func checkOf(res, perm, sub string) CheckRequest {
+	r := mkRel(res, "x_relation", sub)
+	return CheckRequest{Resource: r.Resource, Permission: perm, Subject: r.Subject}
+}
+
+func mustCheck(t *testing.T, c Engine, req CheckRequest) CheckResult {
+	t.Helper()
+	res, err := c.Check(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return res
+}
+
+// twoTenants writes tenant A (ra -> ca, doc a) and tenant B (rb -> cb, doc b).
+func twoTenants(t *testing.T, c Engine) {
+	write(t, c, OpTouch,
+		mkRel("organization:ca", "parent", "organization:ra"),
+		mkRel("organization:ca", "member", "user:alice"),
+		mkRel("document:a", "org", "organization:ca"),
+		mkRel("organization:cb", "parent", "organization:rb"),
+		mkRel("organization:cb", "member", "user:bob"),
+		mkRel("document:b", "org", "organization:cb"),
+	)
+}
+
+func TestCacheHitsAndTenantIsolation(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	a, b := checkOf("document:a", "view", "user:alice"), checkOf("document:b", "view", "user:bob")
+	if r := mustCheck(t, c, a); r.Cached || !r.Allowed() {
+		t.Fatalf("first check: %+v", r)
+	}
+	mustCheck(t, c, b)
+	if r := mustCheck(t, c, a); !r.Cached || !r.Allowed() {
+		t.Fatalf("repeat should be a cached allow: %+v", r)
+	}
+	// a write in tenant A evicts A's answers, not B's
+	write(t, c, OpTouch, mkRel("organization:ca", "member", "user:carol"))
+	if r := mustCheck(t, c, b); !r.Cached {
+		t.Errorf("a write in tenant A invalidated tenant B: %+v", r)
+	}
+	if r := mustCheck(t, c, a); r.Cached {
+		t.Errorf("a write in tenant A left A's answer cached: %+v", r)
+	}
+}
+
+func TestCacheReadYourWritesAndRevocation(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	req := checkOf("document:a", "view", "user:dave")
+	if r := mustCheck(t, c, req); r.Allowed() {
+		t.Fatal("dave allowed before any grant")
+	}
+	mustCheck(t, c, req) // cached denial
+	write(t, c, OpTouch, mkRel("document:a", "viewer", "user:dave"))
+	if r := mustCheck(t, c, req); !r.Allowed() {
+		t.Fatalf("the very next check after the grant: %+v", r)
+	}
+	if r := mustCheck(t, c, req); !r.Cached || !r.Allowed() {
+		t.Fatalf("repeat should be cached: %+v", r)
+	}
+	write(t, c, OpDelete, mkRel("document:a", "viewer", "user:dave"))
+	if r := mustCheck(t, c, req); r.Allowed() {
+		t.Fatalf("a cached allow was served after its relationship was deleted: %+v", r)
+	}
+}
+
+// TestCachePartnerEdgeCrossesTenants: a partner org's admins administer a customer
+// in another tenant; a change in the partner tenant must reach the customer's answers.
+func TestCachePartnerEdgeCrossesTenants(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	write(t, c, OpTouch, mkRel("organization:ca", "admin", "organization:rb#admin"))
+	req := checkOf("document:a", "edit", "user:pam")
+	if r := mustCheck(t, c, req); r.Allowed() {
+		t.Fatal("pam allowed before being a partner admin")
+	}
+	mustCheck(t, c, req)
+	write(t, c, OpTouch, mkRel("organization:rb", "admin", "user:pam")) // a write in tenant B only
+	if r := mustCheck(t, c, req); !r.Allowed() {
+		t.Fatalf("tenant A's cached denial survived a write in tenant B it depends on: %+v", r)
+	}
+}
+
+func TestCacheConsistencyModes(t *testing.T) {
+	eng, c := startPair(t)
+	twoTenants(t, c)
+	req := checkOf("document:a", "view", "user:alice")
+	mustCheck(t, c, req)
+	full := req
+	full.Consistency = Consistency{Mode: FullyConsistent}
+	if r := mustCheck(t, c, full); r.Cached {
+		t.Error("fullyConsistent was served from the cache")
+	}
+	tok := write(t, c, OpTouch, mkRel("document:b", "viewer", "user:zed")) // tenant B only
+	fresh := req
+	fresh.Consistency = Consistency{Mode: AtLeastAsFresh, Token: tok}
+	if r := mustCheck(t, c, fresh); r.Cached {
+		t.Error("atLeastAsFresh(new token) served an entry computed before that write")
+	}
+	if r := mustCheck(t, c, fresh); !r.Cached {
+		t.Error("atLeastAsFresh(token) should be served by an entry computed after the token")
+	}
+	// a token written elsewhere (directly to SpiceDB) is unknown to the cache: bypass
+	other := write(t, eng, OpTouch, mkRel("document:a", "viewer", "user:yan"))
+	yan := checkOf("document:a", "view", "user:yan")
+	yan.Consistency = Consistency{Mode: AtLeastAsFresh, Token: other}
+	if r := mustCheck(t, c, yan); r.Cached || !r.Allowed() {
+		t.Errorf("unknown token must bypass and see the write: %+v", r)
+	}
+}
+
+func TestCacheCaveatContextIsPartOfTheKey(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	r := mkRel("document:a", "viewer", "user:cav")
+	r.Caveat = &Caveat{Name: "level_at_least", Context: map[string]any{"required": 3}}
+	write(t, c, OpTouch, r)
+	req := checkOf("document:a", "view", "user:cav")
+	if res := mustCheck(t, c, req); res.Permissionship != Conditional || res.Allowed() {
+		t.Fatalf("no context: %+v", res)
+	}
+	if res := mustCheck(t, c, req); res.Permissionship != Conditional || res.Allowed() {
+		t.Fatalf("cached CONDITIONAL must not become an allow: %+v", res)
+	}
+	for level, want := range map[int64]Permissionship{1: NoPermission, 4: HasPermission} {
+		q := req
+		q.Context = map[string]any{"level": level}
+		for i := 0; i < 2; i++ {
+			if res := mustCheck(t, c, q); res.Permissionship != want {
+				t.Fatalf("level %d (try %d): %+v, want %s", level, i, res, want)
+			}
+		}
+	}
+}
+
+// TestCacheExpiryWithoutAnyOtherWrite: an expiring grant stops at its expiry, with
+// no further write by anyone, despite both Trellis's and SpiceDB's caches.
+func TestCacheExpiryWithoutAnyOtherWrite(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	r := mkRel("document:a", "viewer", "user:temp")
+	at := time.Now().Add(1500 * time.Millisecond)
+	r.ExpiresAt = &at
+	write(t, c, OpTouch, r)
+	req := checkOf("document:a", "view", "user:temp")
+	for i := 0; i < 3; i++ { // warm both caches
+		if res := mustCheck(t, c, req); !res.Allowed() {
+			t.Fatalf("before expiry: %+v", res)
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(at) {
+		mustCheck(t, c, req)
+		time.Sleep(50 * time.Millisecond)
+	}
+	// after the expiry instant the grant must end within the scheduler's firing delay
+	var res CheckResult
+	for time.Now().Before(deadline) {
+		if res = mustCheck(t, c, req); !res.Allowed() {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if res.Allowed() {
+		t.Fatalf("still allowed 10s after expiry: %+v", res)
+	}
+	late := time.Since(at)
+	t.Logf("expiry took effect %v after the instant", late)
+	if late > 300*time.Millisecond {
+		t.Errorf("expiry took effect %v late", late)
+	}
+	for i := 0; i < 5; i++ {
+		if res := mustCheck(t, c, req); res.Allowed() {
+			t.Fatalf("allowed again after expiry: %+v", res)
+		}
+	}
+}
+
+// TestCacheSingleflight: concurrent identical misses make one engine call.
+func TestCacheSingleflight(t *testing.T) {
+	_, c := startPair(t)
+	twoTenants(t, c)
+	before := c.Stats().EngineCalls
+	req := checkOf("document:b", "view", "user:bob")
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := 0; i < 32; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			<-start
+			if _, err := c.Check(context.Background(), req); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	close(start)
+	wg.Wait()
+	if calls := c.Stats().EngineCalls - before; calls < 1 || calls > 4 {
+		t.Errorf("32 concurrent identical checks made %d engine calls", calls)
+	}
+}
+
+func TestCacheBoundedEntries(t *testing.T) {
+	eng, _ := startPair(t)
+	c, err := NewCached(context.Background(), eng, CacheConfig{MaxEntries: 64, Shards: 4})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := 0; i < 300; i++ {
+		mustCheck(t, c, checkOf("document:a", "view", "user:u"+string(rune('a'+i%26))+string(rune('a'+i/26))))
+	}
+	if st := c.Stats(); st.Evictions == 0 {
+		t.Errorf("300 distinct keys in a 64-entry cache evicted nothing: %+v", st)
+	}
+}
+
+// TestCacheEngineDown: with SpiceDB gone, misses fail (callers answer 503).
+func TestCacheEngineDown(t *testing.T) {
+	eng, c := startPair(t)
+	twoTenants(t, c)
+	eng.Close()
+	if _, err := c.Check(context.Background(), checkOf("document:a", "view", "user:nobody")); err == nil {
+		t.Fatal("a miss with the engine down returned no error")
+	}
+}
