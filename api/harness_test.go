@@ -44,14 +44,20 @@ func newHarness(t testing.TB, app string) *harness {
 	if err != nil {
 		t.Fatalf("start engine: %v", err)
 	}
-	schemas := schema.NewManager(eng)
+	// the check cache sits in front of SpiceDB, as in `trellis serve`
+	cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: 10000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	schemas := schema.NewManager(cached)
 	if _, err := schemas.Bootstrap(ctx, app); err != nil {
 		eng.Close()
 		t.Fatalf("bootstrap schema: %v", err)
 	}
-	srv := httptest.NewServer(api.New(api.Deps{Engine: eng, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: eng}, AdminKey: testKey}))
+	srv := httptest.NewServer(api.New(api.Deps{Engine: cached, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: cached}, AdminKey: testKey}))
 	t.Cleanup(func() {
 		srv.Close()
+		cached.Close()
 		if err := eng.Close(); err != nil {
 			t.Errorf("close engine: %v", err)
 		}

@@ -10,6 +10,8 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/trellis-iam/trellis"
@@ -31,6 +33,7 @@ type Deps struct {
 	Actors   ActorGate
 	AdminKey string
 	Logger   *slog.Logger
+	Metrics  prometheus.Gatherer // served at /metrics; nil serves an empty registry
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -76,6 +79,11 @@ func New(d Deps) *echo.Echo {
 
 	e.GET("/healthz", s.healthz)
 	e.GET("/readyz", s.readyz)
+	metrics := d.Metrics
+	if metrics == nil {
+		metrics = prometheus.NewRegistry()
+	}
+	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
 	e.GET("/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDocument)
 	})

@@ -195,7 +195,14 @@ func (c *Cached) requiredSeq(cons Consistency) (uint64, bool) {
 	return 0, true
 }
 
+// reachability is implemented by engines that can tell, without a call,
+// whether they can answer.
+type reachability interface{ Reachable() bool }
+
 func (c *Cached) lookup(key string, need uint64) (CheckResult, bool) {
+	if r, ok := c.Engine.(reachability); ok && !r.Reachable() {
+		return CheckResult{}, false // fail closed: never answer from the cache while the engine is gone
+	}
 	s := c.shard(key)
 	s.mu.Lock()
 	e, ok := s.lru.Get(key)

@@ -242,12 +242,24 @@ func TestCacheBoundedEntries(t *testing.T) {
 	}
 }
 
-// TestCacheEngineDown: with SpiceDB gone, misses fail (callers answer 503).
+// TestCacheEngineDown: with SpiceDB gone, misses and cached answers alike fail
+// (callers answer 503): a cached allow is not served while the engine is gone.
 func TestCacheEngineDown(t *testing.T) {
 	eng, c := startPair(t)
 	twoTenants(t, c)
+	hot := checkOf("document:a", "view", "user:alice")
+	mustCheck(t, c, hot)
+	if r := mustCheck(t, c, hot); !r.Cached || !r.Allowed() {
+		t.Fatalf("setup: want a cached allow, got %+v", r)
+	}
 	eng.Close()
 	if _, err := c.Check(context.Background(), checkOf("document:a", "view", "user:nobody")); err == nil {
 		t.Fatal("a miss with the engine down returned no error")
+	}
+	if r, err := c.Check(context.Background(), hot); err == nil {
+		t.Fatalf("a cached answer was served with the engine down: %+v", r)
+	}
+	if _, err := c.CheckBulk(context.Background(), []CheckRequest{hot}); err == nil {
+		t.Fatal("a cached bulk answer was served with the engine down")
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/connectivity"
 	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/structpb"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -29,13 +30,31 @@ type SpiceDB struct {
 	lastWrite string // newest revision this node wrote: reads are never older (read-your-writes)
 
 	compiled compiledSchema // parsed stored schema, for Explain
+
+	conn *grpc.ClientConn // when known: its state tells whether SpiceDB is reachable
 }
 
 var _ Engine = (*SpiceDB)(nil)
 
 // NewSpiceDB wraps a connection to a SpiceDB v1 API.
 func NewSpiceDB(conn grpc.ClientConnInterface) *SpiceDB {
-	return &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn)}
+	s := &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn)}
+	s.conn, _ = conn.(*grpc.ClientConn)
+	return s
+}
+
+// Reachable reports, without a call, whether the connection to SpiceDB is
+// usable: false once it is shut down or failing. The check cache asks it before
+// serving an answer, so checks fail closed when the engine is gone.
+func (s *SpiceDB) Reachable() bool {
+	if s.conn == nil {
+		return true
+	}
+	switch s.conn.GetState() {
+	case connectivity.Shutdown, connectivity.TransientFailure:
+		return false
+	}
+	return true
 }
 
 func (s *SpiceDB) noteWrite(token string) {

@@ -22,6 +22,8 @@ type Config struct {
 	LogLevel             string
 	RevisionQuantization time.Duration
 	DispatchCache        string
+	CacheEntries         int
+	CacheTTL             time.Duration
 }
 
 func defaultConfig() Config {
@@ -31,6 +33,8 @@ func defaultConfig() Config {
 		LogLevel:             "info",
 		RevisionQuantization: time.Second,
 		DispatchCache:        "64MiB",
+		CacheEntries:         1_000_000,
+		CacheTTL:             10 * time.Minute,
 	}
 }
 
@@ -57,6 +61,12 @@ func (c *Config) Validate() error {
 	if c.RevisionQuantization <= 0 {
 		errs = append(errs, errors.New("--revision-quantization must be positive"))
 	}
+	if c.CacheEntries < 0 {
+		errs = append(errs, errors.New("--cache-entries must be 0 (cache off) or positive"))
+	}
+	if c.CacheTTL <= 0 {
+		errs = append(errs, errors.New("--cache-ttl must be positive"))
+	}
 	return errors.Join(errs...)
 }
 
@@ -69,6 +79,8 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.BoolVar(&c.Demo, "demo", c.Demo, "load the demo organizations, users and app schema (TRELLIS_DEMO)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")
 	f.DurationVar(&c.RevisionQuantization, "revision-quantization", c.RevisionQuantization, "how stale a minimizeLatency read may be (TRELLIS_REVISION_QUANTIZATION)")
+	f.IntVar(&c.CacheEntries, "cache-entries", c.CacheEntries, "check cache size in entries; 0 turns the cache off (TRELLIS_CACHE_ENTRIES)")
+	f.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "longest a cached answer is served, a safety net behind epochs (TRELLIS_CACHE_TTL)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
 }
 

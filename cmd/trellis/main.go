@@ -15,6 +15,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/trellis-iam/trellis/api"
@@ -126,7 +128,18 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			log.Warn("engine shutdown", "err", err)
 		}
 	}()
-	schemas := schema.NewManager(eng)
+	registry := prometheus.NewRegistry()
+	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var graph engine.Engine = eng
+	if cfg.CacheEntries > 0 {
+		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, TTL: cfg.CacheTTL, Registerer: registry})
+		if err != nil {
+			return err
+		}
+		defer cached.Close()
+		graph = cached
+	}
+	schemas := schema.NewManager(graph)
 	app := ""
 	if cfg.Demo {
 		app = demoAppSchema
@@ -135,7 +148,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return fmt.Errorf("bootstrap schema: %w", err)
 	}
 	if cfg.Demo {
-		if _, err := loadDemo(ctx, eng); err != nil {
+		if _, err := loadDemo(ctx, graph); err != nil {
 			return err
 		}
 	}
@@ -145,8 +158,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		key = generateKey()
 	}
 	handler := api.New(api.Deps{
-		Engine: eng, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: eng},
-		AdminKey: key, Logger: log,
+		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
+		AdminKey: key, Logger: log, Metrics: registry,
 	})
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
