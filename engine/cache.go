@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/maphash"
 	"math"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/golang-lru/v2/simplelru"
+	"github.com/maypok86/otter/v2"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 
@@ -27,8 +27,6 @@ type CacheConfig struct {
 	MaxEntries int
 	// MaxBytes caps the approximate memory of cached answers.
 	MaxBytes int64
-	// Shards splits the cache to avoid one lock; a power of two is best.
-	Shards int
 	// TTL is a safety net: no answer is served older than this.
 	TTL time.Duration
 	// Registerer receives the cache metrics; nil keeps them private.
@@ -42,9 +40,6 @@ func (c *CacheConfig) Validate() error {
 	}
 	if c.MaxBytes <= 0 {
 		c.MaxBytes = 256 << 20
-	}
-	if c.Shards <= 0 {
-		c.Shards = 32
 	}
 	if c.TTL <= 0 {
 		c.TTL = 10 * time.Minute
@@ -65,13 +60,6 @@ type cacheEntry struct {
 	size     int64
 }
 
-type cacheShard struct {
-	mu    sync.Mutex
-	lru   *simplelru.LRU[string, cacheEntry]
-	bytes int64
-	max   int64
-}
-
 // Cached is the tenant-aware check cache, a decorator of an Engine. Keys carry
 // what makes an answer true: schema version, resource, permission, subject,
 // canonical caveat context and the tenancy stamp (tenant epoch, global epoch,
@@ -79,11 +67,10 @@ type cacheShard struct {
 // bump the epochs of the tenants they touch once SpiceDB has committed them.
 type Cached struct {
 	Engine
-	cfg    CacheConfig
-	shards []*cacheShard
-	seed   maphash.Seed
-	ten    *tenancy
-	flight singleflight.Group
+	cfg     CacheConfig
+	entries *otter.Cache[string, cacheEntry] // W-TinyLFU, bounded by weight (ADR 0004)
+	ten     *tenancy
+	flight  singleflight.Group
 
 	schemaVersion atomic.Uint64
 	seq           atomic.Uint64 // writes applied through this cache
@@ -104,24 +91,28 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	c := &Cached{Engine: next, cfg: cfg, seed: maphash.MakeSeed(), ten: newTenancy(), now: time.Now}
-	perShard := max(1, cfg.MaxEntries/cfg.Shards)
-	for i := 0; i < cfg.Shards; i++ {
-		s := &cacheShard{max: cfg.MaxBytes / int64(cfg.Shards)}
-		l, err := simplelru.NewLRU[string, cacheEntry](perShard, func(_ string, e cacheEntry) {
-			s.bytes -= e.size
-			c.evictions.Add(1)
-			c.metrics.evictions.Inc()
-		})
-		if err != nil {
-			return nil, err
-		}
-		s.lru = l
-		c.shards = append(c.shards, s)
+	c := &Cached{Engine: next, cfg: cfg, ten: newTenancy(), now: time.Now}
+	c.metrics = newCacheMetrics(cfg.Registerer)
+	// every entry weighs at least MaxBytes/MaxEntries, so both bounds hold
+	minWeight := max(1, cfg.MaxBytes/int64(cfg.MaxEntries))
+	entries, err := otter.New(&otter.Options[string, cacheEntry]{
+		MaximumWeight: uint64(cfg.MaxBytes),
+		Weigher: func(_ string, e cacheEntry) uint32 {
+			return uint32(min(max(e.size, minWeight), math.MaxUint32))
+		},
+		OnDeletion: func(e otter.DeletionEvent[string, cacheEntry]) {
+			if e.WasEvicted() {
+				c.evictions.Add(1)
+				c.metrics.evictions.Inc()
+			}
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
+	c.entries = entries
 	tokens, _ := simplelru.NewLRU[string, uint64](4096, nil)
 	c.tokens = tokens
-	c.metrics = newCacheMetrics(cfg.Registerer)
 	c.expiry = newExpiryScheduler(c.expired)
 	if err := c.refreshTerminalTypes(ctx); err != nil {
 		return nil, err
@@ -129,8 +120,11 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 	return c, nil
 }
 
-// Close stops the expiry timers.
-func (c *Cached) Close() { c.expiry.stop() }
+// Close stops the expiry timers and the cache's maintenance goroutines.
+func (c *Cached) Close() {
+	c.expiry.stop()
+	c.entries.StopAllGoroutines()
+}
 
 // Stats returns the cache counters.
 func (c *Cached) Stats() CacheStats {
@@ -175,10 +169,6 @@ func (c *Cached) key(req CheckRequest) (string, error) {
 	return b.String(), nil
 }
 
-func (c *Cached) shard(key string) *cacheShard {
-	return c.shards[maphash.String(c.seed, key)%uint64(len(c.shards))]
-}
-
 // requiredSeq returns the write sequence a read must reflect, and false when
 // the request must bypass the cache (fully consistent, or a token this node did
 // not issue).
@@ -203,10 +193,7 @@ func (c *Cached) lookup(key string, need uint64) (CheckResult, bool) {
 	if r, ok := c.Engine.(reachability); ok && !r.Reachable() {
 		return CheckResult{}, false // fail closed: never answer from the cache while the engine is gone
 	}
-	s := c.shard(key)
-	s.mu.Lock()
-	e, ok := s.lru.Get(key)
-	s.mu.Unlock()
+	e, ok := c.entries.GetIfPresent(key)
 	if !ok {
 		return CheckResult{}, false
 	}
@@ -222,17 +209,7 @@ func (c *Cached) lookup(key string, need uint64) (CheckResult, bool) {
 func (c *Cached) store(key string, e cacheEntry) {
 	e.size = int64(len(key)) + 160 + int64(len(e.res.CheckedAt))
 	e.at = c.now().UnixNano()
-	s := c.shard(key)
-	s.mu.Lock()
-	if old, ok := s.lru.Peek(key); ok {
-		s.bytes -= old.size
-	}
-	s.lru.Add(key, e)
-	s.bytes += e.size
-	for s.bytes > s.max && s.lru.Len() > 0 {
-		s.lru.RemoveOldest()
-	}
-	s.mu.Unlock()
+	c.entries.Set(key, e)
 }
 
 // Check answers from the cache when it can, else asks the engine once per key

@@ -55,7 +55,7 @@ func startPair(t testing.TB) (*Embedded, *Cached) {
 	if _, err := eng.WriteSchema(ctx, c.Text); err != nil {
 		t.Fatal(err)
 	}
-	cached, err := NewCached(ctx, eng, CacheConfig{MaxEntries: 5000, Shards: 8})
+	cached, err := NewCached(ctx, eng, CacheConfig{MaxEntries: 5000})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -229,7 +229,7 @@ func TestCacheSingleflight(t *testing.T) {
 
 func TestCacheBoundedEntries(t *testing.T) {
 	eng, _ := startPair(t)
-	c, err := NewCached(context.Background(), eng, CacheConfig{MaxEntries: 64, Shards: 4})
+	c, err := NewCached(context.Background(), eng, CacheConfig{MaxEntries: 64})
 	if err != nil {
 		t.Fatal(err)
 	}
