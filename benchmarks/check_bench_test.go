@@ -5,8 +5,10 @@ package benchmarks
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -103,30 +105,119 @@ func BenchmarkCheckHTTP(b *testing.B) {
 	}
 }
 
-// BenchmarkCheckInProcess calls engine.Check directly (gRPC over an in-memory connection).
+// zipfChecks draws check requests over the fixture with Zipf-distributed keys.
+func zipfChecks(n, tenants, users int) []engine.CheckRequest {
+	r := rand.New(rand.NewPCG(3, 4))
+	z := rand.NewZipf(r, 1.1, 1, uint64(tenants*users-1))
+	out := make([]engine.CheckRequest, n)
+	for i := range out {
+		k := int(z.Uint64())
+		t, u := k%tenants, k/tenants
+		out[i] = engine.CheckRequest{
+			Resource: engine.ObjectRef{Type: "document", ID: fmt.Sprintf("d%d", t)}, Permission: "view",
+			Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: fmt.Sprintf("u%d_%d", t, u)}},
+		}
+	}
+	return out
+}
+
+func cachedEngine(b *testing.B, eng engine.Engine) *engine.Cached {
+	c, err := engine.NewCached(context.Background(), eng, engine.CacheConfig{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(c.Close)
+	return c
+}
+
+// BenchmarkCheckInProcess calls Check directly: SpiceDB through the in-memory gRPC
+// connection (uncached) and through the Trellis check cache (cached), Zipf keys.
 func BenchmarkCheckInProcess(b *testing.B) {
 	eng := fixture(b, 100, 10)
+	reqs := zipfChecks(1<<14, 100, 10)
 	ctx := context.Background()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; b.Loop(); i++ {
-		t := i % 100
-		_, err := eng.Check(ctx, engine.CheckRequest{
-			Resource: engine.ObjectRef{Type: "document", ID: fmt.Sprintf("d%d", t)}, Permission: "view",
-			Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: fmt.Sprintf("u%d_0", t)}},
+	for _, arm := range []struct {
+		name string
+		c    engine.Checker
+	}{{"uncached", eng}, {"cached", cachedEngine(b, eng)}} {
+		b.Run(arm.name, func(b *testing.B) {
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				if _, err := arm.c.Check(ctx, reqs[i&(len(reqs)-1)]); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if c, ok := arm.c.(*engine.Cached); ok {
+				st := c.Stats()
+				b.ReportMetric(float64(st.Hits)/float64(max(1, st.Hits+st.Misses))*100, "hit%")
+			}
 		})
+	}
+}
+
+// BenchmarkCheckHTTPCached is a Trellis HTTP check through the cache, Zipf keys,
+// with 1% of requests being relationship writes (a member added in a random tenant).
+func BenchmarkCheckHTTPCached(b *testing.B) {
+	eng := fixture(b, 100, 10)
+	c := cachedEngine(b, eng)
+	srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
+	defer srv.Close()
+	reqs := zipfChecks(1<<14, 100, 10)
+	runHTTPMixed(b, srv.URL, func(i int) (string, string) {
+		if i%100 == 99 {
+			return "/v1/relationships/write", fmt.Sprintf(`{"updates":[{"operation":"touch","relationship":{"resource":"organization:g%d","relation":"member","subject":"user:w%d"}}]}`, i%100, i)
+		}
+		r := reqs[i&(len(reqs)-1)]
+		return "/v1/check", fmt.Sprintf(`{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
+	})
+	st := c.Stats()
+	b.ReportMetric(float64(st.Hits)/float64(max(1, st.Hits+st.Misses))*100, "hit%")
+}
+
+// BenchmarkAtLeastAsFreshAfterWrite: each op writes one relationship and checks it
+// with {"atLeastAsFresh": writtenAt}, through HTTP and the cache.
+func BenchmarkAtLeastAsFreshAfterWrite(b *testing.B) {
+	eng := fixture(b, 100, 10)
+	c := cachedEngine(b, eng)
+	srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
+	defer srv.Close()
+	client := &http.Client{}
+	post := func(path, body string) []byte {
+		req, _ := http.NewRequest("POST", srv.URL+path, bytes.NewBufferString(body))
+		req.Header.Set("Authorization", "Bearer "+benchKey)
+		resp, err := client.Do(req)
 		if err != nil {
 			b.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			b.Fatalf("%s: %d %s", path, resp.StatusCode, raw)
+		}
+		return raw
+	}
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		var w struct{ WrittenAt string }
+		_ = json.Unmarshal(post("/v1/relationships/write", fmt.Sprintf(`{"updates":[{"operation":"touch","relationship":{"resource":"document:d%d","relation":"viewer","subject":"user:f%d"}}]}`, i%100, i)), &w)
+		out := post("/v1/check", fmt.Sprintf(`{"resource":"document:d%d","permission":"view","subject":"user:f%d","consistency":{"atLeastAsFresh":%q}}`, i%100, i, w.WrittenAt))
+		if !bytes.Contains(out, []byte(`"allowed":true`)) {
+			b.Fatalf("write not visible: %s", out)
 		}
 	}
 }
 
 func runHTTP(b *testing.B, url string, body func(i int) string) {
+	runHTTPMixed(b, url, func(i int) (string, string) { return "/v1/check", body(i) })
+}
+
+func runHTTPMixed(b *testing.B, url string, next func(i int) (path, body string)) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
-		req, _ := http.NewRequest("POST", url+"/v1/check", bytes.NewBufferString(body(i)))
+		path, body := next(i)
+		req, _ := http.NewRequest("POST", url+path, bytes.NewBufferString(body))
 		req.Header.Set("Authorization", "Bearer "+benchKey)
 		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
@@ -135,7 +226,7 @@ func runHTTP(b *testing.B, url string, body func(i int) string) {
 		}
 		raw, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 || !bytes.Contains(raw, []byte(`"allowed"`)) {
+		if resp.StatusCode != 200 || (path == "/v1/check" && !bytes.Contains(raw, []byte(`"allowed"`))) {
 			b.Fatalf("status %d: %s", resp.StatusCode, raw)
 		}
 	}

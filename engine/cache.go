@@ -117,7 +117,44 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 	if err := c.refreshTerminalTypes(ctx); err != nil {
 		return nil, err
 	}
+	if err := c.learn(ctx); err != nil {
+		return nil, err
+	}
 	return c, nil
+}
+
+// learn builds the tenancy index from the relationships already stored (written
+// before this process started, or directly to SpiceDB): first parents and
+// anchors, then the cross-tenant dependencies, which need the anchors.
+func (c *Cached) learn(ctx context.Context) error {
+	text, err := c.Engine.ReadSchema(ctx)
+	if err != nil || text == "" {
+		return err
+	}
+	defs, err := compileDefinitions(text)
+	if err != nil {
+		return err
+	}
+	for pass := 0; pass < 2; pass++ {
+		for typ := range defs {
+			cursor := ""
+			for {
+				page, err := c.Engine.ReadRelationships(ctx, ReadRequest{
+					Filter: RelationshipFilter{ResourceType: typ}, Consistency: Consistency{Mode: FullyConsistent},
+					PageSize: 1000, Cursor: cursor,
+				})
+				if err != nil {
+					return fmt.Errorf("engine: learn tenancy of %s: %w", typ, err)
+				}
+				c.ten.learn(page.Relationships, pass == 1)
+				if page.NextCursor == "" {
+					break
+				}
+				cursor = page.NextCursor
+			}
+		}
+	}
+	return nil
 }
 
 // Close stops the expiry timers and the cache's maintenance goroutines.

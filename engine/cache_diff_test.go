@@ -191,7 +191,33 @@ func TestCacheDifferential(t *testing.T) {
 	seed := seedFor(t)
 	t.Logf("seed %d (rerun with TRELLIS_DIFF_SEED=%d)", seed, seed)
 	eng, cached := startPair(t)
+	runDifferential(t, seed, eng, cached, newWorld(seed), 10000)
+}
+
+// TestCacheDifferentialAfterRestart: relationships stored before the cache
+// existed (a restart, or writes made directly to SpiceDB) are learned at start,
+// and answers stay exact.
+func TestCacheDifferentialAfterRestart(t *testing.T) {
+	seed := seedFor(t)
+	t.Logf("seed %d (rerun with TRELLIS_DIFF_SEED=%d)", seed, seed)
+	eng, first := startPair(t)
+	first.Close()
+	w := newWorld(seed)
 	ctx := context.Background()
+	for i := 0; i < 300; i++ {
+		if _, err := eng.WriteRelationships(ctx, []RelationshipUpdate{w.randomUpdate()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cached, err := NewCached(ctx, eng, CacheConfig{MaxEntries: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cached.Close()
+	runDifferential(t, seed, eng, cached, w, 3000)
+}
+
+func newWorld(seed uint64) *world {
 	w := &world{r: rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))}
 	for i := 0; i < 12; i++ {
 		w.orgs = append(w.orgs, fmt.Sprintf("o%02d", i))
@@ -200,6 +226,11 @@ func TestCacheDifferential(t *testing.T) {
 	}
 	w.groups = []string{"g0", "g1", "g2", "g3"}
 	w.folders = []string{"f0", "f1", "f2", "f3"}
+	return w
+}
+
+func runDifferential(t *testing.T, seed uint64, eng *Embedded, cached *Cached, w *world, ops int) {
+	ctx := context.Background()
 
 	// background readers: concurrent checks racing the writes (answers not compared:
 	// they exist to put entries into the cache concurrently with writes)
@@ -226,7 +257,6 @@ func TestCacheDifferential(t *testing.T) {
 		}(g)
 	}
 
-	const ops = 10000
 	divergences, compared := 0, 0
 	for i := 0; i < ops && divergences < 5; i++ {
 		if w.r.IntN(16) == 0 {

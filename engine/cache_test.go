@@ -263,3 +263,33 @@ func TestCacheEngineDown(t *testing.T) {
 		t.Fatal("a cached bulk answer was served with the engine down")
 	}
 }
+
+// TestCacheLearnsStoredTenancy: a partner edge stored before the cache started
+// (restart, or a write made directly to SpiceDB) still carries invalidation
+// across tenants.
+func TestCacheLearnsStoredTenancy(t *testing.T) {
+	eng, first := startPair(t)
+	first.Close()
+	twoTenants(t, eng)
+	write(t, eng, OpTouch, mkRel("organization:ca", "admin", "organization:rb#admin"))
+	c, err := NewCached(context.Background(), eng, CacheConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	other := checkOf("document:b", "view", "user:bob")
+	mustCheck(t, c, other)
+	write(t, c, OpTouch, mkRel("organization:ca", "member", "user:x")) // tenant A only
+	if r := mustCheck(t, c, other); !r.Cached {
+		t.Errorf("learned tenancy should keep tenant B's answers across a write in A: %+v", r)
+	}
+	req := checkOf("document:a", "edit", "user:pam")
+	mustCheck(t, c, req)
+	if r := mustCheck(t, c, req); !r.Cached || r.Allowed() {
+		t.Fatalf("setup: want a cached denial, got %+v", r)
+	}
+	write(t, c, OpTouch, mkRel("organization:rb", "admin", "user:pam")) // tenant B
+	if r := mustCheck(t, c, req); !r.Allowed() {
+		t.Fatalf("a stored partner edge did not carry invalidation from B to A: %+v", r)
+	}
+}

@@ -279,6 +279,20 @@ func (t *tenancy) bump(touched map[string]struct{}) int {
 	return len(seen)
 }
 
+// learn indexes stored relationships without bumping anything: anchors and
+// parents on the first pass, dependencies (links) on the second.
+func (t *tenancy) learn(rels []Relationship, links bool) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, r := range rels {
+		if links {
+			t.link(r)
+		} else {
+			t.index(RelationshipUpdate{Operation: OpTouch, Relationship: r})
+		}
+	}
+}
+
 // bumpAll invalidates everything (schema changes).
 func (t *tenancy) bumpAll() {
 	t.mu.Lock()
