@@ -10,9 +10,9 @@ import (
 	"strings"
 
 	"github.com/labstack/echo/v4"
+	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
-	"github.com/labstack/echo/v4/middleware"
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
