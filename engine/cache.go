@@ -114,9 +114,6 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 	tokens, _ := simplelru.NewLRU[string, uint64](4096, nil)
 	c.tokens = tokens
 	c.expiry = newExpiryScheduler(c.expired)
-	if err := c.refreshTerminalTypes(ctx); err != nil {
-		return nil, err
-	}
 	if err := c.learn(ctx); err != nil {
 		return nil, err
 	}
@@ -126,6 +123,7 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 // learn builds the tenancy index from the relationships already stored (written
 // before this process started, or directly to SpiceDB): first parents and
 // anchors, then the cross-tenant dependencies, which need the anchors.
+// It first records the types without relations (never traversed by a check).
 func (c *Cached) learn(ctx context.Context) error {
 	text, err := c.Engine.ReadSchema(ctx)
 	if err != nil || text == "" {
@@ -135,6 +133,13 @@ func (c *Cached) learn(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	terminal := map[string]bool{}
+	for name, d := range defs {
+		if len(d.Relation) == 0 {
+			terminal[name] = true
+		}
+	}
+	c.ten.setTerminal(terminal)
 	for pass := 0; pass < 2; pass++ {
 		for typ := range defs {
 			cursor := ""
@@ -386,30 +391,12 @@ func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 		return "", err
 	}
 	c.seq.Add(1)
-	if rerr := c.refreshTerminalTypes(ctx); rerr != nil {
-		return token, nil // keep the previous set: it only makes keys coarser or finer, never wrong for known types
+	// a type that gains relations is no longer terminal: edges into it written
+	// earlier must now carry dependencies, so the index is learned again
+	if err := c.learn(ctx); err != nil {
+		c.ten.degrade() // cannot confine anything any more: every write invalidates every answer
 	}
 	return token, nil
-}
-
-// refreshTerminalTypes records the types without relations (never traversed).
-func (c *Cached) refreshTerminalTypes(ctx context.Context) error {
-	text, err := c.Engine.ReadSchema(ctx)
-	if err != nil || text == "" {
-		return err
-	}
-	defs, err := compileDefinitions(text)
-	if err != nil {
-		return err
-	}
-	terminal := map[string]bool{}
-	for name, d := range defs {
-		if len(d.Relation) == 0 {
-			terminal[name] = true
-		}
-	}
-	c.ten.setTerminal(terminal)
-	return nil
 }
 
 // expiryHeartbeat is deleted (a no-op) at each expiry so SpiceDB moves to a new

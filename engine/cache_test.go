@@ -7,6 +7,7 @@ import (
 	"time"
 
 	. "github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
 )
 
 func write(t *testing.T, e Engine, op Operation, rels ...Relationship) string {
@@ -291,5 +292,57 @@ func TestCacheLearnsStoredTenancy(t *testing.T) {
 	write(t, c, OpTouch, mkRel("organization:rb", "admin", "user:pam")) // tenant B
 	if r := mustCheck(t, c, req); !r.Allowed() {
 		t.Fatalf("a stored partner edge did not carry invalidation from B to A: %+v", r)
+	}
+}
+
+// TestCacheSchemaChangeRelearnsTerminalTypes: a type without relations is never
+// traversed, so edges into it carry no dependency; when a schema change gives it
+// relations, those earlier edges must start carrying invalidation.
+func TestCacheSchemaChangeRelearnsTerminalTypes(t *testing.T) {
+	eng, first := startPair(t)
+	first.Close()
+	ctx := context.Background()
+	var target Engine = eng
+	apply := func(app string) {
+		t.Helper()
+		composed, err := schema.Compose(app)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := target.WriteSchema(ctx, composed.Text); err != nil {
+			t.Fatal(err)
+		}
+	}
+	apply(`definition tag {}
+definition note {
+	relation org: organization
+	relation tagged: tag
+	relation reader: user
+	permission read = reader
+}`)
+	c, err := NewCached(ctx, eng, CacheConfig{}) // starts knowing tag as a type without relations
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	target = c
+	write(t, c, OpTouch, mkRel("note:n", "org", "organization:acme"), mkRel("note:n", "tagged", "tag:t"))
+	apply(`definition tag {
+	relation holder: user
+}
+definition note {
+	relation org: organization
+	relation tagged: tag
+	relation reader: user
+	permission read = reader + tagged->holder
+}`)
+	req := checkOf("note:n", "read", "user:hal")
+	mustCheck(t, c, req)
+	if r := mustCheck(t, c, req); !r.Cached || r.Allowed() {
+		t.Fatalf("setup: want a cached denial, got %+v", r)
+	}
+	write(t, c, OpTouch, mkRel("tag:t", "holder", "user:hal"))
+	if r := mustCheck(t, c, req); !r.Allowed() {
+		t.Fatalf("a grant through a type that gained relations was hidden by the cache: %+v", r)
 	}
 }

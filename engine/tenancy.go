@@ -31,6 +31,7 @@ type tenancy struct {
 	global     uint64                 // bumped by writes Trellis cannot confine
 	writes     uint64                 // bumped by every write
 	terminal   map[string]bool        // types with no relations: never traversed
+	degraded   bool                   // the index could not be rebuilt: key everything by the write counter
 }
 
 func newTenancy() *tenancy {
@@ -84,10 +85,18 @@ func (t *tenancy) stampOf(obj ObjectRef) stamp {
 		return s
 	}
 	s.epoch = t.epoch[s.tenant]
-	if _, bad := t.tainted[s.tenant]; bad {
+	if _, bad := t.tainted[s.tenant]; bad || t.degraded {
 		s.writes = t.writes
 	}
 	return s
+}
+
+// degrade makes every answer depend on every write.
+func (t *tenancy) degrade() {
+	t.mu.Lock()
+	t.degraded = true
+	t.global++
+	t.mu.Unlock()
 }
 
 // setTerminal records the types that have no relations in the schema.
