@@ -11,6 +11,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"sync/atomic"
 	"testing"
 
 	"github.com/labstack/echo/v4"
@@ -287,4 +288,68 @@ func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 			b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
 		})
 	}
+}
+
+// BenchmarkSaturation drives the echo ceiling and the cached Trellis HTTP check with
+// 32 concurrent clients (b.SetParallelism(16) on 2 cores): ns/op is the inverse of
+// throughput at saturation, so the two arms compare as throughputs.
+func BenchmarkSaturation(b *testing.B) {
+	b.Run("echo-ceiling", func(b *testing.B) {
+		e := echo.New()
+		e.POST("/v1/check", func(c echo.Context) error {
+			return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
+		})
+		srv := httptest.NewServer(e)
+		defer srv.Close()
+		reqs := zipfChecks(1<<14, 100, 10)
+		runParallelHTTP(b, srv.URL, reqs)
+	})
+	b.Run("trellis-cached", func(b *testing.B) {
+		eng := fixture(b, 100, 10)
+		c := cachedEngine(b, eng)
+		srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
+		defer srv.Close()
+		reqs := zipfChecks(1<<14, 100, 10)
+		for _, r := range reqs[:4096] {
+			if _, err := c.Check(context.Background(), r); err != nil {
+				b.Fatal(err)
+			}
+		}
+		before := c.Stats()
+		runParallelHTTP(b, srv.URL, reqs)
+		st := c.Stats()
+		hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
+		b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
+	})
+}
+
+func runParallelHTTP(b *testing.B, url string, reqs []engine.CheckRequest) {
+	bodies := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
+	}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			i := int(next.Add(1))
+			req, _ := http.NewRequest("POST", url+"/v1/check", bytes.NewReader(bodies[i&(len(bodies)-1)]))
+			req.Header.Set("Authorization", "Bearer "+benchKey)
+			req.Header.Set("Content-Type", "application/json")
+			resp, err := client.Do(req)
+			if err != nil {
+				b.Error(err)
+				return
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				b.Errorf("status %d", resp.StatusCode)
+				return
+			}
+		}
+	})
 }
