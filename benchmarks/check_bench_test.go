@@ -171,11 +171,7 @@ func BenchmarkCheckHTTPCached(b *testing.B) {
 			srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
 			defer srv.Close()
 			reqs := zipfChecks(1<<14, 100, 10)
-			for _, r := range reqs[:4096] { // warm the cache: the figures are steady state
-				if _, err := c.Check(context.Background(), r); err != nil {
-					b.Fatal(err)
-				}
-			}
+			warm(b, c, reqs)
 			before := c.Stats()
 			runHTTPMixed(b, srv.URL, func(i int) (string, string) {
 				if writeEvery > 0 && i%writeEvery == writeEvery-1 {
@@ -184,9 +180,7 @@ func BenchmarkCheckHTTPCached(b *testing.B) {
 				r := reqs[i&(len(reqs)-1)]
 				return "/v1/check", fmt.Sprintf(`{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
 			})
-			st := c.Stats()
-			hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
-			b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
+			reportHitRatio(b, c, before)
 		})
 	}
 }
@@ -260,11 +254,7 @@ func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 			c := cachedEngine(b, eng)
 			reqs := zipfChecks(1<<14, tenants, 10)
 			ctx := context.Background()
-			for _, r := range reqs[:4096] {
-				if _, err := c.Check(ctx, r); err != nil {
-					b.Fatal(err)
-				}
-			}
+			warm(b, c, reqs)
 			before := c.Stats()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -283,9 +273,7 @@ func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 					b.Fatal(err)
 				}
 			}
-			st := c.Stats()
-			hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
-			b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
+			reportHitRatio(b, c, before)
 		})
 	}
 }
@@ -310,16 +298,10 @@ func BenchmarkSaturation(b *testing.B) {
 		srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
 		defer srv.Close()
 		reqs := zipfChecks(1<<14, 100, 10)
-		for _, r := range reqs[:4096] {
-			if _, err := c.Check(context.Background(), r); err != nil {
-				b.Fatal(err)
-			}
-		}
+		warm(b, c, reqs)
 		before := c.Stats()
 		runParallelHTTP(b, srv.URL, reqs)
-		st := c.Stats()
-		hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
-		b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
+		reportHitRatio(b, c, before)
 	})
 }
 
@@ -352,4 +334,20 @@ func runParallelHTTP(b *testing.B, url string, reqs []engine.CheckRequest) {
 			}
 		}
 	})
+}
+
+// warm answers the first 4,096 requests once so that figures are steady state.
+func warm(b *testing.B, c *engine.Cached, reqs []engine.CheckRequest) {
+	for _, r := range reqs[:4096] {
+		if _, err := c.Check(context.Background(), r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// reportHitRatio reports the hit ratio since before as a benchmark metric.
+func reportHitRatio(b *testing.B, c *engine.Cached, before engine.CacheStats) {
+	st := c.Stats()
+	hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
+	b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
 }
