@@ -1,6 +1,8 @@
 GO ?= go
 ADDR ?= 127.0.0.1:8080
 
+STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
+
 .PHONY: run test build bench lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
@@ -18,6 +20,12 @@ build:
 ## bench: run the benchmarks in benchmarks/ (minutes; not part of make test)
 bench:
 	$(GO) test -run '^$$' -bench . -benchmem -count 5 -timeout 60m ./benchmarks/ | tee benchmarks/last-run.txt
+
+## lint: gofmt, go vet and staticcheck must be clean
+lint:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+	$(GO) run $(STATICCHECK) ./...
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
