@@ -23,6 +23,7 @@ type Config struct {
 	RevisionQuantization time.Duration
 	DispatchCache        string
 	CacheEntries         int
+	CacheMaxBytes        int64
 	CacheTTL             time.Duration
 }
 
@@ -34,6 +35,7 @@ func defaultConfig() Config {
 		RevisionQuantization: time.Second,
 		DispatchCache:        "64MiB",
 		CacheEntries:         1_000_000,
+		CacheMaxBytes:        256 << 20,
 		CacheTTL:             10 * time.Minute,
 	}
 }
@@ -64,6 +66,9 @@ func (c *Config) Validate() error {
 	if c.CacheEntries < 0 {
 		errs = append(errs, errors.New("--cache-entries must be 0 (cache off) or positive"))
 	}
+	if c.CacheMaxBytes <= 0 {
+		errs = append(errs, errors.New("--cache-max-bytes must be positive"))
+	}
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
@@ -80,6 +85,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")
 	f.DurationVar(&c.RevisionQuantization, "revision-quantization", c.RevisionQuantization, "how stale a minimizeLatency read may be (TRELLIS_REVISION_QUANTIZATION)")
 	f.IntVar(&c.CacheEntries, "cache-entries", c.CacheEntries, "check cache size in entries; 0 turns the cache off (TRELLIS_CACHE_ENTRIES)")
+	f.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "check cache memory bound in bytes (approximate) (TRELLIS_CACHE_MAX_BYTES)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "longest a cached answer is served, a safety net behind epochs (TRELLIS_CACHE_TTL)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
 }

@@ -132,7 +132,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var graph engine.Engine = eng
 	if cfg.CacheEntries > 0 {
-		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, TTL: cfg.CacheTTL, Registerer: registry})
+		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry})
 		if err != nil {
 			return err
 		}
