@@ -230,16 +230,18 @@ func TestCacheSingleflight(t *testing.T) {
 
 func TestCacheBoundedEntries(t *testing.T) {
 	eng, _ := startPair(t)
-	c, err := NewCached(context.Background(), eng, CacheConfig{MaxEntries: 64})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	for i := 0; i < 300; i++ {
-		mustCheck(t, c, checkOf("document:a", "view", "user:u"+string(rune('a'+i%26))+string(rune('a'+i/26))))
-	}
-	if st := c.Stats(); st.Evictions == 0 {
-		t.Errorf("300 distinct keys in a 64-entry cache evicted nothing: %+v", st)
+	for _, cfg := range []CacheConfig{{MaxEntries: 64}, {MaxEntries: 1_000_000, MaxBytes: 16 << 10}} {
+		c, err := NewCached(context.Background(), eng, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < 300; i++ {
+			mustCheck(t, c, checkOf("document:a", "view", "user:u"+string(rune('a'+i%26))+string(rune('a'+i/26))))
+		}
+		c.Close()
+		if st := c.Stats(); st.Evictions == 0 {
+			t.Errorf("300 distinct keys within %+v evicted nothing: %+v", cfg, st)
+		}
 	}
 }
 
