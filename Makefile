@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test build bench lint fmt
+.PHONY: run test build bench load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -16,6 +16,10 @@ test:
 
 build:
 	$(GO) build -o bin/trellis ./cmd/trellis
+
+## load: open-loop load against a real server, cached and uncached (benchmarks/load.sh)
+load:
+	benchmarks/load.sh
 
 ## bench: run the benchmarks in benchmarks/ (minutes; not part of make test)
 bench:

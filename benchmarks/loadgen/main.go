@@ -1,0 +1,240 @@
+// Command loadgen drives a running Trellis with check requests: it seeds a
+// benchmark dataset, finds the throughput at saturation (closed loop), then
+// runs open-loop at fixed rates and reports latency percentiles. Latency is
+// measured from each request's scheduled start, so a slow server cannot hide
+// queueing (no coordinated omission).
+//
+//	go run ./benchmarks/loadgen -url http://127.0.0.1:8080 -key K -seed -tenants 100
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+type config struct {
+	url, key       string
+	seed           bool
+	tenants, users int
+	duration       time.Duration
+	workers        int
+	rates          []float64 // fractions of saturation for the open-loop phase
+	writeEvery     int
+}
+
+func main() {
+	var c config
+	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "Trellis base URL")
+	flag.StringVar(&c.key, "key", os.Getenv("TRELLIS_ADMIN_KEY"), "admin key")
+	flag.BoolVar(&c.seed, "seed", false, "write the app schema and the dataset first")
+	flag.IntVar(&c.tenants, "tenants", 100, "tenants (platform -> reseller -> customer -> region each)")
+	flag.IntVar(&c.users, "users", 10, "members per region")
+	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each phase")
+	flag.IntVar(&c.workers, "workers", 32, "concurrent clients for the saturation phase")
+	flag.IntVar(&c.writeEvery, "write-every", 0, "make every Nth request a relationship write (0: none)")
+	flag.Parse()
+	c.rates = []float64{0.5, 0.8}
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
+	if c.seed {
+		if err := seed(client, c); err != nil {
+			fmt.Fprintln(os.Stderr, "seed:", err)
+			os.Exit(1)
+		}
+	}
+	keys := zipfBodies(c)
+	fmt.Printf("target %s, %d tenants x %d members, Zipf s=1.1 over %d keys, write every %d\n", c.url, c.tenants, c.users, c.tenants*c.users, c.writeEvery)
+	// warm-up, then saturation
+	closedLoop(client, c, keys, 2*time.Second)
+	sat := closedLoop(client, c, keys, c.duration)
+	fmt.Printf("saturation (closed loop, %d workers): %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
+		c.workers, sat.rate, sat.p(50), sat.p(95), sat.p(99), sat.errors)
+	for _, f := range c.rates {
+		r := openLoop(client, c, keys, f*sat.rate, c.duration)
+		fmt.Printf("open loop at %.0f%% of saturation (%.0f req/s offered): achieved %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
+			f*100, f*sat.rate, r.rate, r.p(50), r.p(95), r.p(99), r.errors)
+	}
+}
+
+type result struct {
+	rate      float64
+	latencies []time.Duration
+	errors    int64
+}
+
+func (r result) p(q float64) time.Duration {
+	if len(r.latencies) == 0 {
+		return 0
+	}
+	i := int(float64(len(r.latencies)-1) * q / 100)
+	return r.latencies[i].Round(time.Microsecond)
+}
+
+func finish(lat [][]time.Duration, errs int64, elapsed time.Duration) result {
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	return result{rate: float64(len(all)) / elapsed.Seconds(), latencies: all, errors: errs}
+}
+
+type request struct {
+	path string
+	body []byte
+}
+
+func zipfBodies(c config) []request {
+	r := rand.New(rand.NewPCG(3, 4))
+	z := rand.NewZipf(r, 1.1, 1, uint64(c.tenants*c.users-1))
+	out := make([]request, 1<<16)
+	for i := range out {
+		if c.writeEvery > 0 && i%c.writeEvery == c.writeEvery-1 {
+			out[i] = request{"/v1/relationships/write", fmt.Appendf(nil, `{"updates":[{"operation":"touch","relationship":{"resource":"organization:g%d","relation":"member","subject":"user:w%d"}}]}`, i%c.tenants, i)}
+			continue
+		}
+		k := int(z.Uint64())
+		t, u := k%c.tenants, k/c.tenants
+		out[i] = request{"/v1/check", fmt.Appendf(nil, `{"resource":"document:d%d","permission":"view","subject":"user:u%d_%d"}`, t, t, u)}
+	}
+	return out
+}
+
+func do(client *http.Client, c config, r request) error {
+	req, _ := http.NewRequest("POST", c.url+r.path, bytes.NewReader(r.body))
+	req.Header.Set("Authorization", "Bearer "+c.key)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+func closedLoop(client *http.Client, c config, keys []request, d time.Duration) result {
+	var next atomic.Int64
+	var errs atomic.Int64
+	lat := make([][]time.Duration, c.workers)
+	var wg sync.WaitGroup
+	start := time.Now()
+	deadline := start.Add(d)
+	for w := 0; w < c.workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				r := keys[int(next.Add(1))&(len(keys)-1)]
+				t0 := time.Now()
+				if err := do(client, c, r); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(t0))
+			}
+		}(w)
+	}
+	wg.Wait()
+	return finish(lat, errs.Load(), time.Since(start))
+}
+
+func openLoop(client *http.Client, c config, keys []request, rate float64, d time.Duration) result {
+	interval := time.Duration(float64(time.Second) / rate)
+	var errs atomic.Int64
+	var mu sync.Mutex
+	var lat []time.Duration
+	var wg sync.WaitGroup
+	start := time.Now()
+	n := int(d / interval)
+	for i := 0; i < n; i++ {
+		scheduled := start.Add(time.Duration(i) * interval)
+		if wait := time.Until(scheduled); wait > 0 {
+			time.Sleep(wait)
+		}
+		wg.Add(1)
+		go func(i int, scheduled time.Time) {
+			defer wg.Done()
+			if err := do(client, c, keys[i&(len(keys)-1)]); err != nil {
+				errs.Add(1)
+				return
+			}
+			l := time.Since(scheduled)
+			mu.Lock()
+			lat = append(lat, l)
+			mu.Unlock()
+		}(i, scheduled)
+	}
+	wg.Wait()
+	return finish([][]time.Duration{lat}, errs.Load(), time.Since(start))
+}
+
+const appSchema = `definition document {
+	relation org: organization
+	relation viewer: user
+	permission view = viewer + org->access
+	permission edit = org->manage
+}`
+
+// seed writes the app schema and tenants x (reseller -> customer -> region + document).
+func seed(client *http.Client, c config) error {
+	post := func(method, path string, v any) error {
+		raw, _ := json.Marshal(v)
+		req, _ := http.NewRequest(method, c.url+path, bytes.NewReader(raw))
+		req.Header.Set("Authorization", "Bearer "+c.key)
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
+		}
+		return nil
+	}
+	if err := post("PUT", "/v1/schema", map[string]any{"text": appSchema}); err != nil {
+		return err
+	}
+	var batch []any
+	flush := func() error {
+		if len(batch) == 0 {
+			return nil
+		}
+		err := post("POST", "/v1/relationships/write", map[string]any{"updates": batch})
+		batch = batch[:0]
+		return err
+	}
+	add := func(res, rel, sub string) error {
+		batch = append(batch, map[string]any{"operation": "touch", "relationship": map[string]any{"resource": res, "relation": rel, "subject": sub}})
+		if len(batch) == 1000 {
+			return flush()
+		}
+		return nil
+	}
+	for t := 0; t < c.tenants; t++ {
+		r, cu, g := fmt.Sprintf("organization:r%d", t), fmt.Sprintf("organization:c%d", t), fmt.Sprintf("organization:g%d", t)
+		rels := [][3]string{{r, "admin", fmt.Sprintf("user:radmin%d", t)}, {cu, "parent", r}, {g, "parent", cu}, {fmt.Sprintf("document:d%d", t), "org", g}}
+		for u := 0; u < c.users; u++ {
+			rels = append(rels, [3]string{g, "member", fmt.Sprintf("user:u%d_%d", t, u)})
+		}
+		for _, x := range rels {
+			if err := add(x[0], x[1], x[2]); err != nil {
+				return err
+			}
+		}
+	}
+	return flush()
+}
