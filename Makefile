@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test build bench load lint fmt
+.PHONY: run test build bench bench-peer load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -16,6 +16,10 @@ test:
 
 build:
 	$(GO) build -o bin/trellis ./cmd/trellis
+
+## bench-peer: Trellis vs embedded OpenFGA on the same data (benchmarks/peer.sh)
+bench-peer:
+	benchmarks/peer.sh
 
 ## load: open-loop load against a real server, cached and uncached (benchmarks/load.sh)
 load:

@@ -351,3 +351,26 @@ func reportHitRatio(b *testing.B, c *engine.Cached, before engine.CacheStats) {
 	hits, misses := st.Hits-before.Hits, st.Misses-before.Misses
 	b.ReportMetric(float64(hits)/float64(max(1, hits+misses))*100, "hit%")
 }
+
+// BenchmarkCheckInProcessParallel: cached in-process checks from 32 goroutines,
+// Zipf keys, warm — the Trellis side of the OpenFGA peer comparison (benchmarks/openfga).
+func BenchmarkCheckInProcessParallel(b *testing.B) {
+	eng := fixture(b, 100, 10)
+	c := cachedEngine(b, eng)
+	reqs := zipfChecks(1<<14, 100, 10)
+	warm(b, c, reqs)
+	ctx := context.Background()
+	var next atomic.Int64
+	b.SetParallelism(16)
+	b.ReportAllocs()
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			res, err := c.Check(ctx, reqs[int(next.Add(1))&(len(reqs)-1)])
+			if err != nil || !res.Allowed() {
+				b.Errorf("check: %+v %v", res, err)
+				return
+			}
+		}
+	})
+}
