@@ -166,14 +166,9 @@ func BenchmarkCheckHTTPCached(b *testing.B) {
 			name = "1pct-writes"
 		}
 		b.Run(name, func(b *testing.B) {
-			eng := fixture(b, 100, 10)
-			c := cachedEngine(b, eng)
-			srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
-			defer srv.Close()
-			reqs := zipfChecks(1<<14, 100, 10)
-			warm(b, c, reqs)
+			c, url, reqs := cachedServer(b)
 			before := c.Stats()
-			runHTTPMixed(b, srv.URL, func(i int) (string, string) {
+			runHTTPMixed(b, url, func(i int) (string, string) {
 				if writeEvery > 0 && i%writeEvery == writeEvery-1 {
 					return "/v1/relationships/write", fmt.Sprintf(`{"updates":[{"operation":"touch","relationship":{"resource":"organization:g%d","relation":"member","subject":"user:w%d"}}]}`, i%100, i)
 				}
@@ -293,14 +288,9 @@ func BenchmarkSaturation(b *testing.B) {
 		runParallelHTTP(b, srv.URL, reqs)
 	})
 	b.Run("trellis-cached", func(b *testing.B) {
-		eng := fixture(b, 100, 10)
-		c := cachedEngine(b, eng)
-		srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
-		defer srv.Close()
-		reqs := zipfChecks(1<<14, 100, 10)
-		warm(b, c, reqs)
+		c, url, reqs := cachedServer(b)
 		before := c.Stats()
-		runParallelHTTP(b, srv.URL, reqs)
+		runParallelHTTP(b, url, reqs)
 		reportHitRatio(b, c, before)
 	})
 }
@@ -373,4 +363,15 @@ func BenchmarkCheckInProcessParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// cachedServer serves the 100-tenant fixture over HTTP through a warm check cache
+// and returns the cache, the base URL and the Zipf request stream.
+func cachedServer(b *testing.B) (*engine.Cached, string, []engine.CheckRequest) {
+	c := cachedEngine(b, fixture(b, 100, 10))
+	srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
+	b.Cleanup(srv.Close)
+	reqs := zipfChecks(1<<14, 100, 10)
+	warm(b, c, reqs)
+	return c, srv.URL, reqs
 }
