@@ -259,8 +259,7 @@ func (c *Cached) store(key string, e cacheEntry) {
 func (c *Cached) Check(ctx context.Context, req CheckRequest) (CheckResult, error) {
 	need, cacheable := c.requiredSeq(req.Consistency)
 	if !cacheable {
-		c.calls.Add(1)
-		c.metrics.calls.Inc()
+		c.countEngineCall()
 		return c.Engine.Check(ctx, req)
 	}
 	key, err := c.key(req)
@@ -268,16 +267,13 @@ func (c *Cached) Check(ctx context.Context, req CheckRequest) (CheckResult, erro
 		return c.Engine.Check(ctx, req)
 	}
 	if res, ok := c.lookup(key, need); ok {
-		c.hits.Add(1)
-		c.metrics.hits.Inc()
+		c.countHit()
 		return res, nil
 	}
-	c.misses.Add(1)
-	c.metrics.misses.Inc()
+	c.countMiss()
 	v, err, _ := c.flight.Do(key, func() (any, error) {
 		e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
-		c.calls.Add(1)
-		c.metrics.calls.Inc()
+		c.countEngineCall()
 		res, err := c.Engine.Check(ctx, req)
 		if err != nil {
 			return nil, err
@@ -291,8 +287,7 @@ func (c *Cached) Check(ctx context.Context, req CheckRequest) (CheckResult, erro
 	}
 	e := v.(cacheEntry)
 	if e.seq < need { // joined a flight that started before the write the caller saw
-		c.calls.Add(1)
-		c.metrics.calls.Inc()
+		c.countEngineCall()
 		return c.Engine.Check(ctx, req)
 	}
 	return e.res, nil
@@ -312,23 +307,20 @@ func (c *Cached) CheckBulk(ctx context.Context, reqs []CheckRequest) ([]CheckRes
 			var err error
 			if key, err = c.key(r); err == nil {
 				if res, ok := c.lookup(key, need); ok {
-					c.hits.Add(1)
-					c.metrics.hits.Inc()
+					c.countHit()
 					out[i] = res
 					continue
 				}
 			}
 		}
-		c.misses.Add(1)
-		c.metrics.misses.Inc()
+		c.countMiss()
 		missIdx, missReqs, keys = append(missIdx, i), append(missReqs, r), append(keys, key)
 	}
 	if len(missReqs) == 0 {
 		return out, nil
 	}
 	e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
-	c.calls.Add(1)
-	c.metrics.calls.Inc()
+	c.countEngineCall()
 	res, err := c.Engine.CheckBulk(ctx, missReqs)
 	if err != nil {
 		return nil, remapBulkField(err, missIdx)
@@ -357,12 +349,7 @@ func (c *Cached) WriteRelationships(ctx context.Context, updates []RelationshipU
 }
 
 func (c *Cached) afterWrite(token string, updates []RelationshipUpdate) {
-	seq := c.seq.Add(1)
-	if token != "" {
-		c.tokensMu.Lock()
-		c.tokens.Add(token, seq)
-		c.tokensMu.Unlock()
-	}
+	c.recordWrite(token)
 	n, global := c.ten.applied(updates)
 	c.countBumps(n, global)
 	now := c.now()
@@ -372,6 +359,22 @@ func (c *Cached) afterWrite(token string, updates []RelationshipUpdate) {
 		}
 	}
 }
+
+// recordWrite advances the write sequence and remembers which sequence a
+// write token ("" for none) stands for, so atLeastAsFresh(token) can be served.
+func (c *Cached) recordWrite(token string) {
+	seq := c.seq.Add(1)
+	if token == "" {
+		return
+	}
+	c.tokensMu.Lock()
+	c.tokens.Add(token, seq)
+	c.tokensMu.Unlock()
+}
+
+func (c *Cached) countHit()        { c.hits.Add(1); c.metrics.hits.Inc() }
+func (c *Cached) countMiss()       { c.misses.Add(1); c.metrics.misses.Inc() }
+func (c *Cached) countEngineCall() { c.calls.Add(1); c.metrics.calls.Inc() }
 
 func (c *Cached) countBumps(n int, global bool) {
 	if global {
@@ -390,7 +393,7 @@ func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 	if err != nil {
 		return "", err
 	}
-	c.seq.Add(1)
+	c.recordWrite("") // the schema token is not recorded: atLeastAsFresh(it) bypasses the cache
 	// a type that gains relations is no longer terminal: edges into it written
 	// earlier must now carry dependencies, so the index is learned again
 	if err := c.learn(ctx); err != nil {
@@ -417,12 +420,10 @@ func (c *Cached) expired(rels []Relationship) {
 	for _, r := range rels {
 		objs = append(objs, r.Resource)
 	}
-	seq := c.seq.Add(1)
-	if err == nil {
-		c.tokensMu.Lock()
-		c.tokens.Add(token, seq)
-		c.tokensMu.Unlock()
+	if err != nil {
+		token = ""
 	}
+	c.recordWrite(token)
 	c.ten.bumpObjects(objs...)
 	c.countBumps(len(objs), false)
 }
