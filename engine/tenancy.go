@@ -114,11 +114,8 @@ func (t *tenancy) applied(updates []RelationshipUpdate) (bumped int, global bool
 	defer t.mu.Unlock()
 	t.writes++
 	touched := map[string]struct{}{}
-	before := func(r Relationship) {
-		t.touch(touched, &global, r.Resource)
-	}
 	for _, u := range updates {
-		before(u.Relationship)
+		t.touch(touched, &global, u.Relationship.Resource)
 	}
 	for _, u := range updates {
 		t.index(u)
@@ -223,11 +220,16 @@ func (t *tenancy) link(r Relationship) {
 	case to == "":
 		t.tainted[from] = struct{}{}
 	case to != from:
-		if t.dependents[to] == nil {
-			t.dependents[to] = map[string]struct{}{}
-		}
-		t.dependents[to][from] = struct{}{}
+		t.addDependent(to, from)
 	}
+}
+
+// addDependent records that bumping tenant on must bump tenant dependent too.
+func (t *tenancy) addDependent(on, dependent string) {
+	if t.dependents[on] == nil {
+		t.dependents[on] = map[string]struct{}{}
+	}
+	t.dependents[on][dependent] = struct{}{}
 }
 
 // merge makes a subtree that moved from tenant old to tenant new keep every
@@ -239,30 +241,14 @@ func (t *tenancy) merge(old, new string) {
 			deps[new] = struct{}{}
 		}
 	}
-	if deps, ok := t.dependents[old]; ok {
-		if t.dependents[new] == nil {
-			t.dependents[new] = map[string]struct{}{}
-		}
-		for d := range deps {
-			t.dependents[new][d] = struct{}{}
-		}
+	for d := range t.dependents[old] {
+		t.addDependent(new, d)
 	}
-	if t.dependents[new] == nil {
-		t.dependents[new] = map[string]struct{}{}
-	}
-	t.dependents[new][old] = struct{}{}
-	t.dependents[old] = mergeSet(t.dependents[old], new)
+	t.addDependent(new, old)
+	t.addDependent(old, new)
 	if _, bad := t.tainted[old]; bad {
 		t.tainted[new] = struct{}{}
 	}
-}
-
-func mergeSet(s map[string]struct{}, k string) map[string]struct{} {
-	if s == nil {
-		s = map[string]struct{}{}
-	}
-	s[k] = struct{}{}
-	return s
 }
 
 // bump increments the epochs of the touched tenants and, transitively, of
