@@ -424,8 +424,7 @@ func (c *Cached) expired(rels []Relationship) {
 		token = ""
 	}
 	c.recordWrite(token)
-	c.ten.bumpObjects(objs...)
-	c.countBumps(len(objs), false)
+	c.countBumps(c.ten.bumpObjects(objs...))
 }
 
 // expiryScheduler fires a callback when scheduled relationships expire and

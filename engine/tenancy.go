@@ -127,10 +127,16 @@ func (t *tenancy) applied(updates []RelationshipUpdate) (bumped int, global bool
 			t.link(r)
 		}
 	}
+	return t.bumpTouched(touched, global), global
+}
+
+// bumpTouched bumps the touched tenants (with dependents) and, when asked, the
+// global epoch; it returns the number of tenant epochs bumped.
+func (t *tenancy) bumpTouched(touched map[string]struct{}, global bool) int {
 	if global {
 		t.global++
 	}
-	return t.bump(touched), global
+	return t.bump(touched)
 }
 
 // touch collects the tenant of obj. An object of unknown tenancy needs no bump:
@@ -296,18 +302,15 @@ func (t *tenancy) bumpAll() {
 	t.mu.Unlock()
 }
 
-// bumpObjects bumps the tenants of the given objects (expiry of relationships).
-func (t *tenancy) bumpObjects(objs ...ObjectRef) {
+// bumpObjects bumps the tenants of the given objects (expiry of relationships),
+// reporting like applied.
+func (t *tenancy) bumpObjects(objs ...ObjectRef) (bumped int, global bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	t.writes++
 	touched := map[string]struct{}{}
-	global := false
 	for _, o := range objs {
 		t.touch(touched, &global, o)
 	}
-	if global {
-		t.global++
-	}
-	t.bump(touched)
+	return t.bumpTouched(touched, global), global
 }
