@@ -245,11 +245,8 @@ func runHTTPMixed(b *testing.B, url string, next func(i int) (path, body string)
 func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 	for _, tenants := range []int{10, 100, 1000} {
 		b.Run(fmt.Sprintf("tenants=%d", tenants), func(b *testing.B) {
-			eng := fixture(b, tenants, 10)
-			c := cachedEngine(b, eng)
-			reqs := zipfChecks(1<<14, tenants, 10)
+			c, reqs := warmCached(b, tenants)
 			ctx := context.Background()
-			warm(b, c, reqs)
 			before := c.Stats()
 			b.ReportAllocs()
 			b.ResetTimer()
@@ -326,13 +323,17 @@ func runParallelHTTP(b *testing.B, url string, reqs []engine.CheckRequest) {
 	})
 }
 
-// warm answers the first 4,096 requests once so that figures are steady state.
-func warm(b *testing.B, c *engine.Cached, reqs []engine.CheckRequest) {
+// warmCached builds the fixture with `tenants` tenants behind a check cache and
+// answers the first 4,096 of its Zipf requests once, so figures are steady state.
+func warmCached(b *testing.B, tenants int) (*engine.Cached, []engine.CheckRequest) {
+	c := cachedEngine(b, fixture(b, tenants, 10))
+	reqs := zipfChecks(1<<14, tenants, 10)
 	for _, r := range reqs[:4096] {
 		if _, err := c.Check(context.Background(), r); err != nil {
 			b.Fatal(err)
 		}
 	}
+	return c, reqs
 }
 
 // reportHitRatio reports the hit ratio since before as a benchmark metric.
@@ -345,10 +346,7 @@ func reportHitRatio(b *testing.B, c *engine.Cached, before engine.CacheStats) {
 // BenchmarkCheckInProcessParallel: cached in-process checks from 32 goroutines,
 // Zipf keys, warm — the Trellis side of the OpenFGA peer comparison (benchmarks/openfga).
 func BenchmarkCheckInProcessParallel(b *testing.B) {
-	eng := fixture(b, 100, 10)
-	c := cachedEngine(b, eng)
-	reqs := zipfChecks(1<<14, 100, 10)
-	warm(b, c, reqs)
+	c, reqs := warmCached(b, 100)
 	ctx := context.Background()
 	var next atomic.Int64
 	b.SetParallelism(16)
@@ -368,10 +366,8 @@ func BenchmarkCheckInProcessParallel(b *testing.B) {
 // cachedServer serves the 100-tenant fixture over HTTP through a warm check cache
 // and returns the cache, the base URL and the Zipf request stream.
 func cachedServer(b *testing.B) (*engine.Cached, string, []engine.CheckRequest) {
-	c := cachedEngine(b, fixture(b, 100, 10))
+	c, reqs := warmCached(b, 100)
 	srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
 	b.Cleanup(srv.Close)
-	reqs := zipfChecks(1<<14, 100, 10)
-	warm(b, c, reqs)
 	return c, srv.URL, reqs
 }
