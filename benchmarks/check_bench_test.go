@@ -298,25 +298,34 @@ func runParallelHTTP(b *testing.B, url string, reqs []engine.CheckRequest) {
 		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
 	}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
+	runParallel(b, func(i int) error {
+		req, _ := http.NewRequest("POST", url+"/v1/check", bytes.NewReader(bodies[i&(len(bodies)-1)]))
+		req.Header.Set("Authorization", "Bearer "+benchKey)
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := client.Do(req)
+		if err != nil {
+			return err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != 200 {
+			return fmt.Errorf("status %d", resp.StatusCode)
+		}
+		return nil
+	})
+}
+
+// runParallel runs op from 32 goroutines (16 per core on 2 cores), each call
+// with the next request index, and fails the benchmark on the first error.
+func runParallel(b *testing.B, op func(i int) error) {
 	var next atomic.Int64
 	b.SetParallelism(16)
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		for pb.Next() {
-			i := int(next.Add(1))
-			req, _ := http.NewRequest("POST", url+"/v1/check", bytes.NewReader(bodies[i&(len(bodies)-1)]))
-			req.Header.Set("Authorization", "Bearer "+benchKey)
-			req.Header.Set("Content-Type", "application/json")
-			resp, err := client.Do(req)
-			if err != nil {
+			if err := op(int(next.Add(1))); err != nil {
 				b.Error(err)
-				return
-			}
-			_, _ = io.Copy(io.Discard, resp.Body)
-			resp.Body.Close()
-			if resp.StatusCode != 200 {
-				b.Errorf("status %d", resp.StatusCode)
 				return
 			}
 		}
@@ -348,18 +357,12 @@ func reportHitRatio(b *testing.B, c *engine.Cached, before engine.CacheStats) {
 func BenchmarkCheckInProcessParallel(b *testing.B) {
 	c, reqs := warmCached(b, 100)
 	ctx := context.Background()
-	var next atomic.Int64
-	b.SetParallelism(16)
-	b.ReportAllocs()
-	b.ResetTimer()
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			res, err := c.Check(ctx, reqs[int(next.Add(1))&(len(reqs)-1)])
-			if err != nil || !res.Allowed() {
-				b.Errorf("check: %+v %v", res, err)
-				return
-			}
+	runParallel(b, func(i int) error {
+		res, err := c.Check(ctx, reqs[i&(len(reqs)-1)])
+		if err != nil || !res.Allowed() {
+			return fmt.Errorf("check: %+v %v", res, err)
 		}
+		return nil
 	})
 }
 
