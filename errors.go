@@ -62,3 +62,25 @@ func WithField(prefix string, err error) error {
 	}
 	return err
 }
+
+// Rule builds a *RuleError (422).
+func Rule(code, format string, args ...any) error {
+	return &RuleError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// ConflictError is a conflict (409) with a stable machine-readable code, e.g.
+// "has_children" or "invitation_expired". errors.Is(err, ErrConflict) holds.
+type ConflictError struct {
+	Code    string
+	Message string
+}
+
+func (e *ConflictError) Error() string { return e.Message }
+
+// Is makes a *ConflictError match ErrConflict.
+func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
+
+// Conflict builds a *ConflictError (409).
+func Conflict(code, format string, args ...any) error {
+	return &ConflictError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

@@ -5,15 +5,21 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"sync"
 	"testing"
+	"time"
 
 	"go.uber.org/goleak"
 
 	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/federation"
 	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store/memory"
 )
 
 const testKey = "test-admin-key"
@@ -31,9 +37,32 @@ func TestMain(m *testing.M) {
 
 // harness is a running Trellis API over a fresh embedded SpiceDB (memdb).
 type harness struct {
-	t   testing.TB
-	url string
-	eng *engine.Embedded
+	t     testing.TB
+	url   string
+	eng   *engine.Embedded
+	graph engine.Engine // the cached engine the server uses
+	store *memory.Store // the directory's store (tests tamper with the audit log through it)
+	dir   *directory.Service
+	clock *testClock // the directory's and token signer's clock
+}
+
+// testClock is a settable clock for expiry cases (invitations, keys, tokens).
+type testClock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+func (c *testClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward.
+func (c *testClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.now = c.now.Add(d)
 }
 
 // newHarness starts SpiceDB in process, applies app as the app schema and serves the API.
@@ -54,7 +83,25 @@ func newHarness(t testing.TB, app string) *harness {
 		eng.Close()
 		t.Fatalf("bootstrap schema: %v", err)
 	}
-	srv := httptest.NewServer(api.New(api.Deps{Engine: cached, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: cached}, AdminKey: testKey}))
+	clock := &testClock{now: time.Now().UTC().Truncate(time.Second)}
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: "http://trellis.test", Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := memory.New()
+	dir, err := directory.New(directory.Deps{
+		Store: st, Graph: cached,
+		Signer: func(_ context.Context, user, org string, ttl time.Duration) (string, time.Time, error) {
+			return signer.Issue(federation.AccessClaims{Subject: user, Organization: org, TTL: ttl})
+		},
+	}, directory.Config{Now: clock.Now, LookupTXT: fakeDNS.lookup})
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(api.New(api.Deps{
+		Engine: cached, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: cached},
+		Directory: dir, Tokens: signer, AdminKey: testKey,
+	}))
 	t.Cleanup(func() {
 		srv.Close()
 		cached.Close()
@@ -62,7 +109,30 @@ func newHarness(t testing.TB, app string) *harness {
 			t.Errorf("close engine: %v", err)
 		}
 	})
-	return &harness{t: t, url: srv.URL, eng: eng}
+	return &harness{t: t, url: srv.URL, eng: eng, graph: cached, store: st, dir: dir, clock: clock}
+}
+
+// dnsZone is a fake resolver for domain verification: tests publish TXT records in it.
+type dnsZone struct {
+	mu      sync.Mutex
+	records map[string][]string
+}
+
+var fakeDNS = &dnsZone{records: map[string][]string{}}
+
+func (z *dnsZone) publish(name, value string) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	z.records[name] = append(z.records[name], value)
+}
+
+func (z *dnsZone) lookup(_ context.Context, name string) ([]string, error) {
+	z.mu.Lock()
+	defer z.mu.Unlock()
+	if v, ok := z.records[name]; ok {
+		return v, nil
+	}
+	return nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
 }
 
 // call sends body (marshalled unless it is a string or []byte) with the admin key.

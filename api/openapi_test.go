@@ -13,7 +13,28 @@ import (
 	"testing"
 
 	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/directory"
+	"github.com/trellis-iam/trellis/federation"
 )
+
+// stubTokens satisfies TokenVerifier so that New mounts /.well-known/jwks.json;
+// it accepts no token.
+type stubTokens struct{}
+
+func (stubTokens) Verify(string) (federation.Verified, error) {
+	return federation.Verified{}, trellis.ErrUnauthenticated
+}
+
+func (stubTokens) JWKS() []byte { return []byte(`{"keys":[]}`) }
+
+// fullServer is the API with every optional route group mounted (directory and
+// token keys). Only its routes are listed and its authentication probed: no
+// handler that reaches the zero directory.Service is ever invoked.
+func fullServer() *echo.Echo {
+	return New(Deps{Directory: &directory.Service{}, Tokens: stubTokens{}})
+}
 
 // openAPIMethods are the operation keys of an OpenAPI path item.
 var openAPIMethods = []string{"get", "put", "post", "delete", "options", "head", "patch", "trace"}
@@ -76,10 +97,16 @@ func servedRoutes(e *echo.Echo) map[string]bool {
 }
 
 func TestOpenAPIMatchesRoutes(t *testing.T) {
-	served := servedRoutes(New(Deps{}))
+	served := servedRoutes(fullServer())
 	documented := documentedOperations(t, loadOpenAPI(t))
 	if len(served) == 0 {
 		t.Fatal("New registered no routes")
+	}
+	// without a directory or token verifier New serves a subset of the document
+	for r := range servedRoutes(New(Deps{})) {
+		if !served[r] {
+			t.Errorf("served by New(Deps{}) but not with every route group mounted: %s", r)
+		}
 	}
 	var mismatches []string
 	for r := range served {
@@ -152,8 +179,9 @@ func TestOpenAPIRefsResolve(t *testing.T) {
 }
 
 // TestOpenAPISecurityAndErrors: /v1 operations require the bearer scheme (and the
-// server really answers 401 without it), the others are documented as public;
-// operationIds are unique; every error response is application/problem+json.
+// server really answers 401 without it, or with an invalid token where it is
+// optional), the others are documented as public; operationIds are unique; every
+// operation has a success response; every error response is application/problem+json.
 func TestOpenAPISecurityAndErrors(t *testing.T) {
 	doc := loadOpenAPI(t)
 	comps, _ := doc["components"].(map[string]any)
@@ -162,7 +190,7 @@ func TestOpenAPISecurityAndErrors(t *testing.T) {
 	if bearer["type"] != "http" || bearer["scheme"] != "bearer" {
 		t.Errorf("components.securitySchemes.bearerAuth = %v, want an http bearer scheme", bearer)
 	}
-	e := New(Deps{})
+	e := fullServer()
 	ids := map[string]string{}
 	ops := documentedOperations(t, doc)
 	keys := make([]string, 0, len(ops))
@@ -182,11 +210,14 @@ func TestOpenAPISecurityAndErrors(t *testing.T) {
 		ids[id] = key
 
 		sec, hasSec := op["security"].([]any)
-		usesBearer := false
+		usesBearer, optional := false, false
 		for _, s := range sec {
 			if m, ok := s.(map[string]any); ok {
 				if _, ok := m["bearerAuth"]; ok {
 					usesBearer = true
+				}
+				if len(m) == 0 { // {}: credentials are optional
+					optional = true
 				}
 			}
 		}
@@ -197,21 +228,38 @@ func TestOpenAPISecurityAndErrors(t *testing.T) {
 			if _, ok := op["responses"].(map[string]any)["401"]; !ok {
 				t.Errorf("%s: no 401 response documented", key)
 			}
+			// Without credentials the server must answer 401; where credentials
+			// are optional (invitation accept), invalid ones must.
 			req := httptest.NewRequest(method, regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(path, "x"), strings.NewReader("{}"))
+			probe := "without credentials"
+			if optional {
+				req.Header.Set(echo.HeaderAuthorization, "Bearer not-a-valid-token")
+				probe = "with an invalid bearer token"
+			}
 			rec := httptest.NewRecorder()
 			e.ServeHTTP(rec, req)
 			if rec.Code != http.StatusUnauthorized {
-				t.Errorf("%s without credentials: status %d, want 401", key, rec.Code)
+				t.Errorf("%s %s: status %d, want 401", key, probe, rec.Code)
 			} else if ct := rec.Header().Get(echo.HeaderContentType); ct != "application/problem+json" {
-				t.Errorf("%s without credentials: Content-Type %q, want application/problem+json", key, ct)
+				t.Errorf("%s %s: Content-Type %q, want application/problem+json", key, probe, ct)
 			}
 		} else if !hasSec || len(sec) != 0 {
 			t.Errorf("%s: public operation should declare \"security\": []", key)
 		}
 
 		responses, _ := op["responses"].(map[string]any)
-		if _, ok := responses["200"]; !ok {
-			t.Errorf("%s: no 200 response", key)
+		success := 0
+		for code, r := range responses {
+			if !strings.HasPrefix(code, "2") {
+				continue
+			}
+			success++
+			if obj, _ := r.(map[string]any); code == "204" && obj["content"] != nil {
+				t.Errorf("%s: a 204 response has no content", key)
+			}
+		}
+		if success == 0 {
+			t.Errorf("%s: no 2xx response", key)
 		}
 		for code, r := range responses {
 			if strings.HasPrefix(code, "2") {

@@ -34,6 +34,7 @@ func newProblem(status int, code, detail string) *Problem {
 func problemFor(err error, log *slog.Logger) *Problem {
 	var ve *trellis.ValidationError
 	var re *trellis.RuleError
+	var ce *trellis.ConflictError
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
 	switch {
@@ -47,6 +48,8 @@ func problemFor(err error, log *slog.Logger) *Problem {
 		return p
 	case errors.As(err, &re):
 		return newProblem(http.StatusUnprocessableEntity, re.Code, re.Message)
+	case errors.As(err, &ce):
+		return newProblem(http.StatusConflict, ce.Code, ce.Message)
 	case errors.Is(err, trellis.ErrUnauthenticated):
 		return newProblem(http.StatusUnauthorized, "unauthenticated", "missing or invalid credentials")
 	case errors.Is(err, trellis.ErrForbidden):

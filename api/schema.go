@@ -47,7 +47,7 @@ func (s *Server) putSchema(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	v, err := s.schemas.Apply(c.Request().Context(), text, in.ExpectedVersion, callerOf(c).Name)
+	v, err := s.schemas.Apply(c.Request().Context(), text, in.ExpectedVersion, principal(c).Actor())
 	if err != nil {
 		return err
 	}

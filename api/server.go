@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"crypto/subtle"
 	_ "embed"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"strings"
@@ -15,7 +16,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/federation"
 	"github.com/trellis-iam/trellis/schema"
 )
 
@@ -27,10 +30,14 @@ var openAPIDocument []byte
 
 // Deps are what the API serves.
 type Deps struct {
-	Engine   engine.Engine
-	Checker  engine.Checker // the (cached) check path; defaults to Engine
-	Schemas  *schema.Manager
-	Actors   ActorGate
+	Engine  engine.Engine
+	Checker engine.Checker // the (cached) check path; defaults to Engine
+	Schemas *schema.Manager
+	Actors  ActorGate
+	// Directory serves organizations, users and the rest; nil leaves those routes unmounted.
+	Directory *directory.Service
+	// Tokens verifies user access tokens and publishes their keys; nil accepts none.
+	Tokens   TokenVerifier
 	AdminKey string
 	Logger   *slog.Logger
 	Metrics  prometheus.Gatherer // served at /metrics; nil serves an empty registry
@@ -42,25 +49,22 @@ type Server struct {
 	checker  engine.Checker
 	schemas  *schema.Manager
 	actors   ActorGate
+	dir      *directory.Service
+	tokens   TokenVerifier
 	adminKey [32]byte
 	hasAdmin bool
 	log      *slog.Logger
 }
 
-// Caller is the authenticated principal of a request.
-type Caller struct {
-	Kind string // "provider_admin"
-	Name string
-}
-
-func callerOf(c echo.Context) Caller {
-	v, _ := c.Get("caller").(Caller)
-	return v
+// TokenVerifier checks user access tokens (the federation signer).
+type TokenVerifier interface {
+	Verify(token string) (federation.Verified, error)
+	JWKS() []byte
 }
 
 // New builds the echo application.
 func New(d Deps) *echo.Echo {
-	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, log: d.Logger}
+	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, tokens: d.Tokens, log: d.Logger}
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
@@ -88,10 +92,22 @@ func New(d Deps) *echo.Echo {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDocument)
 	})
 
+	if s.tokens != nil {
+		e.GET("/.well-known/jwks.json", func(c echo.Context) error {
+			c.Response().Header().Set("Cache-Control", "public, max-age=300")
+			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.tokens.JWKS())
+		})
+	}
+
 	v1 := e.Group("/v1", s.authenticate)
-	s.mountAuthz(v1)
-	s.mountRelationships(v1)
-	s.mountSchema(v1)
+	graph := v1.Group("", s.providerOnly)
+	s.mountAuthz(graph)
+	s.mountRelationships(graph)
+	s.mountSchema(graph)
+	if s.dir != nil {
+		s.mountDirectory(v1)
+		e.POST("/v1/invitations/:token/accept", s.acceptInvitation)
+	}
 	return e
 }
 
@@ -105,21 +121,63 @@ func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	}
 }
 
-// authenticate accepts the provider admin key as a bearer token. Keys are
-// compared as SHA-256 digests in constant time.
+// authenticate resolves the bearer token into a principal: the provider admin
+// key (compared as SHA-256 digests in constant time), a service account's API
+// key, or a user access token signed by Trellis.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		h := c.Request().Header.Get(echo.HeaderAuthorization)
-		scheme, token, ok := strings.Cut(h, " ")
-		if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(token) == "" {
-			return trellis.ErrUnauthenticated
+		p, err := s.principalOf(c)
+		if err != nil {
+			return err
 		}
-		sum := sha256.Sum256([]byte(strings.TrimSpace(token)))
-		if !s.hasAdmin || subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) != 1 {
-			return trellis.ErrUnauthenticated
-		}
-		c.Set("caller", Caller{Kind: "provider_admin", Name: "provider-admin-key"})
+		c.Set("principal", p)
 		return next(c)
+	}
+}
+
+func (s *Server) principalOf(c echo.Context) (directory.Principal, error) {
+	h := c.Request().Header.Get(echo.HeaderAuthorization)
+	scheme, token, ok := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return directory.Principal{}, trellis.ErrUnauthenticated
+	}
+	sum := sha256.Sum256([]byte(token))
+	if s.hasAdmin && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
+		return directory.Provider("admin-key"), nil
+	}
+	ctx := c.Request().Context()
+	switch {
+	case s.dir == nil:
+	case directory.IsAPIKey(token):
+		return s.dir.AuthenticateKey(ctx, token)
+	case s.tokens != nil && strings.Count(token, ".") == 2:
+		v, err := s.tokens.Verify(token)
+		if err != nil {
+			return directory.Principal{}, err
+		}
+		return s.dir.UserPrincipal(ctx, v.Subject, v.Organization, v.Actor)
+	}
+	return directory.Principal{}, trellis.ErrUnauthenticated
+}
+
+// providerOnly guards the raw graph and schema endpoints: provider admins only.
+func (s *Server) providerOnly(next echo.HandlerFunc) echo.HandlerFunc {
+	return func(c echo.Context) error {
+		p := principal(c)
+		if p.Kind == directory.KindProvider {
+			return next(c)
+		}
+		if s.dir != nil {
+			ok, err := s.dir.IsProvider(c.Request().Context(), p)
+			if err != nil {
+				return err
+			}
+			if ok {
+				return next(c)
+			}
+		}
+		return fmt.Errorf("%w: the graph and schema endpoints are for provider admins", trellis.ErrForbidden)
 	}
 }
 

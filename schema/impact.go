@@ -6,12 +6,7 @@ import (
 	"slices"
 	"sort"
 
-	"github.com/authzed/spicedb/pkg/development"
 	nsdiff "github.com/authzed/spicedb/pkg/diff/namespace"
-	core "github.com/authzed/spicedb/pkg/proto/core/v1"
-	devinterface "github.com/authzed/spicedb/pkg/proto/developer/v1"
-	"google.golang.org/protobuf/types/known/structpb"
-	"google.golang.org/protobuf/types/known/timestamppb"
 
 	"github.com/trellis-iam/trellis/engine"
 )
@@ -46,30 +41,19 @@ func (m *Manager) accessImpact(ctx context.Context, proposed string, changes []C
 	if err != nil {
 		return err
 	}
-	var tuples []*core.RelationTuple
+	var rels []engine.Relationship
 	for _, d := range newC.ObjectDefinitions {
-		rels, err := m.readAll(ctx, d.Name, impactMaxRelationships-len(tuples))
+		found, err := m.readAll(ctx, d.Name, impactMaxRelationships-len(rels))
 		if err != nil {
 			return err
 		}
-		for _, r := range rels {
-			tuples = append(tuples, coreTuple(r))
-		}
+		rels = append(rels, found...)
 	}
-	dev, devErrs, err := development.NewDevContext(ctx, &devinterface.RequestContext{Schema: proposed, Relationships: tuples})
+	scratch, stop, err := engine.NewScratch(ctx, proposed, rels)
 	if err != nil {
-		return fmt.Errorf("schema: scratch engine: %w", err)
-	}
-	if devErrs != nil && len(devErrs.InputErrors) > 0 {
-		return fmt.Errorf("schema: scratch engine: %s", devErrs.InputErrors[0].Message)
-	}
-	defer dev.Dispose()
-	conn, stop, err := dev.RunV1InMemoryService()
-	if err != nil {
-		return fmt.Errorf("schema: scratch engine: %w", err)
+		return err
 	}
 	defer stop()
-	scratch := engine.NewSpiceDB(conn)
 
 	newPerms := map[string][]string{}
 	for _, d := range newC.ObjectDefinitions {
@@ -204,25 +188,6 @@ func (m *Manager) resourceIDs(ctx context.Context, def string) ([]string, error)
 		}
 	}
 	return ids, nil
-}
-
-func coreTuple(r engine.Relationship) *core.RelationTuple {
-	subRel := r.Subject.Relation
-	if subRel == "" {
-		subRel = "..."
-	}
-	t := &core.RelationTuple{
-		ResourceAndRelation: &core.ObjectAndRelation{Namespace: r.Resource.Type, ObjectId: r.Resource.ID, Relation: r.Relation},
-		Subject:             &core.ObjectAndRelation{Namespace: r.Subject.Object.Type, ObjectId: r.Subject.Object.ID, Relation: subRel},
-	}
-	if r.Caveat != nil {
-		st, _ := structpb.NewStruct(r.Caveat.Context)
-		t.Caveat = &core.ContextualizedCaveat{CaveatName: r.Caveat.Name, Context: st}
-	}
-	if r.ExpiresAt != nil {
-		t.OptionalExpirationTime = timestamppb.New(*r.ExpiresAt)
-	}
-	return t
 }
 
 func union(a, b []string) []string {

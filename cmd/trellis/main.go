@@ -20,8 +20,11 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/federation"
 	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store/memory"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -113,6 +116,13 @@ func generateKey() string {
 	return "trk_" + base64.RawURLEncoding.EncodeToString(b)
 }
 
+// signerFunc adapts the federation signer to the directory's TokenSigner.
+func signerFunc(s *federation.Signer) directory.TokenSigner {
+	return func(_ context.Context, user, org string, ttl time.Duration) (string, time.Time, error) {
+		return s.Issue(federation.AccessClaims{Subject: user, Organization: org, TTL: ttl})
+	}
+}
+
 // serve builds every part in order and runs until ctx ends.
 func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg.LogLevel)
@@ -147,8 +157,28 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	if _, err := schemas.Bootstrap(ctx, app); err != nil {
 		return fmt.Errorf("bootstrap schema: %w", err)
 	}
+	ln, err := net.Listen("tcp", cfg.Addr)
+	if err != nil {
+		return err
+	}
+	base := "http://" + ln.Addr().String()
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: base})
+	if err != nil {
+		return err
+	}
+	st := memory.New()
+	defer st.Close()
+	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)}, directory.Config{Logger: log})
+	if err != nil {
+		return err
+	}
+	relayCtx, stopRelay := context.WithCancel(ctx)
+	relayDone := make(chan struct{})
+	go func() { defer close(relayDone); dir.Relay().Run(relayCtx, 5*time.Second) }()
+	defer func() { stopRelay(); <-relayDone }()
+	var world demoWorld
 	if cfg.Demo {
-		if _, err := loadDemo(ctx, graph); err != nil {
+		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {
 			return err
 		}
 	}
@@ -159,20 +189,15 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
-		AdminKey: key, Logger: log, Metrics: registry,
+		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
 	})
-	ln, err := net.Listen("tcp", cfg.Addr)
-	if err != nil {
-		return err
-	}
 	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
-	base := "http://" + ln.Addr().String()
 	fmt.Fprintf(out, "Trellis %s listening on %s\n", version, base)
 	if generated {
 		fmt.Fprintf(out, "Admin key (generated; set TRELLIS_ADMIN_KEY to choose one): %s\n", key)
 	}
 	if cfg.Demo {
-		fmt.Fprint(out, "\nDemo loaded. Try:\n"+demoTour(base, key))
+		fmt.Fprint(out, "\nDemo loaded. Try:\n"+demoTour(base, key, world))
 	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

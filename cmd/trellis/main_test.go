@@ -35,7 +35,10 @@ func (s *syncBuffer) String() string {
 	return s.b.String()
 }
 
-var curlLine = regexp.MustCompile(`curl -s (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application/json' -d '([^']+)'`)
+var (
+	curlLine = regexp.MustCompile(`curl -s (\S+) -H 'Authorization: Bearer (\S+)' -H 'Content-Type: application/json' -d '([^']+)'`)
+	getLine  = regexp.MustCompile(`(?m)^curl -s '?([^' ]+)'? -H 'Authorization: Bearer (\S+)'$`)
+)
 
 // TestDemoTourAnswersAsPrinted starts `trellis serve --demo` as make run does and runs
 // the three printed curl commands: allowed, denied, and an explain with a path.
@@ -96,6 +99,37 @@ func TestDemoTourAnswersAsPrinted(t *testing.T) {
 	paths, _ := results[2]["paths"].([]any)
 	if results[2]["allowed"] != true || len(paths) != 1 || len(paths[0].([]any)) != 4 {
 		t.Errorf("explain should show one 4-step path: %v", results[2])
+	}
+
+	// the directory part of the tour: the tree, a customer admin's token, tenant isolation, the audit chain
+	gets := getLine.FindAllStringSubmatch(out.String(), -1)
+	if len(gets) != 4 {
+		t.Fatalf("want 4 GET curls in the banner, got %d:\n%s", len(gets), out.String())
+	}
+	wantStatus := []int{200, 200, 404, 200}
+	bodies := make([]map[string]any, len(gets))
+	for i, g := range gets {
+		req, _ := http.NewRequest("GET", g[1], nil)
+		req.Header.Set("Authorization", "Bearer "+g[2])
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		raw, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != wantStatus[i] {
+			t.Fatalf("GET %s: status %d, want %d: %s", g[1], resp.StatusCode, wantStatus[i], raw)
+		}
+		_ = json.Unmarshal(raw, &bodies[i])
+	}
+	if orgs, _ := bodies[0]["organizations"].([]any); len(orgs) != 5 {
+		t.Errorf("the demo tree has 5 organizations: %v", bodies[0])
+	}
+	if members, _ := bodies[1]["members"].([]any); len(members) != 2 {
+		t.Errorf("globex has 2 members (gary, gina): %v", bodies[1])
+	}
+	if bodies[3]["valid"] != true {
+		t.Errorf("globex's audit chain should verify: %v", bodies[3])
 	}
 }
 

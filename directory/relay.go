@@ -1,0 +1,191 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store"
+)
+
+// Relay applies committed outbox entries to the engine, in order. Entries hold
+// only TOUCH and DELETE updates (and filters resolved to deletes), so applying
+// one twice — after a crash between the engine write and MarkApplied — is
+// harmless. One relay per store: a mutex keeps entries in sequence.
+type Relay struct {
+	store store.Store
+	graph engine.Engine
+	log   *slog.Logger
+
+	mu   sync.Mutex // one applier at a time, so entries apply in Seq order
+	kick chan struct{}
+}
+
+// NewRelay builds a relay over st and graph.
+func NewRelay(st store.Store, graph engine.Engine, log *slog.Logger) *Relay {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Relay{store: st, graph: graph, log: log, kick: make(chan struct{}, 1)}
+}
+
+// Flush applies every pending entry. It stops at the first failure, leaving
+// that entry and the ones after it pending for the next Flush.
+func (r *Relay) Flush(ctx context.Context) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for {
+		var pending []store.OutboxEntry
+		if err := r.store.Read(ctx, func(tx store.Tx) error {
+			var err error
+			pending, err = tx.PendingOutbox(ctx, 100)
+			return err
+		}); err != nil {
+			return err
+		}
+		if len(pending) == 0 {
+			return nil
+		}
+		for _, e := range pending {
+			token, err := r.apply(ctx, e)
+			if err != nil {
+				return fmt.Errorf("outbox entry %d (%s): %w", e.Seq, e.Action, err)
+			}
+			if err := r.store.InTx(ctx, func(tx store.Tx) error {
+				return tx.MarkApplied(ctx, e.Seq, token, time.Now().UTC())
+			}); err != nil {
+				return err
+			}
+		}
+	}
+}
+
+// WaitApplied flushes until entry seq is applied. If the engine cannot take it
+// now, the entry stays committed and pending (Run retries it) and the caller
+// gets ErrUnavailable.
+func (r *Relay) WaitApplied(ctx context.Context, seq int64) error {
+	if err := r.Flush(ctx); err != nil {
+		r.Kick()
+		return fmt.Errorf("%w: saved, not yet applied to the graph: %v", trellis.ErrUnavailable, err)
+	}
+	var done bool
+	if err := r.store.Read(ctx, func(tx store.Tx) error {
+		var err error
+		done, err = tx.OutboxApplied(ctx, seq)
+		return err
+	}); err != nil {
+		return err
+	}
+	if !done {
+		return fmt.Errorf("%w: outbox entry %d not applied", trellis.ErrUnavailable, seq)
+	}
+	return nil
+}
+
+// Kick asks Run to flush soon.
+func (r *Relay) Kick() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run flushes at start (entries left by a crash) and whenever kicked or every
+// interval, until ctx ends.
+func (r *Relay) Run(ctx context.Context, interval time.Duration) {
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+			r.log.Warn("outbox relay", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-r.kick:
+		}
+	}
+}
+
+// apply writes one entry: its filters resolved to deletes, then its updates,
+// in batches the engine accepts. It returns the last write's token.
+func (r *Relay) apply(ctx context.Context, e store.OutboxEntry) (string, error) {
+	var updates []engine.RelationshipUpdate
+	for _, f := range e.DeleteFilters {
+		found, err := r.matching(ctx, f)
+		if err != nil {
+			return "", err
+		}
+		for _, rel := range found {
+			updates = append(updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: rel})
+		}
+	}
+	updates = append(updates, e.Updates...)
+	token := ""
+	for len(updates) > 0 {
+		n := min(len(updates), engine.MaxUpdatesPerWrite)
+		t, err := r.graph.WriteRelationships(ctx, dedupe(updates[:n]))
+		if err != nil {
+			return "", err
+		}
+		token, updates = t, updates[n:]
+	}
+	return token, nil
+}
+
+// matching reads the relationships a filter selects; a filter without a
+// resource type is expanded over every definition of the stored schema.
+func (r *Relay) matching(ctx context.Context, f engine.RelationshipFilter) ([]engine.Relationship, error) {
+	types := []string{f.ResourceType}
+	if f.ResourceType == "" {
+		text, err := r.graph.ReadSchema(ctx)
+		if err != nil {
+			return nil, err
+		}
+		if types, err = schema.Definitions(text); err != nil {
+			return nil, err
+		}
+	}
+	var out []engine.Relationship
+	for _, t := range types {
+		g := f
+		g.ResourceType = t
+		cursor := ""
+		for {
+			page, err := r.graph.ReadRelationships(ctx, engine.ReadRequest{
+				Filter: g, Consistency: engine.Consistency{Mode: engine.FullyConsistent}, PageSize: 1000, Cursor: cursor,
+			})
+			if err != nil {
+				return nil, err
+			}
+			out = append(out, page.Relationships...)
+			if page.NextCursor == "" {
+				break
+			}
+			cursor = page.NextCursor
+		}
+	}
+	return out, nil
+}
+
+// dedupe keeps the last update of each relationship in a batch: SpiceDB
+// refuses a batch that names the same relationship twice.
+func dedupe(in []engine.RelationshipUpdate) []engine.RelationshipUpdate {
+	last := map[string]int{}
+	for i, u := range in {
+		last[u.Relationship.String()] = i
+	}
+	out := make([]engine.RelationshipUpdate, 0, len(last))
+	for i, u := range in {
+		if last[u.Relationship.String()] == i {
+			out = append(out, u)
+		}
+	}
+	return out
+}

@@ -1,0 +1,296 @@
+package directory
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base32"
+	"encoding/base64"
+	"fmt"
+	"log/slog"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/audit"
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store"
+)
+
+// Config tunes the directory.
+type Config struct {
+	MaxDepth      int           // deepest organization tree (levels); default 10
+	InvitationTTL time.Duration // default 7 days
+	MaxInviteTTL  time.Duration // longest invitation a caller may ask for; default 30 days
+	Platform      string        // id of the platform object top-level orgs hang from; default "trellis"
+	LookupTXT     func(ctx context.Context, name string) ([]string, error)
+	Now           func() time.Time
+	Logger        *slog.Logger
+}
+
+// Validate fills defaults and checks bounds.
+func (c *Config) Validate() error {
+	if c.MaxDepth == 0 {
+		c.MaxDepth = 10
+	}
+	if c.MaxDepth < 1 || c.MaxDepth > 50 {
+		return trellis.Invalid("maxDepth", "must be between 1 and 50, got %d", c.MaxDepth)
+	}
+	if c.InvitationTTL == 0 {
+		c.InvitationTTL = 7 * 24 * time.Hour
+	}
+	if c.MaxInviteTTL == 0 {
+		c.MaxInviteTTL = 30 * 24 * time.Hour
+	}
+	if c.Platform == "" {
+		c.Platform = "trellis"
+	}
+	if c.LookupTXT == nil {
+		c.LookupTXT = net.DefaultResolver.LookupTXT
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.Default()
+	}
+	return nil
+}
+
+// TokenSigner mints a user access token (the federation signer, adapted by the
+// composition root).
+type TokenSigner func(ctx context.Context, user, org string, ttl time.Duration) (token string, expiresAt time.Time, err error)
+
+// Service is the directory: every operation authorizes its caller through the
+// graph, then commits its rows, audit event and outbox of tuple updates in one
+// store transaction, then waits until the outbox entry reached the engine so
+// the next check sees it.
+type Service struct {
+	store      store.Store
+	graph      engine.Engine // writes and lookups (the cached engine, so writes bump epochs)
+	checker    engine.Checker
+	relay      *Relay
+	signer     TokenSigner
+	cfg        Config
+	catalogue  []string
+	schemaText func(ctx context.Context) (string, error)
+}
+
+// Deps are what the directory is built from.
+type Deps struct {
+	Store   store.Store
+	Graph   engine.Engine
+	Checker engine.Checker // defaults to Graph
+	Signer  TokenSigner
+	Relay   *Relay // defaults to a relay over Store and Graph
+}
+
+// New builds the directory service.
+func New(d Deps, cfg Config) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	s := &Service{store: d.Store, graph: d.Graph, checker: d.Checker, relay: d.Relay, signer: d.Signer, cfg: cfg,
+		catalogue: schema.RolePermissions()}
+	if s.checker == nil {
+		s.checker = d.Graph
+	}
+	if s.relay == nil {
+		s.relay = NewRelay(d.Store, d.Graph, cfg.Logger)
+	}
+	s.schemaText = d.Graph.ReadSchema
+	return s, nil
+}
+
+// Relay is the service's outbox relay.
+func (s *Service) Relay() *Relay { return s.relay }
+
+// Principal kinds.
+const (
+	KindProvider       = "provider"        // the provider admin key
+	KindUser           = "user"            // a user access token
+	KindServiceAccount = "service_account" // an API key of a service account
+)
+
+// Principal is who performs an operation.
+type Principal struct {
+	Kind         string
+	ID           string   // user or service-account id; key name for the provider
+	Org          string   // a token's or key's organization: only it and its subtree are visible
+	Permissions  []string // an API key's limit; nil = none beyond the graph's
+	KeyID        string   // the API key used, for audit
+	Impersonator string   // set while impersonating (issue 7)
+}
+
+// Provider is the principal of the provider admin key.
+func Provider(name string) Principal { return Principal{Kind: KindProvider, ID: name} }
+
+// Subject is the principal as a graph subject.
+func (p Principal) Subject() engine.SubjectRef {
+	return engine.SubjectRef{Object: engine.ObjectRef{Type: p.Kind, ID: p.ID}}
+}
+
+// Actor is the principal as an audit actor string.
+func (p Principal) Actor() string {
+	if p.Kind == KindProvider {
+		return "provider:" + p.ID
+	}
+	return p.Kind + ":" + p.ID
+}
+
+// op collects what one operation writes besides its rows.
+type op struct {
+	p       Principal
+	now     time.Time
+	updates []engine.RelationshipUpdate
+	filters []engine.RelationshipFilter
+	events  []audit.Event
+	action  string
+}
+
+func (o *op) touch(rels ...engine.Relationship) {
+	for _, r := range rels {
+		o.updates = append(o.updates, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
+	}
+}
+
+func (o *op) delete(rels ...engine.Relationship) {
+	for _, r := range rels {
+		o.updates = append(o.updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
+	}
+}
+
+// replace deletes the relationships of before that after lacks and touches after.
+func (o *op) replace(before, after []engine.Relationship) {
+	keep := map[string]bool{}
+	for _, r := range after {
+		keep[r.String()] = true
+	}
+	for _, r := range before {
+		if !keep[r.String()] {
+			o.delete(r)
+		}
+	}
+	o.touch(after...)
+}
+
+// record appends an audit event to org's chain ("" = the platform chain).
+func (o *op) record(org, action, target string, details map[string]any) {
+	o.events = append(o.events, audit.Event{
+		At: o.now, Actor: o.p.Actor(), Impersonator: o.p.Impersonator, Action: action,
+		Target: target, Organization: org, Details: details,
+	})
+}
+
+// run executes one directory operation: fn writes rows and collects tuple
+// updates and audit events; all commit in one transaction; then the outbox
+// entry is applied to the engine before run returns.
+func (s *Service) run(ctx context.Context, p Principal, action string, fn func(tx store.Tx, o *op) error) error {
+	var seq int64
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		o := &op{p: p, now: s.cfg.Now().UTC(), action: action}
+		if err := fn(tx, o); err != nil {
+			return err
+		}
+		for _, ev := range o.events {
+			if p.KeyID != "" {
+				if ev.Details == nil {
+					ev.Details = map[string]any{}
+				}
+				ev.Details["apiKey"] = p.KeyID
+			}
+			head, err := tx.AuditHead(ctx, ev.Organization)
+			if err != nil {
+				return err
+			}
+			audit.Seal(head, &ev)
+			if err := tx.AppendAudit(ctx, ev); err != nil {
+				return err
+			}
+		}
+		if len(o.updates) == 0 && len(o.filters) == 0 {
+			return nil
+		}
+		var err error
+		seq, err = tx.AppendOutbox(ctx, store.OutboxEntry{Action: action, Updates: o.updates, DeleteFilters: o.filters, CreatedAt: o.now})
+		return err
+	})
+	if err != nil || seq == 0 {
+		return err
+	}
+	return s.relay.WaitApplied(ctx, seq)
+}
+
+// read runs fn in a read-only view.
+func (s *Service) read(ctx context.Context, fn func(tx store.Tx) error) error {
+	return s.store.Read(ctx, fn)
+}
+
+// newID returns a prefixed random id (80 bits, lower-case base32), e.g. org_k2j4…
+func newID(prefix string) string {
+	var b [10]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "_" + strings.ToLower(base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(b[:]))
+}
+
+// newSecret returns a 256-bit random secret, base64url.
+func newSecret() string {
+	var b [32]byte
+	_, _ = rand.Read(b[:])
+	return base64.RawURLEncoding.EncodeToString(b[:])
+}
+
+// cursors are opaque to clients.
+func encodeCursor(key string) string {
+	if key == "" {
+		return ""
+	}
+	return base64.RawURLEncoding.EncodeToString([]byte(key))
+}
+
+func decodeCursor(field, c string) (string, error) {
+	if c == "" {
+		return "", nil
+	}
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || len(b) == 0 {
+		return "", trellis.Invalid(field, "is not a cursor this server issued")
+	}
+	return string(b), nil
+}
+
+// pageSize bounds a requested page size.
+func pageSize(n int) (int, error) {
+	switch {
+	case n == 0:
+		return 100, nil
+	case n < 0 || n > 1000:
+		return 0, trellis.Invalid("pageSize", "must be between 1 and 1000, got %d", n)
+	}
+	return n, nil
+}
+
+func orgRef(id string) engine.ObjectRef { return engine.ObjectRef{Type: "organization", ID: id} }
+
+func subj(typ, id string) engine.SubjectRef {
+	return engine.SubjectRef{Object: engine.ObjectRef{Type: typ, ID: id}}
+}
+
+func rel(res engine.ObjectRef, relation string, s engine.SubjectRef) engine.Relationship {
+	return engine.Relationship{Resource: res, Relation: relation, Subject: s}
+}
+
+func notFound(what, id string) error { return fmt.Errorf("%w: %s %q", trellis.ErrNotFound, what, id) }
+
+func fmtInt(n int64) string { return strconv.FormatInt(n, 10) }
+
+func fmtSscan(s string, n *int64) (int, error) {
+	v, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || v < 0 {
+		return 0, trellis.Invalid("cursor", "is not a cursor this server issued")
+	}
+	*n = v
+	return 1, nil
+}
