@@ -425,7 +425,7 @@ func TestMemberships(t *testing.T) {
 	wantEqual(t, "joinedAt after update", m["joinedAt"], joined)
 	h.expect(true, "organization:"+tr.customer, "manage", "user:"+u)
 	h.expect(true, "organization:"+tr.region, "manage", "user:"+u) // administration inherits down
-	h.canAccess(false, tr.reseller, u)                              // not up
+	h.canAccess(false, tr.reseller, u)                             // not up
 
 	p.do(201, "PUT", "/v1/organizations/"+tr.region+"/members/"+u, map[string]any{"roles": []string{"member"}})
 	p.do(201, "PUT", "/v1/organizations/sibling/members/"+u, map[string]any{"roles": []string{"member"}, "status": "invited"})
