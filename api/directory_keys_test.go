@@ -123,14 +123,15 @@ func TestServiceAccountKeys(t *testing.T) {
 
 	// the key's writes are audited as the service account, naming the key
 	events := items(t, p.do(200, "GET", "/v1/organizations/customer/audit?actor=service_account:"+saID, nil), "events")
-	wantEqual(t, "service account's actions", pluck(events, "action"), []string{"member.add", "member.update"})
+	// (the refused PUT above is audited too, as a denied escalation)
+	wantEqual(t, "service account's actions", pluck(events, "action"), []string{"member.add", "member.put.denied", "member.update"})
 	for _, ev := range events {
 		details, _ := ev["details"].(map[string]any)
 		if details["apiKey"] == nil {
 			t.Errorf("event %v does not name its API key", ev)
 		}
 	}
-	wantEqual(t, "keys named", []any{events[0]["details"].(map[string]any)["apiKey"], events[1]["details"].(map[string]any)["apiKey"]}, []any{keyID, newID})
+	wantEqual(t, "keys named", []any{events[0]["details"].(map[string]any)["apiKey"], events[2]["details"].(map[string]any)["apiKey"]}, []any{keyID, newID})
 
 	// deleting the account stops its remaining keys and its graph access
 	third := h.as(str(p.do(201, "POST", keys, map[string]any{"permissions": []string{"access"}}), "key"))

@@ -119,15 +119,31 @@ func (s *Service) authorize(ctx context.Context, tx store.Tx, p Principal, org s
 	return fmt.Errorf("%w: %s on organization %s is required", trellis.ErrForbidden, perm, org.ID)
 }
 
+// escalation is a refused attempt to grant what the caller does not hold; run
+// records it on the organization's audit chain after the transaction is rolled back.
+type escalation struct {
+	org, perm, field string
+	err              error
+}
+
+func (e *escalation) Error() string { return e.err.Error() }
+func (e *escalation) Unwrap() error { return e.err }
+
 // noEscalation refuses to hand out permissions the caller does not hold on org.
+// Adding members (the member role's access) is what manage_members is for, so
+// holding manage_members is enough to grant access.
 func (s *Service) noEscalation(ctx context.Context, tx store.Tx, p Principal, org store.Org, perms []string, field string) error {
 	for _, perm := range perms {
 		ok, err := s.can(ctx, tx, p, org, perm)
+		if err == nil && !ok && perm == permAccess {
+			ok, err = s.can(ctx, tx, p, org, permManageMembers)
+		}
 		if err != nil {
 			return err
 		}
 		if !ok {
-			return fmt.Errorf("%w: %s: cannot grant %s, which the caller does not hold on organization %s", trellis.ErrForbidden, field, perm, org.ID)
+			return &escalation{org: org.ID, perm: perm, field: field,
+				err: fmt.Errorf("%w: %s: cannot grant %s, which the caller does not hold on organization %s", trellis.ErrForbidden, field, perm, org.ID)}
 		}
 	}
 	return nil

@@ -208,6 +208,10 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 			m = store.Membership{Org: org.ID, User: u.ID, JoinedAt: o.now, AuthenticatedVia: "invitation"}
 		} else if err != nil {
 			return err
+		} else if m.Status == store.StatusSuspended {
+			// lifting a suspension re-grants every role of the membership: an
+			// admin decision (PUT …/members), not an inviter's
+			return trellis.Conflict("membership_suspended", "user %s's membership in organization %s is suspended", u.ID, org.Slug)
 		}
 		before, err := s.memberTuples(ctx, tx, org, m)
 		if err != nil {

@@ -503,6 +503,10 @@ func (s *Service) UpdateOrganization(ctx context.Context, p Principal, ref strin
 			}
 			o.record(org.ID, action, "organization:"+org.ID, nil)
 		}
+		if len(changed) == 0 && len(o.events) == 0 {
+			out, err = s.view(ctx, tx, org) // nothing to change: no write, no event
+			return err
+		}
 		org.UpdatedAt = o.now
 		if err := tx.UpdateOrg(ctx, org); err != nil {
 			return err

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/base32"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -194,21 +195,8 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 		if err := fn(tx, o); err != nil {
 			return err
 		}
-		for _, ev := range o.events {
-			if p.KeyID != "" {
-				if ev.Details == nil {
-					ev.Details = map[string]any{}
-				}
-				ev.Details["apiKey"] = p.KeyID
-			}
-			head, err := tx.AuditHead(ctx, ev.Organization)
-			if err != nil {
-				return err
-			}
-			audit.Seal(head, &ev)
-			if err := tx.AppendAudit(ctx, ev); err != nil {
-				return err
-			}
+		if err := s.appendEvents(ctx, tx, o); err != nil {
+			return err
 		}
 		if len(o.updates) == 0 && len(o.filters) == 0 {
 			return nil
@@ -217,10 +205,48 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 		seq, err = tx.AppendOutbox(ctx, store.OutboxEntry{Action: action, Updates: o.updates, DeleteFilters: o.filters, CreatedAt: o.now})
 		return err
 	})
+	var esc *escalation
+	if errors.As(err, &esc) {
+		s.recordDenied(ctx, p, action, esc)
+	}
 	if err != nil || seq == 0 {
 		return err
 	}
 	return s.relay.WaitApplied(ctx, seq)
+}
+
+// recordDenied appends a refused escalation to the organization's chain, in a
+// transaction of its own (the operation's own was rolled back).
+func (s *Service) recordDenied(ctx context.Context, p Principal, action string, esc *escalation) {
+	err := s.store.InTx(ctx, func(tx store.Tx) error {
+		o := &op{p: p, now: s.cfg.Now().UTC()}
+		o.record(esc.org, action+".denied", "organization:"+esc.org, map[string]any{"permission": esc.perm, "field": esc.field, "reason": "escalation"})
+		return s.appendEvents(ctx, tx, o)
+	})
+	if err != nil {
+		s.cfg.Logger.Warn("audit of a refused escalation failed", "err", err)
+	}
+}
+
+// appendEvents seals o's events onto their chains and stores them.
+func (s *Service) appendEvents(ctx context.Context, tx store.Tx, o *op) error {
+	for _, ev := range o.events {
+		if o.p.KeyID != "" {
+			if ev.Details == nil {
+				ev.Details = map[string]any{}
+			}
+			ev.Details["apiKey"] = o.p.KeyID
+		}
+		head, err := tx.AuditHead(ctx, ev.Organization)
+		if err != nil {
+			return err
+		}
+		audit.Seal(head, &ev)
+		if err := tx.AppendAudit(ctx, ev); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // read runs fn in a read-only view.
