@@ -73,6 +73,7 @@ const orgIDPrefix = "org_"
 
 // resolveOrg finds an organization by id or slug.
 func resolveOrg(ctx context.Context, tx store.Tx, ref string) (store.Org, error) {
+	ref = strings.TrimPrefix(ref, "organization:") // a graph reference names the same org
 	if strings.HasPrefix(ref, orgIDPrefix) {
 		return tx.GetOrg(ctx, ref)
 	}

@@ -246,7 +246,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 		if err != nil {
 			return err
 		}
-		u, err := tx.GetUser(ctx, userID)
+		u, err := tx.GetUser(ctx, strings.TrimPrefix(userID, "user:"))
 		if err != nil {
 			return err
 		}
