@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run test build bench bench-peer load lint fmt
+.PHONY: run run-postgres test build bench bench-peer load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -24,6 +24,11 @@ bench-peer:
 ## load: open-loop load against a real server, cached and uncached (benchmarks/load.sh)
 load:
 	benchmarks/load.sh
+
+## run-postgres: make run on PostgreSQL (both stores, migrations at start): make run-postgres DATABASE_URL=postgres://…
+run-postgres:
+	@test -n "$(DATABASE_URL)" || (echo "set DATABASE_URL=postgres://user@host/db (e.g. createdb trellis)"; exit 1)
+	$(GO) run ./cmd/trellis serve --demo --migrate --addr $(ADDR) --datastore postgres --store postgres --database-url "$(DATABASE_URL)"
 
 ## bench: run the benchmarks in benchmarks/ (minutes; not part of make test)
 bench:

@@ -191,5 +191,10 @@ func (s *Server) readyz(c echo.Context) error {
 	if err := s.engine.Ready(ctx); err != nil {
 		return err
 	}
+	if s.dir != nil {
+		if err := s.dir.Ready(ctx); err != nil {
+			return fmt.Errorf("%w: directory store: %v", trellis.ErrUnavailable, err)
+		}
+	}
 	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -320,3 +320,6 @@ func fmtSscan(s string, n *int64) (int, error) {
 	*n = v
 	return 1, nil
 }
+
+// Ready reports whether the directory store answers.
+func (s *Service) Ready(ctx context.Context) error { return s.store.Ready(ctx) }

@@ -31,6 +31,10 @@ type CacheConfig struct {
 	TTL time.Duration
 	// Registerer receives the cache metrics; nil keeps them private.
 	Registerer prometheus.Registerer
+	// Watch consumes the engine's change stream (SpiceDB's Watch API) and
+	// invalidates on every change, whoever made it: other Trellis nodes, or
+	// writes made directly to SpiceDB. The engine must implement Watcher.
+	Watch bool
 }
 
 // Validate fills defaults.
@@ -50,6 +54,10 @@ func (c *CacheConfig) Validate() error {
 // CacheStats are the cache's counters.
 type CacheStats struct {
 	Hits, Misses, Evictions, EpochBumps, EngineCalls uint64
+	// With CacheConfig.Watch: changes applied from the stream (checkpoints
+	// excluded), relationship updates among them, streams that broke, and
+	// resynchronizations after a gap the stream could not resume over.
+	WatchEvents, WatchUpdates, WatchRestarts, WatchResyncs uint64
 }
 
 type cacheEntry struct {
@@ -82,6 +90,7 @@ type Cached struct {
 
 	expiry *expiryScheduler
 	now    func() time.Time
+	watch  *cacheWatch // nil without CacheConfig.Watch
 }
 
 var _ Engine = (*Cached)(nil)
@@ -114,8 +123,19 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 	tokens, _ := simplelru.NewLRU[string, uint64](4096, nil)
 	c.tokens = tokens
 	c.expiry = newExpiryScheduler(c.expired)
+	cursor := ""
+	if cfg.Watch {
+		if cursor, err = c.prepareWatch(ctx); err != nil {
+			c.Close()
+			return nil, err
+		}
+	}
 	if err := c.learn(ctx); err != nil {
+		c.Close()
 		return nil, err
+	}
+	if cfg.Watch {
+		c.runWatch(cursor)
 	}
 	return c, nil
 }
@@ -162,15 +182,20 @@ func (c *Cached) learn(ctx context.Context) error {
 	return nil
 }
 
-// Close stops the expiry timers and the cache's maintenance goroutines.
+// Close stops the watch, the expiry timers and the cache's maintenance goroutines.
 func (c *Cached) Close() {
+	c.stopWatch()
 	c.expiry.stop()
 	c.entries.StopAllGoroutines()
 }
 
 // Stats returns the cache counters.
 func (c *Cached) Stats() CacheStats {
-	return CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), EpochBumps: c.bumps.Load(), EngineCalls: c.calls.Load()}
+	st := CacheStats{Hits: c.hits.Load(), Misses: c.misses.Load(), Evictions: c.evictions.Load(), EpochBumps: c.bumps.Load(), EngineCalls: c.calls.Load()}
+	if w := c.watch; w != nil {
+		st.WatchEvents, st.WatchUpdates, st.WatchRestarts, st.WatchResyncs = w.events.Load(), w.updates.Load(), w.restarts.Load(), w.resyncs.Load()
+	}
+	return st
 }
 
 func (c *Cached) key(req CheckRequest) (string, error) {
@@ -234,6 +259,9 @@ type reachability interface{ Reachable() bool }
 func (c *Cached) lookup(key string, need uint64) (CheckResult, bool) {
 	if r, ok := c.Engine.(reachability); ok && !r.Reachable() {
 		return CheckResult{}, false // fail closed: never answer from the cache while the engine is gone
+	}
+	if !c.watchLive() {
+		return CheckResult{}, false // changes made elsewhere are not arriving: ask SpiceDB
 	}
 	e, ok := c.entries.GetIfPresent(key)
 	if !ok {
@@ -350,6 +378,12 @@ func (c *Cached) WriteRelationships(ctx context.Context, updates []RelationshipU
 
 func (c *Cached) afterWrite(token string, updates []RelationshipUpdate) {
 	c.recordWrite(token)
+	c.invalidate(updates)
+}
+
+// invalidate bumps the tenants that updates (written through this cache, or
+// seen on the watch) touch, and schedules the expiry of expiring relationships.
+func (c *Cached) invalidate(updates []RelationshipUpdate) {
 	n, global := c.ten.applied(updates)
 	c.countBumps(n, global)
 	now := c.now()
@@ -387,19 +421,29 @@ func (c *Cached) countBumps(n int, global bool) {
 // WriteSchema writes through and invalidates every cached answer.
 func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 	token, err := c.Engine.WriteSchema(ctx, text)
-	c.schemaVersion.Add(1)
-	c.ten.bumpAll()
-	c.countBumps(0, true)
+	c.invalidateSchema()
 	if err != nil {
 		return "", err
 	}
 	c.recordWrite("") // the schema token is not recorded: atLeastAsFresh(it) bypasses the cache
-	// a type that gains relations is no longer terminal: edges into it written
-	// earlier must now carry dependencies, so the index is learned again
+	c.relearn(ctx)
+	return token, nil
+}
+
+// invalidateSchema invalidates every cached answer.
+func (c *Cached) invalidateSchema() {
+	c.schemaVersion.Add(1)
+	c.ten.bumpAll()
+	c.countBumps(0, true)
+}
+
+// relearn learns the tenancy index again after a schema change: a type that
+// gains relations is no longer terminal, so edges into it written earlier must
+// now carry dependencies.
+func (c *Cached) relearn(ctx context.Context) {
 	if err := c.learn(ctx); err != nil {
 		c.ten.degrade() // cannot confine anything any more: every write invalidates every answer
 	}
-	return token, nil
 }
 
 // expiryHeartbeat is deleted (a no-op) at each expiry so SpiceDB moves to a new
@@ -526,7 +570,9 @@ func (s *expiryScheduler) stop() {
 }
 
 type cacheMetrics struct {
-	hits, misses, evictions, bumps, calls prometheus.Counter
+	hits, misses, evictions, bumps, calls    prometheus.Counter
+	watchEvents, watchRestarts, watchResyncs prometheus.Counter
+	watchLive                                prometheus.Gauge
 }
 
 func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
@@ -537,12 +583,21 @@ func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 		}
 		return c
 	}
+	live := prometheus.NewGauge(prometheus.GaugeOpts{Namespace: "trellis", Subsystem: "check_cache", Name: "watch_live",
+		Help: "1 while the SpiceDB Watch stream is open (cached answers are served only then, when watching)."})
+	if reg != nil {
+		_ = reg.Register(live)
+	}
 	return &cacheMetrics{
-		hits:      mk("hits_total", "Checks answered from the cache."),
-		misses:    mk("misses_total", "Checks not found in the cache."),
-		evictions: mk("evictions_total", "Entries evicted for space."),
-		bumps:     mk("epoch_bumps_total", "Tenant (or global) epochs bumped by writes, expiries and schema changes."),
-		calls:     mk("engine_calls_total", "Check calls that reached SpiceDB."),
+		hits:          mk("hits_total", "Checks answered from the cache."),
+		misses:        mk("misses_total", "Checks not found in the cache."),
+		evictions:     mk("evictions_total", "Entries evicted for space."),
+		bumps:         mk("epoch_bumps_total", "Tenant (or global) epochs bumped by writes, expiries and schema changes."),
+		calls:         mk("engine_calls_total", "Check calls that reached SpiceDB."),
+		watchEvents:   mk("watch_events_total", "Changes applied from the SpiceDB Watch stream."),
+		watchRestarts: mk("watch_restarts_total", "Watch streams that broke and were reopened."),
+		watchResyncs:  mk("watch_resyncs_total", "Resynchronizations after the watch could not resume (global epoch bumped)."),
+		watchLive:     live,
 	}
 }
 

@@ -67,30 +67,10 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	ds := dscfg.NewConfigWithOptionsAndDefaults(
-		dscfg.WithEngine(cfg.Datastore),
-		dscfg.WithURI(cfg.DatastoreURI),
-		dscfg.WithRevisionQuantization(cfg.RevisionQuantization),
-		dscfg.WithGCWindow(24*time.Hour),
-	)
-	cache := server.CacheConfig{Name: "dispatch", Enabled: true, MaxCost: cfg.DispatchCacheMaxCost}
-	nsCache := server.CacheConfig{Name: "namespace", Enabled: true, MaxCost: "16MiB"}
-	scfg := server.NewConfigWithOptionsAndDefaults(
-		server.WithDatastoreConfig(*ds),
+	scfg := server.NewConfigWithOptionsAndDefaults(append(serverOptions(cfg),
 		server.WithGRPCServer(util.GRPCServerConfig{Network: util.BufferedNetwork, Enabled: true}),
 		server.WithGRPCAuthFunc(func(ctx context.Context) (context.Context, error) { return ctx, nil }),
-		server.WithHTTPGateway(util.HTTPServerConfig{HTTPEnabled: false}),
-		server.WithMetricsAPI(util.HTTPServerConfig{HTTPEnabled: false}),
-		server.WithDispatchServer(util.GRPCServerConfig{Enabled: false}),
-		server.WithSilentlyDisableTelemetry(true),
-		server.WithTelemetryEndpoint(""),
-		server.WithDispatchCacheConfig(cache),
-		server.WithClusterDispatchCacheConfig(server.CacheConfig{Name: "cluster_dispatch", Enabled: false}),
-		server.WithNamespaceCacheConfig(nsCache),
-		server.WithEnableRelationshipExpiration(true),
-		server.WithMaximumUpdatesPerWrite(MaxUpdatesPerWrite),
-		server.WithEnableMemoryProtectionMiddleware(false),
-	)
+	)...)
 	runnable, err := scfg.Complete(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("engine: configure embedded spicedb: %w", err)
@@ -106,6 +86,34 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 		return nil, fmt.Errorf("engine: connect to embedded spicedb: %w", err)
 	}
 	return &Embedded{SpiceDB: NewSpiceDB(conn), conn: conn, cancel: cancel, done: done}, nil
+}
+
+// serverOptions are the SpiceDB server settings shared by the embedded server
+// and StartServer: the datastore, nothing else listening or phoning home, and
+// bounded caches. The caller adds the gRPC server and its authentication.
+func serverOptions(cfg EmbeddedConfig) []server.ConfigOption {
+	ds := dscfg.NewConfigWithOptionsAndDefaults(
+		dscfg.WithEngine(cfg.Datastore),
+		dscfg.WithURI(cfg.DatastoreURI),
+		dscfg.WithRevisionQuantization(cfg.RevisionQuantization),
+		dscfg.WithGCWindow(24*time.Hour),
+	)
+	cache := server.CacheConfig{Name: "dispatch", Enabled: true, MaxCost: cfg.DispatchCacheMaxCost}
+	nsCache := server.CacheConfig{Name: "namespace", Enabled: true, MaxCost: "16MiB"}
+	return []server.ConfigOption{
+		server.WithDatastoreConfig(*ds),
+		server.WithHTTPGateway(util.HTTPServerConfig{HTTPEnabled: false}),
+		server.WithMetricsAPI(util.HTTPServerConfig{HTTPEnabled: false}),
+		server.WithDispatchServer(util.GRPCServerConfig{Enabled: false}),
+		server.WithSilentlyDisableTelemetry(true),
+		server.WithTelemetryEndpoint(""),
+		server.WithDispatchCacheConfig(cache),
+		server.WithClusterDispatchCacheConfig(server.CacheConfig{Name: "cluster_dispatch", Enabled: false}),
+		server.WithNamespaceCacheConfig(nsCache),
+		server.WithEnableRelationshipExpiration(true),
+		server.WithMaximumUpdatesPerWrite(MaxUpdatesPerWrite),
+		server.WithEnableMemoryProtectionMiddleware(false),
+	}
 }
 
 // Close stops the embedded server: client first, then the server (which closes

@@ -25,9 +25,12 @@ import (
 type SpiceDB struct {
 	perms  v1.PermissionsServiceClient
 	schema v1.SchemaServiceClient
+	watch  v1.WatchServiceClient
 
 	mu        sync.RWMutex
-	lastWrite string // newest revision this node wrote: reads are never older (read-your-writes)
+	lastWrite string // newest revision this node wrote or caught up to: reads are never older (read-your-writes)
+	gen       uint64 // revisions recorded so far (see noteWrite)
+	full      bool   // the newest revision is not known as one token: read at the head
 
 	compiled compiledSchema // parsed stored schema, for Explain
 
@@ -38,7 +41,7 @@ var _ Engine = (*SpiceDB)(nil)
 
 // NewSpiceDB wraps a connection to a SpiceDB v1 API.
 func NewSpiceDB(conn grpc.ClientConnInterface) *SpiceDB {
-	s := &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn)}
+	s := &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn), watch: v1.NewWatchServiceClient(conn)}
 	s.conn, _ = conn.(*grpc.ClientConn)
 	return s
 }
@@ -57,9 +60,46 @@ func (s *SpiceDB) Reachable() bool {
 	return true
 }
 
-func (s *SpiceDB) noteWrite(token string) {
+// begin returns the generation to pass to noteWrite for an operation about to start.
+func (s *SpiceDB) begin() uint64 {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.gen
+}
+
+// noteWrite records the revision an operation started at generation since has
+// committed (or read at the head). Revisions recorded before it started are not
+// newer, so it becomes the floor of later reads. When another was recorded
+// meanwhile, which of the two is newer is unknown (tokens are opaque): reads go
+// to the head revision until an operation that overlapped no other settles it.
+func (s *SpiceDB) noteWrite(token string, since uint64) {
 	s.mu.Lock()
-	s.lastWrite = token
+	defer s.mu.Unlock()
+	if s.gen == since && token != "" {
+		s.lastWrite, s.full = token, false
+	} else {
+		s.full = true
+	}
+	s.gen++
+}
+
+// mayHaveApplied reports whether a failed write may still have committed.
+func mayHaveApplied(err error) bool {
+	switch status.Code(err) {
+	case codes.InvalidArgument, codes.FailedPrecondition, codes.AlreadyExists, codes.NotFound,
+		codes.OutOfRange, codes.PermissionDenied, codes.Unauthenticated, codes.ResourceExhausted, codes.Unimplemented:
+		return false
+	}
+	return true
+}
+
+// noteUnknown records that something may have committed at a revision this
+// node has no token for (a failed write, a change seen on the watch): reads go
+// to the head revision until a later revision is recorded.
+func (s *SpiceDB) noteUnknown() {
+	s.mu.Lock()
+	s.full = true
+	s.gen++
 	s.mu.Unlock()
 }
 
@@ -71,13 +111,16 @@ func (s *SpiceDB) LastWrite() string {
 }
 
 func (s *SpiceDB) consistency(c Consistency) *v1.Consistency {
-	switch c.Mode {
-	case FullyConsistent:
+	s.mu.RLock()
+	t, full := s.lastWrite, s.full
+	s.mu.RUnlock()
+	switch {
+	case c.Mode == FullyConsistent || c.Mode == MinimizeLatency && full:
 		return &v1.Consistency{Requirement: &v1.Consistency_FullyConsistent{FullyConsistent: true}}
-	case AtLeastAsFresh:
+	case c.Mode == AtLeastAsFresh:
 		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: &v1.ZedToken{Token: c.Token}}}
 	}
-	if t := s.LastWrite(); t != "" {
+	if t != "" {
 		return &v1.Consistency{Requirement: &v1.Consistency_AtLeastAsFresh{AtLeastAsFresh: &v1.ZedToken{Token: t}}}
 	}
 	return &v1.Consistency{Requirement: &v1.Consistency_MinimizeLatency{MinimizeLatency: true}}
@@ -334,12 +377,16 @@ func (s *SpiceDB) WriteRelationships(ctx context.Context, updates []Relationship
 		}
 		req.Updates = append(req.Updates, &v1.RelationshipUpdate{Operation: op, Relationship: rel})
 	}
+	since := s.begin()
 	resp, err := s.perms.WriteRelationships(ctx, req)
 	if err != nil {
+		if mayHaveApplied(err) {
+			s.noteUnknown()
+		}
 		return "", translateWrite(err, updates)
 	}
 	token := resp.WrittenAt.GetToken()
-	s.noteWrite(token)
+	s.noteWrite(token, since)
 	return token, nil
 }
 
@@ -409,8 +456,12 @@ func (s *SpiceDB) ReadSchema(ctx context.Context) (string, error) {
 // WriteSchema replaces the schema. SpiceDB refuses changes that would orphan
 // stored relationships; that refusal is a *trellis.RuleError.
 func (s *SpiceDB) WriteSchema(ctx context.Context, text string) (string, error) {
+	since := s.begin()
 	resp, err := s.schema.WriteSchema(ctx, &v1.WriteSchemaRequest{Schema: text})
 	if err != nil {
+		if mayHaveApplied(err) {
+			s.noteUnknown()
+		}
 		if st, ok := status.FromError(err); ok && st.Code() == codes.FailedPrecondition {
 			return "", &trellis.RuleError{Code: "schema_in_use", Message: st.Message()}
 		}
@@ -420,7 +471,7 @@ func (s *SpiceDB) WriteSchema(ctx context.Context, text string) (string, error) 
 		return "", translate(err, nil)
 	}
 	token := resp.WrittenAt.GetToken()
-	s.noteWrite(token)
+	s.noteWrite(token, since)
 	return token, nil
 }
 

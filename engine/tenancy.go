@@ -294,6 +294,21 @@ func (t *tenancy) learn(rels []Relationship, links bool) {
 	}
 }
 
+// reset forgets the whole index (to learn it again after changes were lost)
+// and bumps the global epoch, so no key computed before is produced again.
+func (t *tenancy) reset() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	clear(t.parent)
+	clear(t.anchor)
+	clear(t.dependents)
+	clear(t.tainted)
+	clear(t.orphans)
+	t.degraded = false
+	t.global++
+	t.writes++
+}
+
 // bumpAll invalidates everything (schema changes).
 func (t *tenancy) bumpAll() {
 	t.mu.Lock()

@@ -17,6 +17,14 @@ type Config struct {
 	Addr                 string
 	Datastore            string
 	DatabaseURL          string
+	SpiceDBEndpoint      string
+	SpiceDBToken         string
+	SpiceDBInsecure      bool
+	SpiceDBCACert        string
+	Watch                bool
+	Store                string
+	StoreURL             string
+	Migrate              bool
 	AdminKey             string
 	Demo                 bool
 	LogLevel             string
@@ -31,6 +39,7 @@ func defaultConfig() Config {
 	return Config{
 		Addr:                 "127.0.0.1:8080",
 		Datastore:            "memory",
+		Store:                "memory",
 		LogLevel:             "info",
 		RevisionQuantization: time.Second,
 		DispatchCache:        "64MiB",
@@ -54,6 +63,24 @@ func (c *Config) Validate() error {
 		}
 	default:
 		errs = append(errs, fmt.Errorf("--datastore must be memory or postgres, not %q", c.Datastore))
+	}
+	if c.SpiceDBEndpoint != "" {
+		if c.SpiceDBToken == "" {
+			errs = append(errs, errors.New("--spicedb-endpoint needs --spicedb-token (TRELLIS_SPICEDB_TOKEN)"))
+		}
+		c.Watch = true // several nodes share the cluster: each follows its Watch stream
+	}
+	switch c.Store {
+	case "memory":
+	case "postgres":
+		if c.StoreURL == "" {
+			c.StoreURL = c.DatabaseURL
+		}
+		if c.StoreURL == "" {
+			errs = append(errs, errors.New("--store postgres needs --store-url (TRELLIS_STORE_URL) or --database-url"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("--store must be memory or postgres, not %q", c.Store))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -80,6 +107,14 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.Addr, "addr", c.Addr, "listen address (TRELLIS_ADDR)")
 	f.StringVar(&c.Datastore, "datastore", c.Datastore, "SpiceDB datastore: memory or postgres (TRELLIS_DATASTORE)")
 	f.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL for --datastore postgres (TRELLIS_DATABASE_URL)")
+	f.StringVar(&c.SpiceDBEndpoint, "spicedb-endpoint", c.SpiceDBEndpoint, "host:port of a SpiceDB cluster to use instead of the embedded one (TRELLIS_SPICEDB_ENDPOINT)")
+	f.StringVar(&c.SpiceDBToken, "spicedb-token", c.SpiceDBToken, "preshared key of that cluster (TRELLIS_SPICEDB_TOKEN)")
+	f.BoolVar(&c.SpiceDBInsecure, "spicedb-insecure", c.SpiceDBInsecure, "plaintext gRPC to the cluster (loopback and development only) (TRELLIS_SPICEDB_INSECURE)")
+	f.StringVar(&c.SpiceDBCACert, "spicedb-ca-cert", c.SpiceDBCACert, "PEM CA certificate of the cluster's TLS (TRELLIS_SPICEDB_CA_CERT)")
+	f.BoolVar(&c.Watch, "watch", c.Watch, "follow SpiceDB's Watch stream to invalidate the check cache (on with --spicedb-endpoint) (TRELLIS_WATCH)")
+	f.StringVar(&c.Store, "store", c.Store, "directory and audit store: memory or postgres (TRELLIS_STORE)")
+	f.StringVar(&c.StoreURL, "store-url", c.StoreURL, "PostgreSQL URL of the directory store; defaults to --database-url (TRELLIS_STORE_URL)")
+	f.BoolVar(&c.Migrate, "migrate", c.Migrate, "run the directory's and SpiceDB's PostgreSQL migrations at start (TRELLIS_MIGRATE)")
 	f.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "provider admin API key; generated and printed when empty (TRELLIS_ADMIN_KEY)")
 	f.BoolVar(&c.Demo, "demo", c.Demo, "load the demo organizations, users and app schema (TRELLIS_DEMO)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")

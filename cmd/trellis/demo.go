@@ -35,7 +35,14 @@ type demoMember struct {
 func loadDemo(ctx context.Context, dir *directory.Service, graph engine.Engine, platform string) (demoWorld, error) {
 	w := demoWorld{users: map[string]string{}, orgs: map[string]string{}}
 	p := directory.Provider("demo")
-	for _, name := range []string{"pat", "sam", "rita", "ned", "gary", "gina", "emil", "bea", "ivan", "iris", "hank", "uma", "otto"} {
+	if _, err := dir.GetOrganization(ctx, p, "northwind"); err == nil {
+		// a persistent store already holds the demo from an earlier start
+		for _, name := range demoUsers {
+			w.users[name] = name
+		}
+		return w, demoToken(ctx, dir, &w)
+	}
+	for _, name := range demoUsers {
 		u, err := dir.CreateUser(ctx, p, directory.CreateUser{ID: name, Email: name + "@example.com", Name: strings.ToUpper(name[:1]) + name[1:]})
 		if err != nil {
 			return w, fmt.Errorf("demo user %s: %w", name, err)
@@ -103,12 +110,19 @@ func loadDemo(ctx context.Context, dir *directory.Service, graph engine.Engine, 
 	if _, err := graph.WriteRelationships(ctx, updates); err != nil {
 		return w, fmt.Errorf("demo documents: %w", err)
 	}
-	tok, err := dir.IssueToken(ctx, p, directory.IssueToken{Subject: "user:" + w.users["gary"], Organization: "globex", TTL: time.Hour})
+	return w, demoToken(ctx, dir, &w)
+}
+
+var demoUsers = []string{"pat", "sam", "rita", "ned", "gary", "gina", "emil", "bea", "ivan", "iris", "hank", "uma", "otto"}
+
+// demoToken mints gary's one-hour access token for the tour.
+func demoToken(ctx context.Context, dir *directory.Service, w *demoWorld) error {
+	tok, err := dir.IssueToken(ctx, directory.Provider("demo"), directory.IssueToken{Subject: "user:" + w.users["gary"], Organization: "globex", TTL: time.Hour})
 	if err != nil {
-		return w, fmt.Errorf("demo token: %w", err)
+		return fmt.Errorf("demo token: %w", err)
 	}
 	w.token = tok.AccessToken
-	return w, nil
+	return nil
 }
 
 // demoTour is what `make run` prints: curls that answer as printed.

@@ -7,6 +7,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,7 +25,9 @@ import (
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/federation"
 	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
+	"github.com/trellis-iam/trellis/store/postgres"
 )
 
 // version is set at build time with -ldflags "-X main.version=…".
@@ -44,8 +47,69 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), versionCmd(), schemaCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd())
 	return root
+}
+
+// migrateCmd brings PostgreSQL schemas to the newest revision: SpiceDB's
+// datastore (--database-url) and the directory store (--store-url).
+func migrateCmd() *cobra.Command {
+	var spicedbURL, storeURL string
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Run PostgreSQL migrations (SpiceDB's datastore and the directory store)",
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := applyEnv(cmd); err != nil {
+				return err
+			}
+			if spicedbURL == "" && storeURL == "" {
+				return errors.New("nothing to migrate: pass --database-url (SpiceDB) and/or --store-url (directory), or TRELLIS_DATABASE_URL / TRELLIS_STORE_URL")
+			}
+			return migrate(cmd.Context(), spicedbURL, storeURL, cmd.OutOrStdout())
+		},
+	}
+	cmd.Flags().StringVar(&spicedbURL, "database-url", "", "PostgreSQL URL of SpiceDB's datastore (TRELLIS_DATABASE_URL)")
+	cmd.Flags().StringVar(&storeURL, "store-url", "", "PostgreSQL URL of the directory store (TRELLIS_STORE_URL)")
+	return cmd
+}
+
+func migrate(ctx context.Context, spicedbURL, storeURL string, out io.Writer) error {
+	if spicedbURL != "" {
+		if err := engine.MigratePostgres(ctx, spicedbURL); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "SpiceDB datastore: migrated to head")
+	}
+	if storeURL != "" {
+		if err := postgres.Migrate(ctx, storeURL); err != nil {
+			return err
+		}
+		fmt.Fprintln(out, "directory store: migrated to head")
+	}
+	return nil
+}
+
+// openEngine starts embedded SpiceDB, or dials a SpiceDB cluster when an
+// endpoint is configured; both serve the same Engine interface.
+func openEngine(ctx context.Context, cfg Config) (interface {
+	engine.Engine
+	Close() error
+}, error) {
+	if cfg.SpiceDBEndpoint != "" {
+		return engine.Dial(ctx, engine.RemoteConfig{Endpoint: cfg.SpiceDBEndpoint, Token: cfg.SpiceDBToken, Insecure: cfg.SpiceDBInsecure, CACert: cfg.SpiceDBCACert})
+	}
+	return engine.StartEmbedded(ctx, engine.EmbeddedConfig{
+		Datastore: cfg.Datastore, DatastoreURI: cfg.DatabaseURL,
+		RevisionQuantization: cfg.RevisionQuantization, DispatchCacheMaxCost: cfg.DispatchCache,
+	})
+}
+
+// openStore opens the directory store the configuration names.
+func openStore(ctx context.Context, cfg Config) (store.Store, error) {
+	if cfg.Store != "postgres" {
+		return memory.New(), nil
+	}
+	return postgres.Open(ctx, cfg.StoreURL)
 }
 
 func versionCmd() *cobra.Command {
@@ -126,10 +190,19 @@ func signerFunc(s *federation.Signer) directory.TokenSigner {
 // serve builds every part in order and runs until ctx ends.
 func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg.LogLevel)
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{
-		Datastore: cfg.Datastore, DatastoreURI: cfg.DatabaseURL,
-		RevisionQuantization: cfg.RevisionQuantization, DispatchCacheMaxCost: cfg.DispatchCache,
-	})
+	if cfg.Migrate {
+		spicedbURL, storeURL := "", ""
+		if cfg.Datastore == "postgres" {
+			spicedbURL = cfg.DatabaseURL
+		}
+		if cfg.Store == "postgres" {
+			storeURL = cfg.StoreURL
+		}
+		if err := migrate(ctx, spicedbURL, storeURL, io.Discard); err != nil {
+			return err
+		}
+	}
+	eng, err := openEngine(ctx, cfg)
 	if err != nil {
 		return err
 	}
@@ -142,7 +215,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var graph engine.Engine = eng
 	if cfg.CacheEntries > 0 {
-		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry})
+		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
 		if err != nil {
 			return err
 		}
@@ -166,7 +239,10 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	if err != nil {
 		return err
 	}
-	st := memory.New()
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	defer st.Close()
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)}, directory.Config{Logger: log})
 	if err != nil {
