@@ -15,10 +15,12 @@ import (
 	"go.uber.org/goleak"
 
 	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/audit"
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/federation"
 	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
 )
 
@@ -41,7 +43,7 @@ type harness struct {
 	url   string
 	eng   *engine.Embedded
 	graph engine.Engine // the cached engine the server uses
-	store *memory.Store // the directory's store (tests tamper with the audit log through it)
+	store testStore     // the directory's store (tests tamper with the audit log through it)
 	dir   *directory.Service
 	clock *testClock // the directory's and token signer's clock
 }
@@ -88,7 +90,7 @@ func newHarness(t testing.TB, app string) *harness {
 	if err != nil {
 		t.Fatal(err)
 	}
-	st := memory.New()
+	st := newTestStore(t)
 	dir, err := directory.New(directory.Deps{
 		Store: st, Graph: cached,
 		Signer: func(_ context.Context, user, org string, ttl time.Duration) (string, time.Time, error) {
@@ -111,6 +113,18 @@ func newHarness(t testing.TB, app string) *harness {
 	})
 	return &harness{t: t, url: srv.URL, eng: eng, graph: cached, store: st, dir: dir, clock: clock}
 }
+
+// testStore is a directory store that also lets tests play an attacker with
+// raw write access to the audit table (memory and postgres both do).
+type testStore interface {
+	store.Store
+	TamperAudit(org string, seq int64, mutate func(*audit.Event)) error
+	DeleteAuditEvent(org string, seq int64) error
+}
+
+// newTestStore builds the store a harness uses: memory, unless a test runs
+// the directory suite on PostgreSQL (see TestDirectoryOnPostgres).
+var newTestStore = func(testing.TB) testStore { return memory.New() }
 
 // dnsZone is a fake resolver for domain verification: tests publish TXT records in it.
 type dnsZone struct {

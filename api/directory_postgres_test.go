@@ -1,0 +1,49 @@
+package api_test
+
+import (
+	"context"
+	"testing"
+
+	"github.com/trellis-iam/trellis/store/pgtest"
+	"github.com/trellis-iam/trellis/store/postgres"
+)
+
+// TestDirectoryOnPostgres runs the directory's HTTP lifecycle tests again with
+// the PostgreSQL store behind the directory (the same API, the same rules),
+// each on a fresh migrated database.
+func TestDirectoryOnPostgres(t *testing.T) {
+	pg := pgtest.Start(t)
+	saved := newTestStore
+	t.Cleanup(func() { newTestStore = saved })
+	newTestStore = func(tb testing.TB) testStore {
+		url := pg.NewDatabase(tb)
+		ctx := context.Background()
+		if err := postgres.Migrate(ctx, url); err != nil {
+			tb.Fatal(err)
+		}
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	for _, c := range []struct {
+		name string
+		run  func(*testing.T)
+	}{
+		{"OrganizationsCreateGetList", TestOrganizationsCreateGetList},
+		{"Memberships", TestMemberships},
+		{"CustomerAdminScope", TestCustomerAdminScope},
+		{"RoleEscalation", TestRoleEscalation},
+		{"Groups", TestGroups},
+		{"Invitations", TestInvitations},
+		{"SuspendAndReactivate", TestSuspendAndReactivate},
+		{"MoveWithPreview", TestMoveWithPreview},
+		{"DeleteCascade", TestDeleteCascade},
+		{"ServiceAccountKeys", TestServiceAccountKeys},
+		{"AuditLog", TestAuditLog},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
