@@ -2,8 +2,10 @@ package directory
 
 import (
 	"context"
+	"strconv"
 	"time"
 
+	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/audit"
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/store"
@@ -28,8 +30,8 @@ func (q AuditQuery) filter() (store.AuditFilter, int, error) {
 	if c, err := decodeCursor("cursor", q.Cursor); err != nil {
 		return store.AuditFilter{}, 0, err
 	} else if c != "" {
-		if _, err := fmtSscan(c, &after); err != nil {
-			return store.AuditFilter{}, 0, err
+		if after, err = strconv.ParseInt(c, 10, 64); err != nil || after < 0 {
+			return store.AuditFilter{}, 0, trellis.Invalid("cursor", "is not a cursor this server issued")
 		}
 	}
 	return store.AuditFilter{Since: q.Since, Until: q.Until, Actor: q.Actor, Action: q.Action, Cursor: after, Limit: size}, size, nil
@@ -100,7 +102,7 @@ func pageOf(events []audit.Event, next int64, size int, err error) ([]audit.Even
 	}
 	cursor := ""
 	if len(events) == size && next > 0 {
-		cursor = encodeCursor(fmtInt(next))
+		cursor = encodeCursor(strconv.FormatInt(next, 10))
 	}
 	return events, cursor, nil
 }

@@ -60,8 +60,7 @@ func keyAllows(list []string, perm string) bool {
 	if list == nil {
 		return true
 	}
-	return slices.Contains(list, perm) || slices.Contains(list, permManage) ||
-		(perm == permGovern && slices.Contains(list, permManage)) || (perm == permAccess && len(list) > 0)
+	return slices.Contains(list, perm) || slices.Contains(list, permManage) || (perm == permAccess && len(list) > 0)
 }
 
 // inScope reports whether org lies inside the principal's organization scope.

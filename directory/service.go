@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strconv"
 	"strings"
 	"time"
 
@@ -309,17 +308,6 @@ func rel(res engine.ObjectRef, relation string, s engine.SubjectRef) engine.Rela
 }
 
 func notFound(what, id string) error { return fmt.Errorf("%w: %s %q", trellis.ErrNotFound, what, id) }
-
-func fmtInt(n int64) string { return strconv.FormatInt(n, 10) }
-
-func fmtSscan(s string, n *int64) (int, error) {
-	v, err := strconv.ParseInt(s, 10, 64)
-	if err != nil || v < 0 {
-		return 0, trellis.Invalid("cursor", "is not a cursor this server issued")
-	}
-	*n = v
-	return 1, nil
-}
 
 // Ready reports whether the directory store answers.
 func (s *Service) Ready(ctx context.Context) error { return s.store.Ready(ctx) }

@@ -412,7 +412,9 @@ func (s *Service) UserOrganizations(ctx context.Context, p Principal, userID str
 		if err != nil {
 			return err
 		}
-		all := p.Kind == KindUser && p.ID == u.ID && p.Org == ""
+		// the user sees all of its memberships, as do provider admins; others
+		// see those in organizations whose members they manage
+		all := p.Kind == KindUser && p.ID == u.ID
 		if !all {
 			if all, err = s.isProvider(ctx, p); err != nil {
 				return err
@@ -428,11 +430,9 @@ func (s *Service) UserOrganizations(ctx context.Context, p Principal, userID str
 				return err
 			}
 			if !all {
-				ok, err := s.can(ctx, tx, p, org, permManageMembers)
-				if err != nil {
+				if ok, err := s.can(ctx, tx, p, org, permManageMembers); err != nil {
 					return err
-				}
-				if !ok && !(p.Kind == KindUser && p.ID == u.ID) {
+				} else if !ok {
 					continue
 				}
 			}
