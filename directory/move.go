@@ -190,20 +190,12 @@ func (s *Service) impact(ctx context.Context, orgs []store.Org, updates []engine
 	}
 	var rels []engine.Relationship
 	for _, t := range systemTypes {
-		cursor := ""
-		for len(rels) < moveMaxRelationships {
-			page, err := s.graph.ReadRelationships(ctx, engine.ReadRequest{
-				Filter: engine.RelationshipFilter{ResourceType: t}, Consistency: engine.Consistency{Mode: engine.FullyConsistent},
-				PageSize: 1000, Cursor: cursor,
-			})
-			if err != nil {
-				return out, err
-			}
-			rels = append(rels, page.Relationships...)
-			if page.NextCursor == "" {
-				break
-			}
-			cursor = page.NextCursor
+		found, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: t}, moveMaxRelationships-len(rels))
+		if err != nil {
+			return out, err
+		}
+		if rels = append(rels, found...); len(rels) >= moveMaxRelationships {
+			break
 		}
 	}
 	if len(rels) >= moveMaxRelationships {

@@ -156,20 +156,11 @@ func (r *Relay) matching(ctx context.Context, f engine.RelationshipFilter) ([]en
 	for _, t := range types {
 		g := f
 		g.ResourceType = t
-		cursor := ""
-		for {
-			page, err := r.graph.ReadRelationships(ctx, engine.ReadRequest{
-				Filter: g, Consistency: engine.Consistency{Mode: engine.FullyConsistent}, PageSize: 1000, Cursor: cursor,
-			})
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, page.Relationships...)
-			if page.NextCursor == "" {
-				break
-			}
-			cursor = page.NextCursor
+		found, err := engine.ReadAll(ctx, r.graph, g, 0)
+		if err != nil {
+			return nil, err
 		}
+		out = append(out, found...)
 	}
 	return out, nil
 }

@@ -154,23 +154,11 @@ func (m *Manager) currentPermissions(ctx context.Context) (map[string][]string, 
 }
 
 func (m *Manager) readAll(ctx context.Context, resourceType string, limit int) ([]engine.Relationship, error) {
-	var out []engine.Relationship
-	cursor := ""
-	for limit > 0 {
-		page, err := m.graph.ReadRelationships(ctx, engine.ReadRequest{
-			Filter: engine.RelationshipFilter{ResourceType: resourceType}, Consistency: engine.Consistency{Mode: engine.FullyConsistent},
-			PageSize: min(1000, limit), Cursor: cursor,
-		})
-		if err != nil {
-			return out, nil // a type unknown to the stored schema holds nothing
-		}
-		out = append(out, page.Relationships...)
-		limit -= len(page.Relationships)
-		if page.NextCursor == "" {
-			break
-		}
-		cursor = page.NextCursor
+	if limit <= 0 {
+		return nil, nil // the impact's budget is spent
 	}
+	// a type unknown to the stored schema holds nothing: its read error is no failure
+	out, _ := engine.ReadAll(ctx, m.graph, engine.RelationshipFilter{ResourceType: resourceType}, limit)
 	return out, nil
 }
 
