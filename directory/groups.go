@@ -65,6 +65,16 @@ func (s *Service) groupTuples(ctx context.Context, tx store.Tx, org store.Org, g
 	return roles, append(out, grantTuples(org.ID, groupMembers(g.ID), roles)...), nil
 }
 
+// groupFor resolves org, requiring manage_members, and one of its groups.
+func (s *Service) groupFor(ctx context.Context, tx store.Tx, p Principal, ref, id string) (store.Org, store.Group, error) {
+	org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
+	if err != nil {
+		return org, store.Group{}, err
+	}
+	g, err := orgGroup(ctx, tx, org, id)
+	return org, g, err
+}
+
 // orgGroup resolves a group of org; another organization's group is not found.
 func orgGroup(ctx context.Context, tx store.Tx, org store.Org, id string) (store.Group, error) {
 	g, err := tx.GetGroup(ctx, id)
@@ -135,11 +145,7 @@ func (s *Service) ListGroups(ctx context.Context, p Principal, ref string) ([]Gr
 func (s *Service) GetGroup(ctx context.Context, p Principal, ref, id string) (Group, error) {
 	var out Group
 	err := s.read(ctx, func(tx store.Tx) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		_, g, err := s.groupFor(ctx, tx, p, ref, id)
 		out = groupView(g)
 		return err
 	})
@@ -150,11 +156,7 @@ func (s *Service) GetGroup(ctx context.Context, p Principal, ref, id string) (Gr
 func (s *Service) UpdateGroup(ctx context.Context, p Principal, ref, id string, in GroupInput) (Group, error) {
 	var out Group
 	err := s.run(ctx, p, "group.update", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -195,11 +197,7 @@ func (s *Service) UpdateGroup(ctx context.Context, p Principal, ref, id string, 
 // DeleteGroup removes a group; what it granted goes with it.
 func (s *Service) DeleteGroup(ctx context.Context, p Principal, ref, id string) error {
 	return s.run(ctx, p, "group.delete", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -235,11 +233,7 @@ func (s *Service) PutGroupMember(ctx context.Context, p Principal, ref, id, memb
 	kind, mid := parseGroupMember(member)
 	var out GroupMember
 	err := s.run(ctx, p, "group.member_add", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -314,11 +308,7 @@ func nests(ctx context.Context, tx store.Tx, inner, outer string) (bool, error) 
 func (s *Service) RemoveGroupMember(ctx context.Context, p Principal, ref, id, member string) error {
 	kind, mid := parseGroupMember(member)
 	return s.run(ctx, p, "group.member_remove", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -339,11 +329,7 @@ func (s *Service) RemoveGroupMember(ctx context.Context, p Principal, ref, id, m
 func (s *Service) ListGroupMembers(ctx context.Context, p Principal, ref, id string) ([]GroupMember, error) {
 	out := []GroupMember{}
 	err := s.read(ctx, func(tx store.Tx) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
-		if err != nil {
-			return err
-		}
-		g, err := orgGroup(ctx, tx, org, id)
+		_, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}

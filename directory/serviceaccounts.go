@@ -104,6 +104,16 @@ func (s *Service) saTuples(ctx context.Context, tx store.Tx, org store.Org, sa s
 	return roles, append(out, grantTuples(org.ID, me, roles)...), nil
 }
 
+// accountFor resolves org, requiring manage, and one of its service accounts.
+func (s *Service) accountFor(ctx context.Context, tx store.Tx, p Principal, ref, id string) (store.Org, store.ServiceAccount, error) {
+	org, err := s.orgFor(ctx, tx, p, ref, permManage)
+	if err != nil {
+		return org, store.ServiceAccount{}, err
+	}
+	sa, err := orgServiceAccount(ctx, tx, org, id)
+	return org, sa, err
+}
+
 func orgServiceAccount(ctx context.Context, tx store.Tx, org store.Org, id string) (store.ServiceAccount, error) {
 	sa, err := tx.GetServiceAccount(ctx, id)
 	if err == nil && sa.Org != org.ID {
@@ -173,11 +183,7 @@ func (s *Service) ListServiceAccounts(ctx context.Context, p Principal, ref stri
 func (s *Service) GetServiceAccount(ctx context.Context, p Principal, ref, id string) (ServiceAccount, error) {
 	var out ServiceAccount
 	err := s.read(ctx, func(tx store.Tx) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, id)
+		_, sa, err := s.accountFor(ctx, tx, p, ref, id)
 		out = saView(sa)
 		return err
 	})
@@ -188,11 +194,7 @@ func (s *Service) GetServiceAccount(ctx context.Context, p Principal, ref, id st
 func (s *Service) UpdateServiceAccount(ctx context.Context, p Principal, ref, id string, in ServiceAccountInput) (ServiceAccount, error) {
 	var out ServiceAccount
 	err := s.run(ctx, p, "service_account.update", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, id)
+		org, sa, err := s.accountFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -233,11 +235,7 @@ func (s *Service) UpdateServiceAccount(ctx context.Context, p Principal, ref, id
 // DeleteServiceAccount removes a service account, its keys and its tuples.
 func (s *Service) DeleteServiceAccount(ctx context.Context, p Principal, ref, id string) error {
 	return s.run(ctx, p, "service_account.delete", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, id)
+		org, sa, err := s.accountFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
 		}
@@ -264,11 +262,7 @@ func (s *Service) CreateKey(ctx context.Context, p Principal, ref, saID string, 
 	}
 	var out APIKey
 	err = s.run(ctx, p, "api_key.create", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, saID)
+		org, sa, err := s.accountFor(ctx, tx, p, ref, saID)
 		if err != nil {
 			return err
 		}
@@ -313,11 +307,7 @@ func (s *Service) RotateKey(ctx context.Context, p Principal, ref, saID, keyID s
 	}
 	var out APIKey
 	err := s.run(ctx, p, "api_key.rotate", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, saID)
+		org, sa, err := s.accountFor(ctx, tx, p, ref, saID)
 		if err != nil {
 			return err
 		}
@@ -348,11 +338,7 @@ func (s *Service) RotateKey(ctx context.Context, p Principal, ref, saID, keyID s
 // RevokeKey stops a key at once.
 func (s *Service) RevokeKey(ctx context.Context, p Principal, ref, saID, keyID string) error {
 	return s.run(ctx, p, "api_key.revoke", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, saID)
+		org, sa, err := s.accountFor(ctx, tx, p, ref, saID)
 		if err != nil {
 			return err
 		}
@@ -375,11 +361,7 @@ func (s *Service) RevokeKey(ctx context.Context, p Principal, ref, saID, keyID s
 func (s *Service) ListKeys(ctx context.Context, p Principal, ref, saID string) ([]APIKey, error) {
 	out := []APIKey{}
 	err := s.read(ctx, func(tx store.Tx) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
-		if err != nil {
-			return err
-		}
-		sa, err := orgServiceAccount(ctx, tx, org, saID)
+		_, sa, err := s.accountFor(ctx, tx, p, ref, saID)
 		if err != nil {
 			return err
 		}
