@@ -232,6 +232,30 @@ func set[K comparable, V any](t *tx, m map[K]V, k K, v V) {
 	})
 }
 
+// insertRow stores a new row v under id, refusing an id that is taken.
+func insertRow[V any](t *tx, m map[string]V, id string, v V, what string) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	if _, ok := m[id]; ok {
+		return conflict("%s id %q is taken", what, id)
+	}
+	set(t, m, id, v)
+	return nil
+}
+
+// updateRow replaces the existing row id with v.
+func updateRow[V any](t *tx, m map[string]V, id string, v V, what string) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	if _, ok := m[id]; !ok {
+		return notFound(what, id)
+	}
+	set(t, m, id, v)
+	return nil
+}
+
 // unset deletes m[k] and records how to put it back.
 func unset[K comparable, V any](t *tx, m map[K]V, k K) {
 	old, had := m[k]
@@ -499,25 +523,11 @@ func (t *tx) ListGroups(_ context.Context, org string) ([]store.Group, error) {
 }
 
 func (t *tx) InsertGroup(_ context.Context, g store.Group) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.groups[g.ID]; ok {
-		return conflict("group id %q is taken", g.ID)
-	}
-	set(t, t.groups, g.ID, cloneGroup(g))
-	return nil
+	return insertRow(t, t.groups, g.ID, cloneGroup(g), "group")
 }
 
 func (t *tx) UpdateGroup(_ context.Context, g store.Group) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.groups[g.ID]; !ok {
-		return notFound("group", g.ID)
-	}
-	set(t, t.groups, g.ID, cloneGroup(g))
-	return nil
+	return updateRow(t, t.groups, g.ID, cloneGroup(g), "group")
 }
 
 func (t *tx) DeleteGroup(_ context.Context, id string) error {
@@ -662,25 +672,11 @@ func (t *tx) ListInvitations(_ context.Context, org string) ([]store.Invitation,
 }
 
 func (t *tx) InsertInvitation(_ context.Context, inv store.Invitation) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.invitations[inv.ID]; ok {
-		return conflict("invitation id %q is taken", inv.ID)
-	}
-	set(t, t.invitations, inv.ID, cloneInvitation(inv))
-	return nil
+	return insertRow(t, t.invitations, inv.ID, cloneInvitation(inv), "invitation")
 }
 
 func (t *tx) UpdateInvitation(_ context.Context, inv store.Invitation) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.invitations[inv.ID]; !ok {
-		return notFound("invitation", inv.ID)
-	}
-	set(t, t.invitations, inv.ID, cloneInvitation(inv))
-	return nil
+	return updateRow(t, t.invitations, inv.ID, cloneInvitation(inv), "invitation")
 }
 
 // ---- service accounts and API keys
@@ -699,25 +695,11 @@ func (t *tx) ListServiceAccounts(_ context.Context, org string) ([]store.Service
 }
 
 func (t *tx) InsertServiceAccount(_ context.Context, sa store.ServiceAccount) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.accounts[sa.ID]; ok {
-		return conflict("service account id %q is taken", sa.ID)
-	}
-	set(t, t.accounts, sa.ID, cloneServiceAccount(sa))
-	return nil
+	return insertRow(t, t.accounts, sa.ID, cloneServiceAccount(sa), "service account")
 }
 
 func (t *tx) UpdateServiceAccount(_ context.Context, sa store.ServiceAccount) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.accounts[sa.ID]; !ok {
-		return notFound("service account", sa.ID)
-	}
-	set(t, t.accounts, sa.ID, cloneServiceAccount(sa))
-	return nil
+	return updateRow(t, t.accounts, sa.ID, cloneServiceAccount(sa), "service account")
 }
 
 func (t *tx) DeleteServiceAccount(_ context.Context, id string) error {
@@ -750,25 +732,11 @@ func (t *tx) ListAPIKeys(_ context.Context, serviceAccount string) ([]store.APIK
 }
 
 func (t *tx) InsertAPIKey(_ context.Context, k store.APIKey) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.apiKeys[k.ID]; ok {
-		return conflict("API key id %q is taken", k.ID)
-	}
-	set(t, t.apiKeys, k.ID, cloneAPIKey(k))
-	return nil
+	return insertRow(t, t.apiKeys, k.ID, cloneAPIKey(k), "API key")
 }
 
 func (t *tx) UpdateAPIKey(_ context.Context, k store.APIKey) error {
-	if err := t.writable(); err != nil {
-		return err
-	}
-	if _, ok := t.apiKeys[k.ID]; !ok {
-		return notFound("API key", k.ID)
-	}
-	set(t, t.apiKeys, k.ID, cloneAPIKey(k))
-	return nil
+	return updateRow(t, t.apiKeys, k.ID, cloneAPIKey(k), "API key")
 }
 
 // ---- audit
