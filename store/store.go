@@ -35,6 +35,8 @@ type Tx interface {
 	ServiceAccountRows
 	AuditRows
 	OutboxRows
+	DelegationRows
+	ImpersonationRows
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key
@@ -61,8 +63,23 @@ type Org struct {
 	Domains      []Domain
 	Branding     map[string]string
 	FeatureFlags map[string]bool
+	Policy       OrgPolicy
 	CreatedAt    time.Time
 	UpdatedAt    time.Time
+}
+
+// OrgPolicy is how an organization lets others administer it.
+type OrgPolicy struct {
+	// DelegationApproval: delegations on the organization stay pending until
+	// one of its administrators approves them.
+	DelegationApproval bool
+	// DelegationRequired (mandatory delegation): the organization has no
+	// administrators of its own; it is administered through its ancestors and
+	// delegations only.
+	DelegationRequired bool
+	// ImpersonationApproval: impersonating its members needs the approval of
+	// one of its administrators.
+	ImpersonationApproval bool
 }
 
 // Domain is an email domain an organization claims; Verified ones are unique.
@@ -313,4 +330,78 @@ type OutboxRows interface {
 	MarkApplied(ctx context.Context, seq int64, revision string, at time.Time) error
 	// OutboxApplied reports whether seq is applied.
 	OutboxApplied(ctx context.Context, seq int64) (bool, error)
+}
+
+// Delegation status values (expiry is computed from ExpiresAt, not stored).
+const (
+	DelegationPending = "pending"
+	DelegationActive  = "active"
+	DelegationRevoked = "revoked"
+)
+
+// Delegation grants administration scopes on an organization to a grantee.
+type Delegation struct {
+	ID         string
+	Org        string
+	Grantee    string   // user:<id> | group:<id> | organization:<id>#admin
+	Scopes     []string // members, roles, sso, scim, branding, audit, billing
+	Subtree    bool     // the scopes reach the organization's descendants too
+	ExpiresAt  *time.Time
+	Status     string // pending | active | revoked
+	GrantedBy  string // audit actor of the grantor
+	Via        string // the delegation the grantor held its scopes through; "" = its own right
+	Reason     string
+	CreatedAt  time.Time
+	ApprovedBy string
+	ApprovedAt *time.Time
+	RevokedBy  string
+	RevokedAt  *time.Time
+}
+
+// DelegationRows are the delegation table.
+type DelegationRows interface {
+	GetDelegation(ctx context.Context, id string) (Delegation, error)
+	// ListDelegations lists the delegations on org (every status), sorted by id.
+	ListDelegations(ctx context.Context, org string) ([]Delegation, error)
+	// DelegationsVia lists the delegations granted through delegation id, sorted by id.
+	DelegationsVia(ctx context.Context, id string) ([]Delegation, error)
+	InsertDelegation(ctx context.Context, d Delegation) error
+	UpdateDelegation(ctx context.Context, d Delegation) error
+}
+
+// Impersonation status values (expiry is computed from ExpiresAt, not stored).
+const (
+	ImpersonationPending = "pending"
+	ImpersonationActive  = "active"
+	ImpersonationEnded   = "ended"
+)
+
+// Impersonation lets an actor act as a target user of an organization for a
+// while, within a permission scope.
+type Impersonation struct {
+	ID          string
+	Org         string
+	Actor       string // user id of who acts
+	Target      string // user id of who is acted as
+	Reason      string
+	Scopes      []string // permissions allowed while impersonating ("*" = all the target holds)
+	Duration    time.Duration
+	Status      string // pending | active | ended
+	RequestedBy string // audit actor of the requester
+	CreatedAt   time.Time
+	ApprovedBy  string
+	ApprovedAt  *time.Time
+	StartedAt   *time.Time
+	ExpiresAt   *time.Time // StartedAt + Duration once active
+	EndedBy     string
+	EndedAt     *time.Time
+}
+
+// ImpersonationRows are the impersonation table.
+type ImpersonationRows interface {
+	GetImpersonation(ctx context.Context, id string) (Impersonation, error)
+	// ListImpersonations lists the impersonations in org, sorted by id.
+	ListImpersonations(ctx context.Context, org string) ([]Impersonation, error)
+	InsertImpersonation(ctx context.Context, im Impersonation) error
+	UpdateImpersonation(ctx context.Context, im Impersonation) error
 }

@@ -40,6 +40,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"orgs/delete", testOrgDelete},
 		{"orgs/list order, filters and pages", testOrgList},
 		{"orgs/children", testOrgChildren},
+		{"orgs/policy", testOrgPolicy},
 		{"users/round trip and lookups", testUsers},
 		{"users/update", testUserUpdate},
 		{"members/put, upsert and delete", testMembership},
@@ -52,6 +53,9 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"service accounts", testServiceAccounts},
 		{"service accounts/api keys", testAPIKeys},
 		{"service accounts/delete cascades", testServiceAccountDelete},
+		{"delegations", testDelegations},
+		{"delegations/via", testDelegationsVia},
+		{"impersonations", testImpersonations},
 		{"audit/heads and append", testAuditHeads},
 		{"audit/list filters and cursor", testAuditList},
 		{"audit/chain", testAuditChain},
@@ -138,6 +142,22 @@ func accountRow(id, org string) store.ServiceAccount {
 
 func keyRow(id, account, org string) store.APIKey {
 	return store.APIKey{ID: id, ServiceAccount: account, Org: org, Hash: sha("secret-" + id), Permissions: []string{"organization.read"}, CreatedAt: at(0), ExpiresAt: ptr(at(60 * 24 * 90))}
+}
+
+func delegationRow(id, org, via string) store.Delegation {
+	return store.Delegation{
+		ID: id, Org: org, Grantee: "user:usr_b2", Scopes: []string{"members", "roles"}, Subtree: true,
+		ExpiresAt: ptr(at(60 * 24 * 30)), Status: store.DelegationActive, GrantedBy: "user:usr_a1", Via: via,
+		Reason: "covering for the regional admin", CreatedAt: at(0),
+	}
+}
+
+func impersonationRow(id, org string) store.Impersonation {
+	return store.Impersonation{
+		ID: id, Org: org, Actor: "usr_a1", Target: "usr_b2", Reason: "support ticket 4521",
+		Scopes: []string{"organization.read", "member.read"}, Duration: 30 * time.Minute,
+		Status: store.ImpersonationPending, RequestedBy: "user:usr_a1", CreatedAt: at(0),
+	}
 }
 
 func event(org string, seq int64, minute int, actor, action string) audit.Event {
@@ -266,6 +286,9 @@ func orgSlug(o store.Org) string           { return o.Slug }
 func memberUser(m store.Membership) string { return m.User }
 func memberOrg(m store.Membership) string  { return m.Org }
 func eventHash(ev audit.Event) string      { return ev.Hash }
+func delegationID(d store.Delegation) string {
+	return d.ID
+}
 func outboxAction(e store.OutboxEntry) string {
 	return e.Action
 }
@@ -530,6 +553,36 @@ func testOrgChildren(t *testing.T, s store.Store) {
 	wantKeys(t, "Children of a leaf", keys(get(t, s, store.Tx.Children, "org_e5"), orgID), nil)
 	wantKeys(t, "Children of an unknown org", keys(get(t, s, store.Tx.Children, "org_zz"), orgID), nil)
 	same(t, "child row", get(t, s, store.Tx.Children, "org_c3"), []store.Org{orgRow("org_e5", "grandchild", "Grandchild", "org_c3")})
+}
+
+func testOrgPolicy(t *testing.T, s store.Store) {
+	a := acmeOrg()
+	a.Policy = store.OrgPolicy{DelegationApproval: true, ImpersonationApproval: true}
+	b := orgRow("org_b2", "beta", "Beta", "org_a1")
+	b.Policy = store.OrgPolicy{DelegationRequired: true}
+	c := orgRow("org_c3", "gamma", "Gamma", "org_a1") // the zero policy
+	for _, o := range []store.Org{a, b, c} {
+		do(t, s, store.Tx.InsertOrg, o)
+	}
+	same(t, "GetOrg with a policy", get(t, s, store.Tx.GetOrg, "org_a1"), a)
+	same(t, "GetOrgBySlug with a policy", get(t, s, store.Tx.GetOrgBySlug, "beta"), b)
+	same(t, "OrgByVerifiedDomain with a policy", get(t, s, store.Tx.OrgByVerifiedDomain, "acme.example"), a)
+	same(t, "ListOrgs with policies", get(t, s, store.Tx.ListOrgs, store.OrgFilter{}), []store.Org{a, b, c})
+	same(t, "Children with policies", get(t, s, store.Tx.Children, "org_a1"), []store.Org{b, c})
+
+	// every switch turns on and off again on its own
+	a.Policy = store.OrgPolicy{DelegationRequired: true}
+	a.UpdatedAt = at(9)
+	b.Policy = store.OrgPolicy{DelegationApproval: true, DelegationRequired: true, ImpersonationApproval: true}
+	c.Policy = store.OrgPolicy{ImpersonationApproval: true}
+	for _, o := range []store.Org{a, b, c} {
+		do(t, s, store.Tx.UpdateOrg, o)
+		same(t, "GetOrg after a policy update "+o.ID, get(t, s, store.Tx.GetOrg, o.ID), o)
+	}
+	b.Policy = store.OrgPolicy{}
+	do(t, s, store.Tx.UpdateOrg, b)
+	same(t, "GetOrg after clearing the policy", get(t, s, store.Tx.GetOrg, "org_b2"), b)
+	same(t, "ListOrgs after policy updates", get(t, s, store.Tx.ListOrgs, store.OrgFilter{}), []store.Org{a, b, c})
 }
 
 // ---- users
@@ -940,6 +993,123 @@ func testServiceAccountDelete(t *testing.T, s store.Store) {
 	wantErr(t, "DeleteServiceAccount twice", exec(t, s, store.Tx.DeleteServiceAccount, "sa_a1"), trellis.ErrNotFound)
 }
 
+// ---- delegations and impersonations
+
+func testDelegations(t *testing.T, s store.Store) {
+	b := delegationRow("dlg_b2", "org_a1", "")
+	// a pending delegation with no expiry and no scopes, at a time in another zone
+	a := delegationRow("dlg_a1", "org_a1", "")
+	a.Grantee, a.Scopes, a.Subtree, a.ExpiresAt = "organization:org_p9#admin", nil, false, nil
+	a.Status, a.GrantedBy, a.Reason = store.DelegationPending, "provider:prv_1", ""
+	a.CreatedAt = at(2).In(time.FixedZone("CET", 3600))
+	// one with every field set
+	c := delegationRow("dlg_c3", "org_a1", "dlg_b2")
+	c.Grantee, c.Scopes = "group:grp_a1", []string{"audit"}
+	c.ApprovedBy, c.ApprovedAt = "user:usr_c3", ptr(at(3))
+	c.RevokedBy, c.RevokedAt = "user:usr_c3", ptr(at(4))
+	c.Status = store.DelegationRevoked
+	other := delegationRow("dlg_d4", "org_b2", "")
+	for _, d := range []store.Delegation{c, other, b, a} {
+		do(t, s, store.Tx.InsertDelegation, d)
+	}
+	for _, want := range []store.Delegation{a, b, c, other} {
+		same(t, "GetDelegation "+want.ID, get(t, s, store.Tx.GetDelegation, want.ID), want)
+	}
+	same(t, "ListDelegations sorted by id", get(t, s, store.Tx.ListDelegations, "org_a1"), []store.Delegation{a, b, c})
+	same(t, "ListDelegations of another org", get(t, s, store.Tx.ListDelegations, "org_b2"), []store.Delegation{other})
+	same(t, "ListDelegations unknown org", len(get(t, s, store.Tx.ListDelegations, "org_zz")), 0)
+
+	_, err := call(t, s, store.Tx.GetDelegation, "dlg_zz")
+	wantErr(t, "GetDelegation unknown", err, trellis.ErrNotFound)
+	wantErr(t, "InsertDelegation duplicate id", exec(t, s, store.Tx.InsertDelegation, delegationRow("dlg_a1", "org_b2", "")), trellis.ErrConflict)
+	wantErr(t, "UpdateDelegation unknown", exec(t, s, store.Tx.UpdateDelegation, delegationRow("dlg_zz", "org_a1", "")), trellis.ErrNotFound)
+	same(t, "GetDelegation after failed writes", get(t, s, store.Tx.GetDelegation, "dlg_a1"), a)
+	same(t, "ListDelegations of another org after failed writes", get(t, s, store.Tx.ListDelegations, "org_b2"), []store.Delegation{other})
+
+	// approving sets times that were nil
+	approved := a
+	approved.Status, approved.ApprovedBy, approved.ApprovedAt, approved.ExpiresAt = store.DelegationActive, "user:usr_c3", ptr(at(10)), ptr(at(20))
+	approved.Scopes = []string{"members", "sso", "scim"}
+	do(t, s, store.Tx.UpdateDelegation, approved)
+	same(t, "GetDelegation approved", get(t, s, store.Tx.GetDelegation, "dlg_a1"), approved)
+	// and an update clears times that were set
+	cleared := c
+	cleared.ApprovedBy, cleared.ApprovedAt, cleared.RevokedBy, cleared.RevokedAt, cleared.ExpiresAt = "", nil, "", nil, nil
+	cleared.Status, cleared.Via, cleared.Subtree = store.DelegationPending, "", false
+	do(t, s, store.Tx.UpdateDelegation, cleared)
+	same(t, "GetDelegation cleared", get(t, s, store.Tx.GetDelegation, "dlg_c3"), cleared)
+	same(t, "ListDelegations after updates", get(t, s, store.Tx.ListDelegations, "org_a1"), []store.Delegation{approved, b, cleared})
+}
+
+func testDelegationsVia(t *testing.T, s store.Store) {
+	// dlg_a1 on org_a1 was re-delegated, also on a descendant (org_c3), and
+	// one of those again; id order differs from insertion order
+	for _, d := range []store.Delegation{
+		delegationRow("dlg_a1", "org_a1", ""),
+		delegationRow("dlg_e5", "org_a1", "dlg_a1"),
+		delegationRow("dlg_c3", "org_c3", "dlg_a1"),
+		delegationRow("dlg_d4", "org_c3", "dlg_c3"),
+		delegationRow("dlg_b2", "org_a1", ""),
+	} {
+		do(t, s, store.Tx.InsertDelegation, d)
+	}
+	wantKeys(t, "DelegationsVia dlg_a1", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3", "dlg_e5"})
+	wantKeys(t, "DelegationsVia dlg_c3", keys(get(t, s, store.Tx.DelegationsVia, "dlg_c3"), delegationID), []string{"dlg_d4"})
+	wantKeys(t, "DelegationsVia of a leaf", keys(get(t, s, store.Tx.DelegationsVia, "dlg_d4"), delegationID), nil)
+	wantKeys(t, "DelegationsVia unknown", keys(get(t, s, store.Tx.DelegationsVia, "dlg_zz"), delegationID), nil)
+	same(t, "DelegationsVia rows", get(t, s, store.Tx.DelegationsVia, "dlg_c3"), []store.Delegation{delegationRow("dlg_d4", "org_c3", "dlg_c3")})
+
+	// moving a delegation to another grantor moves it between listings
+	moved := delegationRow("dlg_e5", "org_a1", "dlg_c3")
+	do(t, s, store.Tx.UpdateDelegation, moved)
+	wantKeys(t, "DelegationsVia dlg_a1 after a move", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3"})
+	wantKeys(t, "DelegationsVia dlg_c3 after a move", keys(get(t, s, store.Tx.DelegationsVia, "dlg_c3"), delegationID), []string{"dlg_d4", "dlg_e5"})
+}
+
+func testImpersonations(t *testing.T, s store.Store) {
+	b := impersonationRow("imp_b2", "org_a1")
+	// a pending request with no scopes, at a time in another zone
+	a := impersonationRow("imp_a1", "org_a1")
+	a.Scopes, a.Reason, a.Duration = nil, "", time.Hour+1500*time.Millisecond
+	a.CreatedAt = at(1).In(time.FixedZone("PST", -8*3600))
+	// one that ran its course: every field set
+	c := impersonationRow("imp_c3", "org_a1")
+	c.Scopes, c.Duration, c.Status = []string{"*"}, 7*24*time.Hour, store.ImpersonationEnded
+	c.ApprovedBy, c.ApprovedAt, c.StartedAt, c.ExpiresAt = "user:usr_c3", ptr(at(2)), ptr(at(3)), ptr(at(3+7*24*60))
+	c.EndedBy, c.EndedAt = "user:usr_a1", ptr(at(50))
+	other := impersonationRow("imp_d4", "org_b2")
+	for _, im := range []store.Impersonation{c, other, b, a} {
+		do(t, s, store.Tx.InsertImpersonation, im)
+	}
+	for _, want := range []store.Impersonation{a, b, c, other} {
+		same(t, "GetImpersonation "+want.ID, get(t, s, store.Tx.GetImpersonation, want.ID), want)
+	}
+	same(t, "ListImpersonations sorted by id", get(t, s, store.Tx.ListImpersonations, "org_a1"), []store.Impersonation{a, b, c})
+	same(t, "ListImpersonations of another org", get(t, s, store.Tx.ListImpersonations, "org_b2"), []store.Impersonation{other})
+	same(t, "ListImpersonations unknown org", len(get(t, s, store.Tx.ListImpersonations, "org_zz")), 0)
+
+	_, err := call(t, s, store.Tx.GetImpersonation, "imp_zz")
+	wantErr(t, "GetImpersonation unknown", err, trellis.ErrNotFound)
+	wantErr(t, "InsertImpersonation duplicate id", exec(t, s, store.Tx.InsertImpersonation, impersonationRow("imp_a1", "org_b2")), trellis.ErrConflict)
+	wantErr(t, "UpdateImpersonation unknown", exec(t, s, store.Tx.UpdateImpersonation, impersonationRow("imp_zz", "org_a1")), trellis.ErrNotFound)
+	same(t, "GetImpersonation after failed writes", get(t, s, store.Tx.GetImpersonation, "imp_a1"), a)
+	same(t, "ListImpersonations of another org after failed writes", get(t, s, store.Tx.ListImpersonations, "org_b2"), []store.Impersonation{other})
+
+	// approving and starting sets times that were nil
+	started := b
+	started.Status, started.ApprovedBy, started.ApprovedAt = store.ImpersonationActive, "user:usr_c3", ptr(at(10))
+	started.StartedAt, started.ExpiresAt = ptr(at(11)), ptr(at(11+30))
+	do(t, s, store.Tx.UpdateImpersonation, started)
+	same(t, "GetImpersonation started", get(t, s, store.Tx.GetImpersonation, "imp_b2"), started)
+	// and an update clears times that were set, and changes the duration
+	cleared := c
+	cleared.ApprovedBy, cleared.ApprovedAt, cleared.StartedAt, cleared.ExpiresAt = "", nil, nil, nil
+	cleared.EndedBy, cleared.EndedAt, cleared.Status, cleared.Duration = "", nil, store.ImpersonationPending, 0
+	do(t, s, store.Tx.UpdateImpersonation, cleared)
+	same(t, "GetImpersonation cleared", get(t, s, store.Tx.GetImpersonation, "imp_c3"), cleared)
+	same(t, "ListImpersonations after updates", get(t, s, store.Tx.ListImpersonations, "org_a1"), []store.Impersonation{a, started, cleared})
+}
+
 // ---- audit
 
 // auditFixture appends, in this global order: A1 P1 A2 B1 A3 P2, where A is
@@ -1176,6 +1346,8 @@ func seed(t *testing.T, s store.Store) {
 			tx.InsertInvitation(ctx, invitationRow("inv_a1", "org_a1", "token-a1")),
 			tx.InsertServiceAccount(ctx, accountRow("sa_a1", "org_a1")),
 			tx.InsertAPIKey(ctx, keyRow("key_a1", "sa_a1", "org_a1")),
+			tx.InsertDelegation(ctx, delegationRow("dlg_a1", "org_a1", "")),
+			tx.InsertImpersonation(ctx, impersonationRow("imp_a1", "org_a1")),
 			tx.AppendAudit(ctx, event("org_a1", 1, 1, "usr_a1", "organization.create")),
 		)
 	})
@@ -1190,6 +1362,7 @@ func writes(outboxSeq int64) []struct {
 } {
 	renamed := acmeOrg()
 	renamed.Slug, renamed.Name = "acme-renamed", "Acme Renamed"
+	renamed.Policy = store.OrgPolicy{DelegationApproval: true, DelegationRequired: true, ImpersonationApproval: true}
 	beta := orgRow("org_b2", "beta", "Beta", "")
 	beta.Domains = []store.Domain{verified("beta.example")}
 	ada := userRow("usr_a1", "ada.lovelace@example.com")
@@ -1202,6 +1375,10 @@ func writes(outboxSeq int64) []struct {
 	sa.Name = "Renamed robot"
 	key := keyRow("key_a1", "sa_a1", "org_a1")
 	key.LastUsedAt = ptr(at(31))
+	dlg := delegationRow("dlg_a1", "org_a1", "")
+	dlg.Status, dlg.RevokedBy, dlg.RevokedAt = store.DelegationRevoked, "user:usr_a1", ptr(at(33))
+	imp := impersonationRow("imp_a1", "org_a1")
+	imp.Status, imp.StartedAt, imp.ExpiresAt = store.ImpersonationActive, ptr(at(34)), ptr(at(64))
 	type w = struct {
 		name string
 		fn   func(ctx context.Context, tx store.Tx) error
@@ -1245,6 +1422,14 @@ func writes(outboxSeq int64) []struct {
 		}},
 		{"UpdateAPIKey", func(ctx context.Context, tx store.Tx) error { return tx.UpdateAPIKey(ctx, key) }},
 		{"DeleteServiceAccount", func(ctx context.Context, tx store.Tx) error { return tx.DeleteServiceAccount(ctx, "sa_a1") }},
+		{"InsertDelegation", func(ctx context.Context, tx store.Tx) error {
+			return tx.InsertDelegation(ctx, delegationRow("dlg_b2", "org_a1", "dlg_a1"))
+		}},
+		{"UpdateDelegation", func(ctx context.Context, tx store.Tx) error { return tx.UpdateDelegation(ctx, dlg) }},
+		{"InsertImpersonation", func(ctx context.Context, tx store.Tx) error {
+			return tx.InsertImpersonation(ctx, impersonationRow("imp_b2", "org_a1"))
+		}},
+		{"UpdateImpersonation", func(ctx context.Context, tx store.Tx) error { return tx.UpdateImpersonation(ctx, imp) }},
 		{"AppendAudit", func(ctx context.Context, tx store.Tx) error {
 			return tx.AppendAudit(ctx, event("org_a1", 2, 2, "usr_a1", "organization.update"))
 		}},
@@ -1330,6 +1515,20 @@ func snapshot(t *testing.T, s store.Store, outboxSeq int64) map[string]any {
 		for _, k := range []string{"key_a1", "key_b2"} {
 			v, err := tx.GetAPIKey(ctx, k)
 			note("key "+k, v, err)
+		}
+		v12, err := tx.ListDelegations(ctx, "org_a1")
+		note("delegations", v12, err)
+		v13, err := tx.DelegationsVia(ctx, "dlg_a1")
+		note("delegations via dlg_a1", v13, err)
+		for _, id := range []string{"dlg_a1", "dlg_b2"} {
+			v, err := tx.GetDelegation(ctx, id)
+			note("delegation "+id, v, err)
+		}
+		v14, err := tx.ListImpersonations(ctx, "org_a1")
+		note("impersonations", v14, err)
+		for _, id := range []string{"imp_a1", "imp_b2"} {
+			v, err := tx.GetImpersonation(ctx, id)
+			note("impersonation "+id, v, err)
 		}
 		v8, err := tx.AuditHead(ctx, "org_a1")
 		note("audit head", v8, err)
@@ -1442,6 +1641,12 @@ func testTxReadOwnWrites(t *testing.T, s store.Store) {
 		if _, err := tx.GetRoleByKey(ctx, "org_a1", "billing-admin"); !errors.Is(err, trellis.ErrNotFound) {
 			t.Errorf("GetRoleByKey of a role deleted in the same tx: %v", err)
 		}
+		if err := tx.InsertDelegation(ctx, delegationRow("dlg_b2", "org_c3", "dlg_a1")); err != nil {
+			return err
+		}
+		if via, err := tx.DelegationsVia(ctx, "dlg_a1"); err != nil || len(via) != 1 || via[0].ID != "dlg_b2" {
+			t.Errorf("DelegationsVia of a delegation inserted in the same tx: %d, %v; want dlg_b2", len(via), err)
+		}
 		if err := tx.AppendAudit(ctx, event("org_a1", 2, 2, "usr_a1", "organization.update")); err != nil {
 			return err
 		}
@@ -1529,6 +1734,29 @@ func testCopies(t *testing.T, s store.Store) {
 	*gotKey.ExpiresAt = at(2)
 	gotKey.Permissions[0] = "everything"
 	same(t, "API key after edits", get(t, s, store.Tx.GetAPIKey, "key_a1"), keyRow("key_a1", "sa_a1", "org_a1"))
+
+	d := delegationRow("dlg_a1", "org_a1", "")
+	do(t, s, store.Tx.InsertDelegation, d)
+	d.Scopes[0] = "billing"
+	*d.ExpiresAt = at(1)
+	gotD := get(t, s, store.Tx.GetDelegation, "dlg_a1")
+	gotD.Scopes[1] = "billing"
+	*gotD.ExpiresAt = at(2)
+	listedD := get(t, s, store.Tx.ListDelegations, "org_a1")
+	listedD[0].Scopes[0] = "audit"
+	same(t, "delegation after edits", get(t, s, store.Tx.GetDelegation, "dlg_a1"), delegationRow("dlg_a1", "org_a1", ""))
+
+	im := impersonationRow("imp_a1", "org_a1")
+	im.StartedAt, im.ExpiresAt = ptr(at(3)), ptr(at(33))
+	do(t, s, store.Tx.InsertImpersonation, im)
+	im.Scopes[0] = "*"
+	*im.StartedAt = at(1)
+	gotIm := get(t, s, store.Tx.GetImpersonation, "imp_a1")
+	gotIm.Scopes[1] = "*"
+	*gotIm.ExpiresAt = at(2)
+	wantIm := impersonationRow("imp_a1", "org_a1")
+	wantIm.StartedAt, wantIm.ExpiresAt = ptr(at(3)), ptr(at(33))
+	same(t, "impersonation after edits", get(t, s, store.Tx.GetImpersonation, "imp_a1"), wantIm)
 
 	m := memberRow("org_a1", "usr_a1", "admin")
 	do(t, s, store.Tx.PutMembership, m)

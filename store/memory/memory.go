@@ -75,6 +75,9 @@ type tables struct {
 	accounts map[string]store.ServiceAccount
 	apiKeys  map[string]store.APIKey
 
+	delegations    map[string]store.Delegation
+	impersonations map[string]store.Impersonation
+
 	events  []*auditRow            // every chain, in append order
 	chains  map[string][]*auditRow // org ("" = platform) -> its chain
 	heads   map[string]audit.Head
@@ -86,21 +89,23 @@ type tables struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{tables: tables{
-		orgs:         map[string]store.Org{},
-		orgBySlug:    map[string]string{},
-		orgByDomain:  map[string]string{},
-		users:        map[string]store.User{},
-		userByEmail:  map[string]string{},
-		members:      map[memberKey]store.Membership{},
-		groups:       map[string]store.Group{},
-		groupMembers: map[groupMemberKey]store.GroupMember{},
-		roles:        map[string]store.Role{},
-		roleByKey:    map[roleKey]string{},
-		invitations:  map[string]store.Invitation{},
-		accounts:     map[string]store.ServiceAccount{},
-		apiKeys:      map[string]store.APIKey{},
-		chains:       map[string][]*auditRow{},
-		heads:        map[string]audit.Head{},
+		orgs:           map[string]store.Org{},
+		orgBySlug:      map[string]string{},
+		orgByDomain:    map[string]string{},
+		users:          map[string]store.User{},
+		userByEmail:    map[string]string{},
+		members:        map[memberKey]store.Membership{},
+		groups:         map[string]store.Group{},
+		groupMembers:   map[groupMemberKey]store.GroupMember{},
+		roles:          map[string]store.Role{},
+		roleByKey:      map[roleKey]string{},
+		invitations:    map[string]store.Invitation{},
+		accounts:       map[string]store.ServiceAccount{},
+		apiKeys:        map[string]store.APIKey{},
+		delegations:    map[string]store.Delegation{},
+		impersonations: map[string]store.Impersonation{},
+		chains:         map[string][]*auditRow{},
+		heads:          map[string]audit.Head{},
 	}}
 }
 
@@ -415,6 +420,55 @@ func (t *tx) unindexOrg(o store.Org) {
 			unset(t, t.orgByDomain, d.Domain)
 		}
 	}
+}
+
+// ---- delegations and impersonations
+
+func (t *tx) GetDelegation(_ context.Context, id string) (store.Delegation, error) {
+	d, ok := t.delegations[id]
+	if !ok {
+		return store.Delegation{}, notFound("delegation", id)
+	}
+	return cloneDelegation(d), nil
+}
+
+func (t *tx) ListDelegations(_ context.Context, org string) ([]store.Delegation, error) {
+	keep := func(d store.Delegation) bool { return d.Org == org }
+	return list(t.delegations, keep, func(d store.Delegation) string { return d.ID }, store.Page{}, cloneDelegation), nil
+}
+
+func (t *tx) DelegationsVia(_ context.Context, id string) ([]store.Delegation, error) {
+	keep := func(d store.Delegation) bool { return d.Via == id }
+	return list(t.delegations, keep, func(d store.Delegation) string { return d.ID }, store.Page{}, cloneDelegation), nil
+}
+
+func (t *tx) InsertDelegation(_ context.Context, d store.Delegation) error {
+	return insertRow(t, t.delegations, d.ID, cloneDelegation(d), "delegation")
+}
+
+func (t *tx) UpdateDelegation(_ context.Context, d store.Delegation) error {
+	return updateRow(t, t.delegations, d.ID, cloneDelegation(d), "delegation")
+}
+
+func (t *tx) GetImpersonation(_ context.Context, id string) (store.Impersonation, error) {
+	im, ok := t.impersonations[id]
+	if !ok {
+		return store.Impersonation{}, notFound("impersonation", id)
+	}
+	return cloneImpersonation(im), nil
+}
+
+func (t *tx) ListImpersonations(_ context.Context, org string) ([]store.Impersonation, error) {
+	keep := func(im store.Impersonation) bool { return im.Org == org }
+	return list(t.impersonations, keep, func(im store.Impersonation) string { return im.ID }, store.Page{}, cloneImpersonation), nil
+}
+
+func (t *tx) InsertImpersonation(_ context.Context, im store.Impersonation) error {
+	return insertRow(t, t.impersonations, im.ID, cloneImpersonation(im), "impersonation")
+}
+
+func (t *tx) UpdateImpersonation(_ context.Context, im store.Impersonation) error {
+	return updateRow(t, t.impersonations, im.ID, cloneImpersonation(im), "impersonation")
 }
 
 // ---- users
@@ -910,6 +964,23 @@ func cloneInvitation(inv store.Invitation) store.Invitation {
 	inv.AcceptedAt = clonePtr(inv.AcceptedAt)
 	inv.RevokedAt = clonePtr(inv.RevokedAt)
 	return inv
+}
+
+func cloneDelegation(d store.Delegation) store.Delegation {
+	d.Scopes = slices.Clone(d.Scopes)
+	d.ExpiresAt = clonePtr(d.ExpiresAt)
+	d.ApprovedAt = clonePtr(d.ApprovedAt)
+	d.RevokedAt = clonePtr(d.RevokedAt)
+	return d
+}
+
+func cloneImpersonation(im store.Impersonation) store.Impersonation {
+	im.Scopes = slices.Clone(im.Scopes)
+	im.ApprovedAt = clonePtr(im.ApprovedAt)
+	im.StartedAt = clonePtr(im.StartedAt)
+	im.ExpiresAt = clonePtr(im.ExpiresAt)
+	im.EndedAt = clonePtr(im.EndedAt)
+	return im
 }
 
 func cloneServiceAccount(sa store.ServiceAccount) store.ServiceAccount {

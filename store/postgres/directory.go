@@ -19,7 +19,8 @@ func limit(n int) int64 { return int64(max(n, 0)) }
 
 // orgSelect reads organizations with their domains, in listed order, as
 // parallel arrays (NULL when there are none).
-const orgSelect = `SELECT o.id, o.slug, o.name, o.parent, o.status, o.branding, o.feature_flags, o.created_at, o.updated_at,
+const orgSelect = `SELECT o.id, o.slug, o.name, o.parent, o.status, o.branding, o.feature_flags,
+	o.delegation_approval, o.delegation_required, o.impersonation_approval, o.created_at, o.updated_at,
 	d.domains, d.verified, d.tokens, d.methods, d.verified_at
 FROM orgs o
 LEFT JOIN LATERAL (
@@ -40,7 +41,8 @@ func scanOrg(r scanner) (store.Org, error) {
 		verified                 []bool
 		verifiedAt               []pgtype.Timestamptz
 	)
-	err := r.Scan(&o.ID, &o.Slug, &o.Name, &o.Parent, &o.Status, &branding, &flags, &o.CreatedAt, &o.UpdatedAt,
+	err := r.Scan(&o.ID, &o.Slug, &o.Name, &o.Parent, &o.Status, &branding, &flags,
+		&o.Policy.DelegationApproval, &o.Policy.DelegationRequired, &o.Policy.ImpersonationApproval, &o.CreatedAt, &o.UpdatedAt,
 		&domains, &verified, &tokens, &methods, &verifiedAt)
 	if err != nil {
 		return store.Org{}, err
@@ -104,9 +106,11 @@ func (t *tx) InsertOrg(ctx context.Context, o store.Org) error {
 		return err
 	}
 	if _, err := t.exec(ctx, "insert organization",
-		`INSERT INTO orgs (id, slug, name, parent, status, branding, feature_flags, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)`,
-		o.ID, o.Slug, o.Name, o.Parent, o.Status, branding, flags, o.CreatedAt, o.UpdatedAt); err != nil {
+		`INSERT INTO orgs (id, slug, name, parent, status, branding, feature_flags,
+			delegation_approval, delegation_required, impersonation_approval, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)`,
+		o.ID, o.Slug, o.Name, o.Parent, o.Status, branding, flags,
+		o.Policy.DelegationApproval, o.Policy.DelegationRequired, o.Policy.ImpersonationApproval, o.CreatedAt, o.UpdatedAt); err != nil {
 		return err
 	}
 	return t.insertDomains(ctx, o)
@@ -119,9 +123,10 @@ func (t *tx) UpdateOrg(ctx context.Context, o store.Org) error {
 	}
 	n, err := t.exec(ctx, "update organization",
 		`UPDATE orgs SET slug = $2, name = $3, parent = $4, status = $5, branding = $6, feature_flags = $7,
-			created_at = $8, updated_at = $9
+			delegation_approval = $8, delegation_required = $9, impersonation_approval = $10, created_at = $11, updated_at = $12
 		WHERE id = $1`,
-		o.ID, o.Slug, o.Name, o.Parent, o.Status, branding, flags, o.CreatedAt, o.UpdatedAt)
+		o.ID, o.Slug, o.Name, o.Parent, o.Status, branding, flags,
+		o.Policy.DelegationApproval, o.Policy.DelegationRequired, o.Policy.ImpersonationApproval, o.CreatedAt, o.UpdatedAt)
 	if err != nil {
 		return err
 	}
