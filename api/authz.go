@@ -29,9 +29,10 @@ func toCheckResult(r engine.CheckResult) checkResultJSON {
 	}
 }
 
-// ActorGate decides whether an impersonation of target by actor is live.
+// ActorGate decides whether an impersonation of target by actor is live and
+// allows permission.
 type ActorGate interface {
-	Live(ctx context.Context, actor, target engine.SubjectRef) (bool, error)
+	Live(ctx context.Context, actor, target engine.SubjectRef, permission string) (bool, error)
 }
 
 func (s *Server) mountAuthz(g *echo.Group) {
@@ -43,7 +44,8 @@ func (s *Server) mountAuthz(g *echo.Group) {
 }
 
 // checkOne runs one check, honouring an impersonation actor: the answer is
-// allowed only when the impersonation is live and the target holds the permission.
+// allowed only when the target holds the permission and an impersonation of
+// it by the actor is live with the permission inside its scope.
 func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult, error) {
 	req, err := in.parse()
 	if err != nil {
@@ -60,7 +62,7 @@ func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult
 	if err != nil {
 		return engine.CheckResult{}, err
 	}
-	live, err := s.actors.Live(ctx, actor, req.Subject)
+	live, err := s.actors.Live(ctx, actor, req.Subject, req.Permission)
 	if err != nil {
 		return engine.CheckResult{}, err
 	}

@@ -69,6 +69,19 @@ func (s *Server) mountDirectory(g *echo.Group) {
 	g.GET("/audit", s.listAllAudit)
 
 	g.POST("/tokens", s.issueToken)
+
+	g.GET("/organizations/:org/delegations", s.listDelegations)
+	g.POST("/organizations/:org/delegations", s.delegate)
+	g.GET("/delegations/:delegation", s.getDelegation)
+	g.POST("/delegations/:delegation/approve", s.approveDelegation)
+	g.DELETE("/delegations/:delegation", s.revokeDelegation)
+
+	g.POST("/impersonations", s.impersonate)
+	g.GET("/organizations/:org/impersonations", s.listImpersonations)
+	g.GET("/impersonations/:impersonation", s.getImpersonation)
+	g.POST("/impersonations/:impersonation/approve", s.approveImpersonation)
+	g.POST("/impersonations/:impersonation/end", s.endImpersonation)
+	g.POST("/impersonations/:impersonation/token", s.impersonationToken)
 }
 
 func principal(c echo.Context) directory.Principal {
@@ -544,4 +557,69 @@ func parseTTL(raw json.RawMessage) (time.Duration, error) {
 		return d, nil
 	}
 	return 0, trellis.Invalid("ttl", "must be a positive number of seconds or a duration like \"15m\"")
+}
+
+// --- delegation and impersonation ---
+
+func (s *Server) listDelegations(c echo.Context) error {
+	ds, err := s.dir.ListDelegations(c.Request().Context(), principal(c), c.Param("org"))
+	return ok(c, map[string]any{"delegations": ds}, err)
+}
+
+func (s *Server) delegate(c echo.Context) error {
+	var in directory.CreateDelegation
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	d, err := s.dir.Delegate(c.Request().Context(), principal(c), c.Param("org"), in)
+	return created(c, d, err)
+}
+
+func (s *Server) getDelegation(c echo.Context) error {
+	d, err := s.dir.GetDelegation(c.Request().Context(), principal(c), c.Param("delegation"))
+	return ok(c, d, err)
+}
+
+func (s *Server) approveDelegation(c echo.Context) error {
+	d, err := s.dir.ApproveDelegation(c.Request().Context(), principal(c), c.Param("delegation"))
+	return ok(c, d, err)
+}
+
+func (s *Server) revokeDelegation(c echo.Context) error {
+	d, err := s.dir.RevokeDelegation(c.Request().Context(), principal(c), c.Param("delegation"))
+	return ok(c, d, err)
+}
+
+func (s *Server) impersonate(c echo.Context) error {
+	var in directory.CreateImpersonation
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	im, err := s.dir.Impersonate(c.Request().Context(), principal(c), in)
+	return created(c, im, err)
+}
+
+func (s *Server) listImpersonations(c echo.Context) error {
+	ims, err := s.dir.ListImpersonations(c.Request().Context(), principal(c), c.Param("org"))
+	return ok(c, map[string]any{"impersonations": ims}, err)
+}
+
+func (s *Server) getImpersonation(c echo.Context) error {
+	im, err := s.dir.GetImpersonation(c.Request().Context(), principal(c), c.Param("impersonation"))
+	return ok(c, im, err)
+}
+
+func (s *Server) approveImpersonation(c echo.Context) error {
+	im, err := s.dir.ApproveImpersonation(c.Request().Context(), principal(c), c.Param("impersonation"))
+	return ok(c, im, err)
+}
+
+func (s *Server) endImpersonation(c echo.Context) error {
+	im, err := s.dir.EndImpersonation(c.Request().Context(), principal(c), c.Param("impersonation"))
+	return ok(c, im, err)
+}
+
+func (s *Server) impersonationToken(c echo.Context) error {
+	tok, err := s.dir.ImpersonationToken(c.Request().Context(), principal(c), c.Param("impersonation"))
+	return created(c, tok, err)
 }

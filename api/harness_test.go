@@ -93,8 +93,8 @@ func newHarness(t testing.TB, app string) *harness {
 	st := newTestStore(t)
 	dir, err := directory.New(directory.Deps{
 		Store: st, Graph: cached,
-		Signer: func(_ context.Context, user, org string, ttl time.Duration) (string, time.Time, error) {
-			return signer.Issue(federation.AccessClaims{Subject: user, Organization: org, TTL: ttl})
+		Signer: func(_ context.Context, user, org, actor string, ttl time.Duration) (string, time.Time, error) {
+			return signer.Issue(federation.AccessClaims{Subject: user, Organization: org, Actor: actor, TTL: ttl})
 		},
 	}, directory.Config{Now: clock.Now, LookupTXT: fakeDNS.lookup})
 	if err != nil {

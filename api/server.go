@@ -130,6 +130,8 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		if err != nil {
 			return err
 		}
+		m := c.Request().Method
+		p.Reading = m == http.MethodGet || m == http.MethodHead // safe methods only read
 		c.Set("principal", p)
 		return next(c)
 	}

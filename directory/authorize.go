@@ -19,6 +19,7 @@ const (
 	permManageBrand   = "manage_branding"
 	permViewAudit     = "view_audit"
 	permAccess        = "access"
+	permAdminister    = "administer" // any administration, full or by delegated scope
 )
 
 // isProvider: the provider key, or a user who administers the platform.
@@ -55,12 +56,14 @@ func (s *Service) holds(ctx context.Context, res engine.ObjectRef, perm string, 
 }
 
 // keyAllows reports whether an API key's permission list covers perm: manage
-// covers every scope, and any permission covers access.
+// covers every scope, and any permission covers access and administer (seeing
+// the organization).
 func keyAllows(list []string, perm string) bool {
 	if list == nil {
 		return true
 	}
-	return slices.Contains(list, perm) || slices.Contains(list, permManage) || (perm == permAccess && len(list) > 0)
+	return slices.Contains(list, perm) || slices.Contains(list, permManage) ||
+		((perm == permAccess || perm == permAdminister) && len(list) > 0)
 }
 
 // inScope reports whether org lies inside the principal's organization scope.
@@ -86,19 +89,27 @@ func (s *Service) can(ctx context.Context, tx store.Tx, p Principal, org store.O
 	if !keyAllows(p.Permissions, perm) {
 		return false, nil
 	}
+	if p.Impersonation != "" {
+		if ok, err := s.impersonationAllows(ctx, p, perm); err != nil || !ok {
+			return false, err
+		}
+	}
 	if ok, err := s.isProvider(ctx, p); err != nil || ok {
 		return ok, err
 	}
 	return s.holds(ctx, orgRef(org.ID), perm, p)
 }
 
-// visible: the caller may know org exists — it can access or govern it.
+// visible: the caller may know org exists — it can access it or administer
+// it (fully, or through a delegated scope). Seeing is not limited by an
+// impersonation's scope (the target's own visibility applies).
 func (s *Service) visible(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
+	p.Impersonation = ""
 	ok, err := s.can(ctx, tx, p, org, permAccess)
 	if err != nil || ok {
 		return ok, err
 	}
-	return s.can(ctx, tx, p, org, permGovern)
+	return s.can(ctx, tx, p, org, permAdminister)
 }
 
 // authorize requires perm on org: 404 when the caller cannot even see the

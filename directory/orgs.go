@@ -29,8 +29,29 @@ type Organization struct {
 	Domains      []DomainView      `json:"domains"`
 	Branding     map[string]string `json:"branding"`
 	FeatureFlags map[string]bool   `json:"featureFlags"`
+	Policy       Policy            `json:"policy"`
 	CreatedAt    time.Time         `json:"createdAt"`
 	UpdatedAt    time.Time         `json:"updatedAt"`
+}
+
+// Policy is how an organization lets others administer it.
+type Policy struct {
+	// RequireDelegationApproval: delegations on it stay pending until one of
+	// its own administrators approves them.
+	RequireDelegationApproval bool `json:"requireDelegationApproval"`
+	// DelegationRequired (mandatory delegation): it has no administrators of
+	// its own; ancestors and delegations administer it.
+	DelegationRequired bool `json:"delegationRequired"`
+	// RequireImpersonationApproval: impersonating its members needs the
+	// approval of one of its administrators.
+	RequireImpersonationApproval bool `json:"requireImpersonationApproval"`
+}
+
+// PolicyPatch is the policy part of an organization merge patch.
+type PolicyPatch struct {
+	RequireDelegationApproval    *bool `json:"requireDelegationApproval"`
+	DelegationRequired           *bool `json:"delegationRequired"`
+	RequireImpersonationApproval *bool `json:"requireImpersonationApproval"`
 }
 
 // DomainView is a claimed email domain.
@@ -49,6 +70,7 @@ type CreateOrg struct {
 	Domains      []string          `json:"domains"`
 	FeatureFlags map[string]bool   `json:"featureFlags"`
 	Branding     map[string]string `json:"branding"`
+	Policy       Policy            `json:"policy"`
 }
 
 // OrgPatch is the body of PATCH /v1/organizations/{org}: a JSON merge patch;
@@ -58,6 +80,7 @@ type OrgPatch struct {
 	Status       *string            `json:"status"`
 	Branding     map[string]*string `json:"branding"`
 	FeatureFlags map[string]*bool   `json:"featureFlags"`
+	Policy       *PolicyPatch       `json:"policy"`
 }
 
 var (
@@ -119,6 +142,8 @@ func (s *Service) view(ctx context.Context, tx store.Tx, o store.Org) (Organizat
 	v := Organization{
 		ID: o.ID, Slug: o.Slug, Name: o.Name, Path: path, Depth: len(path), Status: o.Status,
 		Domains: []DomainView{}, Branding: o.Branding, FeatureFlags: o.FeatureFlags,
+		Policy: Policy{RequireDelegationApproval: o.Policy.DelegationApproval, DelegationRequired: o.Policy.DelegationRequired,
+			RequireImpersonationApproval: o.Policy.ImpersonationApproval},
 		CreatedAt: o.CreatedAt, UpdatedAt: o.UpdatedAt,
 	}
 	if o.Parent != "" {
@@ -245,6 +270,8 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 		org := store.Org{
 			ID: newID("org"), Slug: slug, Name: name, Status: store.StatusActive, Domains: domains,
 			Branding: in.Branding, FeatureFlags: in.FeatureFlags, CreatedAt: o.now, UpdatedAt: o.now,
+			Policy: store.OrgPolicy{DelegationApproval: in.Policy.RequireDelegationApproval,
+				DelegationRequired: in.Policy.DelegationRequired, ImpersonationApproval: in.Policy.RequireImpersonationApproval},
 		}
 		if in.Parent != "" {
 			parent, err := resolveOrg(ctx, tx, in.Parent)
@@ -488,6 +515,17 @@ func (s *Service) UpdateOrganization(ctx context.Context, p Principal, ref strin
 			org.Branding = b
 			changed["branding"] = b
 		}
+		if in.Policy != nil {
+			policy, err := s.patchPolicy(ctx, tx, p, org, *in.Policy)
+			if err != nil {
+				return err
+			}
+			if policy != org.Policy {
+				org.Policy = policy
+				changed["policy"] = Policy{RequireDelegationApproval: policy.DelegationApproval,
+					DelegationRequired: policy.DelegationRequired, RequireImpersonationApproval: policy.ImpersonationApproval}
+			}
+		}
 		if in.Status != nil && *in.Status != org.Status {
 			switch *in.Status {
 			case store.StatusActive, store.StatusSuspended:
@@ -520,6 +558,78 @@ func (s *Service) UpdateOrganization(ctx context.Context, p Principal, ref strin
 		return err
 	})
 	return out, err
+}
+
+// patchPolicy applies a policy patch. The approval switches need manage on
+// the organization; mandatory delegation takes its autonomy away, so it is
+// decided from above, and only while it has no administrators of its own.
+func (s *Service) patchPolicy(ctx context.Context, tx store.Tx, p Principal, org store.Org, in PolicyPatch) (store.OrgPolicy, error) {
+	policy := org.Policy
+	if in.RequireDelegationApproval != nil || in.RequireImpersonationApproval != nil {
+		if err := s.authorize(ctx, tx, p, org, permManage); err != nil {
+			return policy, err
+		}
+		if in.RequireDelegationApproval != nil {
+			policy.DelegationApproval = *in.RequireDelegationApproval
+		}
+		if in.RequireImpersonationApproval != nil {
+			policy.ImpersonationApproval = *in.RequireImpersonationApproval
+		}
+	}
+	if in.DelegationRequired != nil && *in.DelegationRequired != policy.DelegationRequired {
+		if err := s.authorizeAbove(ctx, tx, p, org); err != nil {
+			return policy, err
+		}
+		if *in.DelegationRequired {
+			if holder, err := s.ownAdministrator(ctx, tx, org); err != nil {
+				return policy, err
+			} else if holder != "" {
+				return policy, trellis.Conflict("has_admins", "organization %s has administrators of its own (%s): remove their admin roles before requiring delegation", org.Slug, holder)
+			}
+		}
+		policy.DelegationRequired = *in.DelegationRequired
+	}
+	return policy, nil
+}
+
+// ownAdministrator names a member, group or service account that holds an
+// administering role (owner, admin, or a custom role with manage) in org.
+func (s *Service) ownAdministrator(ctx context.Context, tx store.Tx, org store.Org) (string, error) {
+	administers := func(roles []string) (bool, error) {
+		rs, err := s.resolveRoles(ctx, tx, org, roles, "roles")
+		if err != nil {
+			return false, err
+		}
+		return slices.Contains(permissionsOf(rs), permManage), nil
+	}
+	members, err := tx.ListMembers(ctx, org.ID, store.Page{})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range members {
+		if ok, err := administers(m.Roles); err != nil || ok {
+			return "user:" + m.User, err
+		}
+	}
+	groups, err := tx.ListGroups(ctx, org.ID)
+	if err != nil {
+		return "", err
+	}
+	for _, g := range groups {
+		if ok, err := administers(g.Roles); err != nil || ok {
+			return "group:" + g.ID, err
+		}
+	}
+	sas, err := tx.ListServiceAccounts(ctx, org.ID)
+	if err != nil {
+		return "", err
+	}
+	for _, sa := range sas {
+		if ok, err := administers(sa.Roles); err != nil || ok {
+			return "service_account:" + sa.ID, err
+		}
+	}
+	return "", nil
 }
 
 // authorizeAbove requires the power to govern org from above: govern on its
@@ -642,6 +752,28 @@ func (s *Service) purgeOrg(ctx context.Context, tx store.Tx, o *op, org store.Or
 				return err
 			}
 		}
+	}
+	delegations, err := tx.ListDelegations(ctx, org.ID)
+	if err != nil {
+		return err
+	}
+	for _, d := range delegations {
+		if _, err := s.revokeTree(ctx, tx, o, d, ""); err != nil {
+			return err
+		}
+	}
+	imps, err := tx.ListImpersonations(ctx, org.ID)
+	if err != nil {
+		return err
+	}
+	for _, im := range imps {
+		if im.Status != store.ImpersonationEnded {
+			im.Status, im.EndedAt, im.EndedBy = store.ImpersonationEnded, &o.now, o.p.Actor()
+			if err := tx.UpdateImpersonation(ctx, im); err != nil {
+				return err
+			}
+		}
+		gone("impersonation", im.ID)
 	}
 	gone("organization", org.ID)
 	return tx.DeleteOrg(ctx, org.ID)

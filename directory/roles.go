@@ -96,6 +96,13 @@ func (s *Service) resolveRoles(ctx context.Context, tx store.Tx, org store.Org, 
 			return nil, trellis.Invalid(fmt.Sprintf("%s[%d]", field, i), "no role %q in organization %s or its parents (built-in: owner, admin, member)", k, org.Slug)
 		}
 	}
+	if org.Policy.DelegationRequired {
+		for _, r := range out {
+			if slices.Contains(r.permissions, permManage) {
+				return nil, trellis.Rule("delegation_required", "%s: role %q administers organization %s, which has no administrators of its own (mandatory delegation): administer it through a delegation", field, r.key, org.Slug)
+			}
+		}
+	}
 	return out, nil
 }
 

@@ -24,10 +24,16 @@ type Config struct {
 	MaxDepth      int           // deepest organization tree (levels); default 10
 	InvitationTTL time.Duration // default 7 days
 	MaxInviteTTL  time.Duration // longest invitation a caller may ask for; default 30 days
-	Platform      string        // id of the platform object top-level orgs hang from; default "trellis"
-	LookupTXT     func(ctx context.Context, name string) ([]string, error)
-	Now           func() time.Time
-	Logger        *slog.Logger
+	// ImpersonationTTL is an impersonation's default duration (30 minutes);
+	// MaxImpersonation caps what may be asked for (4 hours);
+	// ImpersonationTokenTTL bounds each impersonation token (15 minutes).
+	ImpersonationTTL      time.Duration
+	MaxImpersonation      time.Duration
+	ImpersonationTokenTTL time.Duration
+	Platform              string // id of the platform object top-level orgs hang from; default "trellis"
+	LookupTXT             func(ctx context.Context, name string) ([]string, error)
+	Now                   func() time.Time
+	Logger                *slog.Logger
 }
 
 // Validate fills defaults and checks bounds.
@@ -43,6 +49,15 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxInviteTTL == 0 {
 		c.MaxInviteTTL = 30 * 24 * time.Hour
+	}
+	if c.ImpersonationTTL == 0 {
+		c.ImpersonationTTL = 30 * time.Minute
+	}
+	if c.MaxImpersonation == 0 {
+		c.MaxImpersonation = 4 * time.Hour
+	}
+	if c.ImpersonationTokenTTL == 0 {
+		c.ImpersonationTokenTTL = 15 * time.Minute
 	}
 	if c.Platform == "" {
 		c.Platform = "trellis"
@@ -60,8 +75,8 @@ func (c *Config) Validate() error {
 }
 
 // TokenSigner mints a user access token (the federation signer, adapted by the
-// composition root).
-type TokenSigner func(ctx context.Context, user, org string, ttl time.Duration) (token string, expiresAt time.Time, err error)
+// composition root); actor, when set, is the impersonating user (the "act" claim).
+type TokenSigner func(ctx context.Context, user, org, actor string, ttl time.Duration) (token string, expiresAt time.Time, err error)
 
 // Service is the directory: every operation authorizes its caller through the
 // graph, then commits its rows, audit event and outbox of tuple updates in one
@@ -121,7 +136,13 @@ type Principal struct {
 	Org          string   // a token's or key's organization: only it and its subtree are visible
 	Permissions  []string // an API key's limit; nil = none beyond the graph's
 	KeyID        string   // the API key used, for audit
-	Impersonator string   // set while impersonating (issue 7)
+	Impersonator string   // "user:<id>" acting as this user (a token's act claim)
+	// Impersonation is the live impersonation an Impersonator acts through:
+	// every permission is also checked against it (live, within its scope).
+	Impersonation string
+	// Reading marks a request that only reads (HTTP GET): an impersonation
+	// scoped read-only lets it check any permission (as read:<permission>).
+	Reading bool
 }
 
 // Provider is the principal of the provider admin key.
@@ -230,11 +251,16 @@ func (s *Service) recordDenied(ctx context.Context, p Principal, action string, 
 // appendEvents seals o's events onto their chains and stores them.
 func (s *Service) appendEvents(ctx context.Context, tx store.Tx, o *op) error {
 	for _, ev := range o.events {
-		if o.p.KeyID != "" {
+		if o.p.KeyID != "" || o.p.Impersonation != "" {
 			if ev.Details == nil {
 				ev.Details = map[string]any{}
 			}
+		}
+		if o.p.KeyID != "" {
 			ev.Details["apiKey"] = o.p.KeyID
+		}
+		if o.p.Impersonation != "" {
+			ev.Details["impersonation"] = o.p.Impersonation
 		}
 		head, err := tx.AuditHead(ctx, ev.Organization)
 		if err != nil {

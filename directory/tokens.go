@@ -25,6 +25,7 @@ type Token struct {
 	ExpiresAt    time.Time `json:"expiresAt"`
 	Subject      string    `json:"subject"`
 	Organization string    `json:"organization,omitempty"`
+	Actor        string    `json:"actor,omitempty"` // the impersonating user ("act")
 }
 
 // IssueToken mints a user access token (provider admins only). With an
@@ -60,7 +61,15 @@ func (s *Service) IssueToken(ctx context.Context, p Principal, in IssueToken) (T
 			} else if err != nil {
 				return err
 			}
-			ok, err := s.holds(ctx, orgRef(org.ID), permAccess, Principal{Kind: KindUser, ID: u.ID})
+			user := Principal{Kind: KindUser, ID: u.ID}
+			ok, err := s.holds(ctx, orgRef(org.ID), permAccess, user)
+			if err == nil && !ok { // a delegated administrator, unless the organization is suspended
+				if ok, err = s.holds(ctx, orgRef(org.ID), permAdminister, user); err == nil && ok {
+					var suspended bool
+					suspended, err = s.holds(ctx, orgRef(org.ID), "is_suspended", user)
+					ok = !suspended
+				}
+			}
 			if err != nil {
 				return err
 			}
@@ -70,7 +79,7 @@ func (s *Service) IssueToken(ctx context.Context, p Principal, in IssueToken) (T
 			orgID, chain = org.ID, org.ID
 		}
 		// sign before the event commits: a token the signer refuses (ttl) is not audited as issued
-		tok, exp, err := s.signer(ctx, id, orgID, in.TTL)
+		tok, exp, err := s.signer(ctx, id, orgID, "", in.TTL)
 		if err != nil {
 			return err
 		}
@@ -102,5 +111,26 @@ func (s *Service) UserPrincipal(ctx context.Context, userID, org, actor string) 
 	} else if err != nil {
 		return Principal{}, err
 	}
-	return Principal{Kind: KindUser, ID: userID, Org: org, Impersonator: actor}, nil
+	p := Principal{Kind: KindUser, ID: userID, Org: org}
+	if actor == "" {
+		return p, nil
+	}
+	// an impersonation token works only while its impersonation is live
+	var im store.Impersonation
+	live := false
+	if org != "" {
+		err = s.read(ctx, func(tx store.Tx) error {
+			var err error
+			im, live, err = s.liveImpersonation(ctx, tx, org, actor, userID)
+			return err
+		})
+		if err != nil {
+			return Principal{}, err
+		}
+	}
+	if !live {
+		return Principal{}, fmt.Errorf("%w: the impersonation this token was issued for has ended", trellis.ErrUnauthenticated)
+	}
+	p.Impersonator, p.Impersonation = "user:"+actor, im.ID
+	return p, nil
 }

@@ -2,19 +2,22 @@ package engine
 
 import "context"
 
-// ImpersonationGate answers whether an actor may act as a target right now:
-// some impersonation object names the target and is live for the actor
-// (its expiring actor relationship has not lapsed). It fails closed on errors.
+// ImpersonationGate answers whether an actor may act as a target right now,
+// for one permission: some impersonation object names the target and is live
+// for the actor (its expiring actor relationship has not lapsed) with the
+// permission inside its scope (the impersonation_scope caveat on that
+// relationship). It reads fully consistent and fails closed on errors.
 type ImpersonationGate struct {
 	Engine Engine
 }
 
-// Live reports whether a live impersonation of target by actor exists.
-func (g ImpersonationGate) Live(ctx context.Context, actor, target SubjectRef) (bool, error) {
+// Live reports whether a live impersonation of target by actor allows permission.
+func (g ImpersonationGate) Live(ctx context.Context, actor, target SubjectRef, permission string) (bool, error) {
 	cursor := ""
 	for {
 		page, err := g.Engine.LookupResources(ctx, LookupResourcesRequest{
 			ResourceType: "impersonation", Permission: "live", Subject: actor,
+			Context:     map[string]any{"requested": permission},
 			Consistency: Consistency{Mode: FullyConsistent}, PageSize: 1000, Cursor: cursor,
 		})
 		if err != nil {

@@ -182,8 +182,8 @@ func generateKey() string {
 
 // signerFunc adapts the federation signer to the directory's TokenSigner.
 func signerFunc(s *federation.Signer) directory.TokenSigner {
-	return func(_ context.Context, user, org string, ttl time.Duration) (string, time.Time, error) {
-		return s.Issue(federation.AccessClaims{Subject: user, Organization: org, TTL: ttl})
+	return func(_ context.Context, user, org, actor string, ttl time.Duration) (string, time.Time, error) {
+		return s.Issue(federation.AccessClaims{Subject: user, Organization: org, Actor: actor, TTL: ttl})
 	}
 }
 
