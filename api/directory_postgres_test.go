@@ -43,6 +43,11 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"DeleteCascade", TestDeleteCascade},
 		{"ServiceAccountKeys", TestServiceAccountKeys},
 		{"AuditLog", TestAuditLog},
+		{"PartnerDelegationNeedsApproval", TestPartnerDelegationNeedsApproval},
+		{"CascadingRevocation", TestCascadingRevocation},
+		{"MandatoryDelegation", TestMandatoryDelegation},
+		{"ImpersonationReadOnlyWithApproval", TestImpersonationReadOnlyWithApproval},
+		{"ImpersonationActionsAuditedAndExpiry", TestImpersonationActionsAuditedAndExpiry},
 	} {
 		t.Run(c.name, c.run)
 	}
