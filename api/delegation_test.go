@@ -32,8 +32,9 @@ func TestPartnerDelegationNeedsApproval(t *testing.T) {
 	partner, pat, _ := newPartner(h)
 	p := h.provider()
 	ca := h.as(tr.customerToken)
-	// pat's token is not scoped to partner: it administers other organizations
-	pa := h.as(h.token(pat, ""))
+	// pat's token is scoped to partner: acting for the partner, it reaches the
+	// organizations delegated to the partner's admins, and no other
+	pa := h.as(h.token(pat, partner))
 	newcomer := createUser(h, "nina@customer.example")
 	member := map[string]any{"roles": []string{"member"}}
 
@@ -55,6 +56,7 @@ func TestPartnerDelegationNeedsApproval(t *testing.T) {
 	// pending: the partner's admin cannot see the customer, let alone manage it
 	pa.fails(404, "", "", "PUT", "/v1/organizations/customer/members/"+newcomer, member)
 	pa.fails(404, "", "", "GET", "/v1/organizations/customer", nil)
+	wantEqual(t, "organizations the partner's admin lists", orgIDs(h, pa, "/v1/organizations"), []string{partner})
 	h.expect(false, "organization:"+tr.customer, "manage_members", "user:"+pat)
 	// …but sees its own pending grant, and cannot approve it
 	wantEqual(t, "status seen by grantee", delegation(pa, id)["status"], "pending")
@@ -68,6 +70,7 @@ func TestPartnerDelegationNeedsApproval(t *testing.T) {
 	wantEqual(t, "approvedBy", d["approvedBy"], "user:"+tr.customerAdmin)
 	h.expect(true, "organization:"+tr.customer, "manage_members", "user:"+pat)
 	pa.do(200, "GET", "/v1/organizations/customer", nil)
+	wantEqual(t, "organizations the partner's admin lists", orgIDs(h, pa, "/v1/organizations"), []string{tr.customer, partner})
 	pa.do(201, "PUT", "/v1/organizations/customer/members/"+newcomer, member)
 	pa.do(200, "GET", "/v1/organizations/customer/audit", nil)
 	// outside its scopes the delegate is refused

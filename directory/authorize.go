@@ -66,7 +66,10 @@ func keyAllows(list []string, perm string) bool {
 		((perm == permAccess || perm == permAdminister) && len(list) > 0)
 }
 
-// inScope reports whether org lies inside the principal's organization scope.
+// inScope reports whether org lies inside the principal's organization scope:
+// the token's organization and its subtree, plus the organizations delegated
+// to the principal (a partner's admin acting for the partner administers the
+// customers that delegated to it).
 func (s *Service) inScope(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
 	if p.Org == "" {
 		return true, nil
@@ -75,7 +78,24 @@ func (s *Service) inScope(ctx context.Context, tx store.Tx, p Principal, org sto
 	if err != nil {
 		return false, err
 	}
-	return slices.Contains(path, p.Org), nil
+	if slices.Contains(path, p.Org) {
+		return true, nil
+	}
+	for i := len(path) - 1; i >= 0; i-- {
+		ds, err := tx.ListDelegations(ctx, path[i])
+		if err != nil {
+			return false, err
+		}
+		for _, d := range ds {
+			if !s.live(d) || path[i] != org.ID && !d.Subtree {
+				continue
+			}
+			if ok, err := s.holdsGrantee(ctx, p, d.Grantee); err != nil || ok {
+				return ok, err
+			}
+		}
+	}
+	return false, nil
 }
 
 // can reports whether p holds perm on org (graph check, key limit, org scope).

@@ -425,7 +425,7 @@ func (s *Service) ListOrganizations(ctx context.Context, p Principal, q ListOrgs
 func (s *Service) visibleOrgIDs(ctx context.Context, p Principal) ([]string, error) {
 	ids := []string{}
 	seen := map[string]bool{}
-	for _, perm := range []string{permAccess, permGovern} {
+	for _, perm := range []string{permAccess, permAdminister} {
 		if !keyAllows(p.Permissions, perm) {
 			continue
 		}
