@@ -73,6 +73,11 @@ func TestPartnerDelegationNeedsApproval(t *testing.T) {
 	wantEqual(t, "organizations the partner's admin lists", orgIDs(h, pa, "/v1/organizations"), []string{tr.customer, partner})
 	pa.do(201, "PUT", "/v1/organizations/customer/members/"+newcomer, member)
 	pa.do(200, "GET", "/v1/organizations/customer/audit", nil)
+	// suspending the partner suspends what its admins administer through it
+	p.do(200, "PATCH", "/v1/organizations/partner", map[string]any{"status": "suspended"})
+	h.expect(false, "organization:"+tr.customer, "manage_members", "user:"+pat)
+	p.do(200, "PATCH", "/v1/organizations/partner", map[string]any{"status": "active"})
+	h.expect(true, "organization:"+tr.customer, "manage_members", "user:"+pat)
 	// outside its scopes the delegate is refused
 	pa.fails(403, "", "", "PATCH", "/v1/organizations/customer", map[string]any{"branding": map[string]any{"primaryColor": "#112233"}})
 	pa.fails(403, "", "", "POST", "/v1/organizations/customer/roles", map[string]any{"key": "x", "permissions": []string{"access"}})
@@ -169,7 +174,7 @@ func TestDelegationScopesAndEscalation(t *testing.T) {
 	h.expect(true, "organization:"+tr.customer, "view_audit", "user:"+eve)
 	time.Sleep(time.Until(exp) + 300*time.Millisecond) // no write in between: the expiry alone ends it
 	h.expect(false, "organization:"+tr.customer, "view_audit", "user:"+eve)
-	h.clock.Advance(3 * time.Second)
+	h.clock.Advance(exp.Sub(h.clock.Now()) + time.Second) // the directory's clock, for its rows
 	wantEqual(t, "status after expiry", delegation(ca, str(d3, "id"))["status"], "expired")
 }
 

@@ -121,7 +121,7 @@ func granteeSubject(ctx context.Context, tx store.Tx, org store.Org, grantee str
 		if other.ID == org.ID {
 			return "", engine.SubjectRef{}, trellis.Invalid("grantee", "an organization's admins already administer it")
 		}
-		return "organization:" + other.ID + "#admin", engine.SubjectRef{Object: orgRef(other.ID), Relation: "admin"}, nil
+		return "organization:" + other.ID + "#admin", subjectOf("organization:" + other.ID + "#admin"), nil
 	}
 	return "", engine.SubjectRef{}, trellis.Invalid("grantee", "must be user:<id>, group:<id> or organization:<id>#admin, got %q", grantee)
 }
@@ -166,7 +166,7 @@ func (s *Service) holdsGrantee(ctx context.Context, p Principal, grantee string)
 	case "group":
 		return s.holds(ctx, engine.ObjectRef{Type: "group", ID: id}, "member", p)
 	case "organization":
-		return s.holds(ctx, orgRef(id), relation, p)
+		return s.holds(ctx, orgRef(id), activeAdmin(relation), p)
 	}
 	return false, nil
 }
@@ -264,14 +264,23 @@ func (s *Service) syncGrantee(ctx context.Context, tx store.Tx, o *op, org, gran
 	return nil
 }
 
-// subjectOf is the graph subject of a stored (canonical) grantee.
+// subjectOf is the graph subject of a stored (canonical) grantee. An
+// organization's admins are granted as its active_admin set: suspending the
+// organization suspends what its admins administer through delegation.
 func subjectOf(grantee string) engine.SubjectRef {
 	typ, rest, _ := strings.Cut(grantee, ":")
 	id, relation, _ := strings.Cut(rest, "#")
 	if typ == "group" {
 		return groupMembers(id)
 	}
-	return engine.SubjectRef{Object: engine.ObjectRef{Type: typ, ID: id}, Relation: relation}
+	return engine.SubjectRef{Object: engine.ObjectRef{Type: typ, ID: id}, Relation: activeAdmin(relation)}
+}
+
+func activeAdmin(relation string) string {
+	if relation == "admin" {
+		return "active_admin"
+	}
+	return relation
 }
 
 // Delegate grants scopes on an organization. The caller must hold every scope
