@@ -128,6 +128,7 @@ func TestImpersonationActionsAuditedAndExpiry(t *testing.T) {
 	im := ra.do(201, "POST", "/v1/impersonations", body)
 	id := str(im, "id")
 	wantEqual(t, "status", im["status"], "active")
+	ra.fails(409, "impersonation_live", "", "POST", "/v1/impersonations", body) // one live session per actor and target
 	imp := h.as(str(ra.do(201, "POST", "/v1/impersonations/"+id+"/token", nil), "accessToken"))
 	imp.do(201, "PUT", "/v1/organizations/customer/members/"+x, map[string]any{"roles": []string{"member"}})
 	imp.fails(403, "", "", "PATCH", "/v1/organizations/customer", map[string]any{"name": "Renamed"})

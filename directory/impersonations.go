@@ -297,6 +297,11 @@ func (s *Service) Impersonate(ctx context.Context, p Principal, in CreateImperso
 					err: fmt.Errorf("%w: target: user %s administers the platform; only platform admins may act as it", trellis.ErrForbidden, targetID)}
 			}
 		}
+		if cur, live, err := s.liveImpersonation(ctx, tx, org.ID, actorID, targetID); err != nil {
+			return err
+		} else if live {
+			return trellis.Conflict("impersonation_live", "user %s already impersonates user %s in organization %s (%s): end it first", actorID, targetID, org.Slug, cur.ID)
+		}
 		im := store.Impersonation{ID: newID("imp"), Org: org.ID, Actor: actorID, Target: targetID, Reason: reason,
 			Scopes: scopes, Duration: dur, Status: store.ImpersonationPending, RequestedBy: p.Actor(), CreatedAt: o.now}
 		if !org.Policy.ImpersonationApproval {
