@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"os"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -100,81 +99,35 @@ func TestConformance(t *testing.T) {
 	conformance.Run(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
-// ---- fixtures, as in the memory store's tests
-
-var base = time.Date(2026, time.March, 14, 9, 0, 0, 0, time.UTC)
-
-var errBoom = errors.New("boom")
-
-func org(id, slug string) store.Org {
-	return store.Org{ID: id, Slug: slug, Name: "Org " + slug, Status: store.StatusActive, CreatedAt: base, UpdatedAt: base}
+func TestTxLifecycle(t *testing.T) {
+	needServer(t)
+	conformance.RunTxLifecycle(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
-func event(org string, seq int64, actor string) audit.Event {
-	return audit.Event{
-		Seq: seq, At: base.Add(time.Duration(seq) * time.Minute), Actor: actor, Action: "member.put",
-		Organization: org, Details: map[string]any{"via": "api"},
-		PrevHash: fmt.Sprintf("h-%s-%d", org, seq-1), Hash: fmt.Sprintf("h-%s-%d", org, seq),
-	}
+func TestSeqsFromOne(t *testing.T) {
+	needServer(t)
+	conformance.RunSeqsFromOne(t, func(t *testing.T) store.Store { return newStore(t) })
 }
 
-func mustTx(t *testing.T, s store.Store, fn func(ctx context.Context, tx store.Tx) error) {
-	t.Helper()
-	if err := s.InTx(t.Context(), func(tx store.Tx) error { return fn(t.Context(), tx) }); err != nil {
-		t.Fatalf("InTx: %v", err)
-	}
+func TestTamper(t *testing.T) {
+	needServer(t)
+	conformance.RunTamper(t, func(t *testing.T) conformance.Tamperer { return newStore(t) })
 }
 
-func mustRead(t *testing.T, s store.Store, fn func(ctx context.Context, tx store.Tx) error) {
-	t.Helper()
-	if err := s.Read(t.Context(), func(tx store.Tx) error { return fn(t.Context(), tx) }); err != nil {
-		t.Fatalf("Read: %v", err)
-	}
+// TestConcurrent's handles are stores over one database, as two Trellis nodes
+// would have, so the database's lock serializes the writers, not the process.
+func TestConcurrent(t *testing.T) {
+	needServer(t)
+	conformance.RunConcurrent(t, func(t *testing.T, n int) []store.Store { return newStores(t, n) })
 }
 
-func chainSeqs(t *testing.T, s store.Store, org string) []int64 {
-	t.Helper()
-	var out []int64
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) error {
-		chain, err := tx.AuditChain(ctx, org)
-		for _, ev := range chain {
-			out = append(out, ev.Seq)
-		}
-		return err
-	})
-	return out
-}
-
-func head(t *testing.T, s store.Store, org string) audit.Head {
-	t.Helper()
-	var h audit.Head
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) (err error) {
-		h, err = tx.AuditHead(ctx, org)
-		return err
-	})
-	return h
-}
-
-func listAudit(t *testing.T, s store.Store, f store.AuditFilter) ([]audit.Event, int64) {
-	t.Helper()
-	var (
-		evs  []audit.Event
-		next int64
-	)
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) (err error) {
-		evs, next, err = tx.ListAudit(ctx, f)
-		return err
-	})
-	return evs, next
-}
-
-// chainFixture appends org_a1 seqs 1..3 with an org_b2 event in between.
-func chainFixture(t *testing.T, s store.Store) {
-	t.Helper()
-	for _, ev := range []audit.Event{event("org_a1", 1, "usr_a1"), event("org_b2", 1, "usr_b2"), event("org_a1", 2, "usr_a1"), event("org_a1", 3, "usr_a1")} {
-		mustTx(t, s, func(ctx context.Context, tx store.Tx) error { return tx.AppendAudit(ctx, ev) })
-	}
-}
+// shorthands for the suite's fixtures
+var (
+	org      = conformance.Org
+	mustTx   = conformance.MustTx
+	mustRead = conformance.MustRead
+	head     = conformance.Head
+)
 
 // ---- migrations and opening
 
@@ -295,10 +248,10 @@ func TestClosedStoreIsUnavailable(t *testing.T) {
 
 // newStores returns n stores over one fresh, migrated database, as n Trellis
 // nodes sharing it would have.
-func newStores(t testing.TB, n int) []*postgres.Store {
+func newStores(t testing.TB, n int) []store.Store {
 	t.Helper()
 	url := needServer(t).NewDatabase(t)
-	out := []*postgres.Store{openMigrated(t, url)}
+	out := []store.Store{openMigrated(t, url)}
 	for range n - 1 {
 		s, err := postgres.Open(t.Context(), url)
 		if err != nil {
@@ -323,7 +276,7 @@ func TestWriterThatCannotGetTheLockInTimeIsUnavailable(t *testing.T) {
 		})
 	}()
 	<-holding
-	for name, s := range map[string]*postgres.Store{"same store": holder, "another store": stores[1]} {
+	for name, s := range map[string]store.Store{"same store": holder, "another store": stores[1]} {
 		ctx, cancel := context.WithTimeout(t.Context(), 200*time.Millisecond)
 		err := s.InTx(ctx, func(tx store.Tx) error {
 			t.Errorf("%s: fn ran without the write lock", name)
@@ -480,10 +433,10 @@ func TestSealedChainVerifiesAfterARoundTrip(t *testing.T) {
 	s := newStore(t)
 	cet := time.FixedZone("CET", 3600)
 	evs := []audit.Event{
-		{At: base.In(cet).Add(123 * time.Nanosecond), Actor: "usr_a1", Action: "member.put", Organization: "org_a1",
+		{At: conformance.At(0).In(cet).Add(123 * time.Nanosecond), Actor: "usr_a1", Action: "member.put", Organization: "org_a1",
 			Details: map[string]any{"count": 3, "ratio": 0.5, "nested": map[string]any{"list": []any{1, "two", true, nil}}}},
-		{At: base.Add(time.Minute), Actor: "usr_\xff", Action: "member.delete", Organization: "org_a1"},
-		{At: base.Add(2 * time.Minute), Actor: "usr_a1", Action: "organization.update", Organization: "org_a1", Details: map[string]any{}},
+		{At: conformance.At(1), Actor: "usr_\xff", Action: "member.delete", Organization: "org_a1"},
+		{At: conformance.At(2), Actor: "usr_a1", Action: "organization.update", Organization: "org_a1", Details: map[string]any{}},
 	}
 	for _, ev := range evs {
 		mustTx(t, s, func(ctx context.Context, tx store.Tx) error {
@@ -508,334 +461,23 @@ func TestSealedChainVerifiesAfterARoundTrip(t *testing.T) {
 	}
 }
 
-func TestSeqsAndCursorsCountFromOne(t *testing.T) {
-	s := newStore(t)
-	chainFixture(t, s)
-	var cursors []int64
-	f := store.AuditFilter{AllOrgs: true, Limit: 1}
-	for range 4 {
-		_, next := listAudit(t, s, f)
-		cursors = append(cursors, next)
-		f.Cursor = next
-	}
-	if fmt.Sprint(cursors) != "[1 2 3 4]" {
-		t.Errorf("audit cursors %v, want [1 2 3 4]", cursors)
-	}
-	var seqs []int64
-	for range 3 {
-		mustTx(t, s, func(ctx context.Context, tx store.Tx) error {
-			seq, err := tx.AppendOutbox(ctx, store.OutboxEntry{Action: "a"})
-			seqs = append(seqs, seq)
-			return err
-		})
-	}
-	if fmt.Sprint(seqs) != "[1 2 3]" {
-		t.Errorf("outbox seqs %v, want [1 2 3]", seqs)
-	}
-}
+// ---- transactions
 
-// ---- test hooks
-
-func TestTamperAudit(t *testing.T) {
-	s := newStore(t)
-	chainFixture(t, s)
-	var kept map[string]any
-	err := s.TamperAudit("org_a1", 2, func(ev *audit.Event) {
-		ev.Actor = "usr_mallory"
-		ev.Details["via"] = "backdoor"
-		kept = ev.Details
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	kept["via"] = "edited after the fact" // mutate's leftovers do not alias the store
-
-	var chain []audit.Event
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) (err error) {
-		chain, err = tx.AuditChain(ctx, "org_a1")
-		return err
-	})
-	if len(chain) != 3 || chain[1].Actor != "usr_mallory" || chain[1].Details["via"] != "backdoor" || chain[1].Hash != "h-org_a1-2" {
-		t.Errorf("chain after tampering: %+v", chain)
-	}
-	evs, _ := listAudit(t, s, store.AuditFilter{AllOrgs: true, Actor: "usr_mallory"})
-	if len(evs) != 1 || evs[0].Seq != 2 || evs[0].Organization != "org_a1" || evs[0].Details["via"] != "backdoor" {
-		t.Errorf("global log after tampering: %+v", evs)
-	}
-	if h := head(t, s, "org_a1"); h != (audit.Head{Seq: 3, Hash: "h-org_a1-3"}) {
-		t.Errorf("head moved: %+v", h)
-	}
-	noop := func(*audit.Event) {}
-	if err := s.TamperAudit("org_a1", 9, noop); !errors.Is(err, trellis.ErrNotFound) {
-		t.Errorf("TamperAudit unknown seq: %v", err)
-	}
-	if err := s.TamperAudit("org_zz", 1, noop); !errors.Is(err, trellis.ErrNotFound) {
-		t.Errorf("TamperAudit unknown org: %v", err)
-	}
-
-	// moving an event to another organization keeps it in its chain, where Verify sees it
-	if err := s.TamperAudit("org_a1", 3, func(ev *audit.Event) { ev.Organization = "org_b2" }); err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1 2 3]" {
-		t.Errorf("chain after moving an event: %s", got)
-	}
-	if evs, _ := listAudit(t, s, store.AuditFilter{Org: "org_b2"}); len(evs) != 2 {
-		t.Errorf("org_b2's events after the move: %d, want 2", len(evs))
-	}
-}
-
-func TestDeleteAuditEvent(t *testing.T) {
-	s := newStore(t)
-	chainFixture(t, s)
-	if err := s.DeleteAuditEvent("org_a1", 2); err != nil {
-		t.Fatal(err)
-	}
-	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1 3]" {
-		t.Errorf("chain after deleting seq 2: %s", got)
-	}
-	evs, _ := listAudit(t, s, store.AuditFilter{AllOrgs: true})
-	var hashes []string
-	for _, ev := range evs {
-		hashes = append(hashes, ev.Hash)
-	}
-	if got := fmt.Sprint(hashes); got != "[h-org_a1-1 h-org_b2-1 h-org_a1-3]" {
-		t.Errorf("global log after deleting seq 2: %s", got)
-	}
-	if err := s.DeleteAuditEvent("org_a1", 2); !errors.Is(err, trellis.ErrNotFound) {
-		t.Errorf("DeleteAuditEvent twice: %v", err)
-	}
-
-	// truncating the tail leaves the head ahead of the chain, for Verify to see
-	if err := s.DeleteAuditEvent("org_a1", 3); err != nil {
-		t.Fatal(err)
-	}
-	if h := head(t, s, "org_a1"); h != (audit.Head{Seq: 3, Hash: "h-org_a1-3"}) {
-		t.Errorf("head after truncation: %+v", h)
-	}
-	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1]" {
-		t.Errorf("chain after truncation: %s", got)
-	}
-	// appends still follow the head, not the damaged chain
-	mustTx(t, s, func(ctx context.Context, tx store.Tx) error { return tx.AppendAudit(ctx, event("org_a1", 4, "usr_a1")) })
-	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1 4]" {
-		t.Errorf("chain after a later append: %s", got)
-	}
-}
-
-// ---- transactions that end badly
-
-// checkRolledBack checks what the failed transactions below leave: org_a1 as seeded and
-// nothing else, and a store that still takes writes (the lock was released).
-func checkRolledBack(t *testing.T, s store.Store) {
-	t.Helper()
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) error {
-		if o, err := tx.GetOrg(ctx, "org_a1"); err != nil || o.Slug != "acme" {
-			t.Errorf("org_a1 after rollback: %+v, %v", o, err)
-		}
-		if _, err := tx.GetOrgBySlug(ctx, "acme-renamed"); !errors.Is(err, trellis.ErrNotFound) {
-			t.Errorf("renamed slug after rollback: %v", err)
-		}
-		if _, err := tx.GetOrg(ctx, "org_b2"); !errors.Is(err, trellis.ErrNotFound) {
-			t.Errorf("org_b2 after rollback: %v", err)
-		}
-		if h, _ := tx.AuditHead(ctx, "org_a1"); h != (audit.Head{}) {
-			t.Errorf("audit head after rollback: %+v", h)
-		}
-		if p, _ := tx.PendingOutbox(ctx, 0); len(p) != 0 {
-			t.Errorf("outbox after rollback: %+v", p)
-		}
-		return nil
-	})
-	mustTx(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertOrg(ctx, org("org_b2", "beta")) })
-}
-
-// failingWrites writes several rows, each valid; the caller then makes the transaction fail.
-func failingWrites(t *testing.T, ctx context.Context, tx store.Tx) {
-	t.Helper()
-	_, err := tx.AppendOutbox(ctx, store.OutboxEntry{Action: "organization.create"})
-	if err := errors.Join(
-		tx.InsertOrg(ctx, org("org_b2", "beta")),
-		tx.UpdateOrg(ctx, org("org_a1", "acme-renamed")),
-		tx.AppendAudit(ctx, event("org_a1", 1, "usr_a1")),
-		err,
-	); err != nil {
-		t.Errorf("writes before the failure: %v", err)
-	}
-}
-
-func seeded(t *testing.T) *postgres.Store {
-	s := newStore(t)
-	mustTx(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertOrg(ctx, org("org_a1", "acme")) })
-	return s
-}
-
-func TestPanicInTxRollsBack(t *testing.T) {
-	s := seeded(t)
-	func() {
-		defer func() {
-			if r := recover(); r != errBoom {
-				t.Errorf("recovered %v, want the closure's panic value", r)
-			}
-		}()
-		_ = s.InTx(t.Context(), func(tx store.Tx) error {
-			failingWrites(t, t.Context(), tx)
-			panic(errBoom)
-		})
-		t.Error("InTx returned instead of re-panicking")
-	}()
-	checkRolledBack(t, s)
-}
-
-func TestGoexitInTxRollsBack(t *testing.T) {
-	// runtime.Goexit is what t.FailNow does inside a closure
-	s := seeded(t)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		_ = s.InTx(context.Background(), func(tx store.Tx) error {
-			failingWrites(t, context.Background(), tx)
-			runtime.Goexit()
-			return nil
-		})
-	}()
-	<-done
-	checkRolledBack(t, s)
-}
-
-func TestContextEndingDuringTxRollsBack(t *testing.T) {
-	s := seeded(t)
-	ctx, cancel := context.WithCancel(t.Context())
-	err := s.InTx(ctx, func(tx store.Tx) error {
-		failingWrites(t, ctx, tx)
-		cancel()
-		return nil
-	})
-	if !errors.Is(err, context.Canceled) {
-		t.Errorf("InTx whose context ended: %v", err)
-	}
-	checkRolledBack(t, s)
-}
-
-func TestTxUseAfterEnd(t *testing.T) {
+func TestReadThroughAnEndedTxFails(t *testing.T) {
+	// the suite's use after end asks only that writes fail (memory lets reads
+	// through); here reads fail too, before and after a write
 	s := newStore(t)
 	var leaked store.Tx
 	mustTx(t, s, func(_ context.Context, tx store.Tx) error { leaked = tx; return nil })
+	read := func(when string) {
+		t.Helper()
+		if _, err := leaked.GetOrg(t.Context(), "org_a1"); err == nil || errors.Is(err, trellis.ErrNotFound) {
+			t.Errorf("read through an ended transaction %s: %v; want an error other than not found", when, err)
+		}
+	}
+	read("before a write")
 	if err := leaked.InsertOrg(t.Context(), org("org_a1", "acme")); err == nil {
 		t.Error("write through an ended transaction succeeded")
 	}
-	if _, err := leaked.GetOrg(t.Context(), "org_a1"); err == nil || errors.Is(err, trellis.ErrNotFound) {
-		t.Errorf("read through an ended transaction: %v; want an error other than not found", err)
-	}
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) error {
-		if _, err := tx.GetOrg(ctx, "org_a1"); !errors.Is(err, trellis.ErrNotFound) {
-			t.Errorf("org written through an ended transaction: %v", err)
-		}
-		return nil
-	})
-}
-
-// TestConcurrent runs writers and readers at once. Every transaction inserts
-// one org, appends one audit event to a shared chain and one outbox entry;
-// some then fail. Readers check that the three counts always agree, which
-// holds only if transactions are atomic and reads see one snapshot; the chain
-// and the outbox seqs must come out gap-free and unique. Writers and readers
-// use two stores over one database, as two Trellis nodes would, so the
-// database's lock serializes them, not the process. Run with -race.
-func TestConcurrent(t *testing.T) {
-	const writers, perWriter, readers, perReader = 8, 15, 4, 30
-	stores := newStores(t, 2)
-	s := stores[0]
-	var (
-		wg    sync.WaitGroup
-		mu    sync.Mutex
-		seqOf = map[int64]string{} // committed outbox seq -> its writer's org
-	)
-	for w := range writers {
-		wg.Go(func() {
-			for i := range perWriter {
-				id := fmt.Sprintf("org_w%d_%d", w, i)
-				var seq int64
-				err := stores[w%2].InTx(t.Context(), func(tx store.Tx) error {
-					ctx := t.Context()
-					h, err := tx.AuditHead(ctx, "org_shared")
-					if err != nil {
-						return err
-					}
-					ev := event("org_shared", h.Seq+1, id)
-					if err := errors.Join(tx.InsertOrg(ctx, org(id, id)), tx.AppendAudit(ctx, ev)); err != nil {
-						return err
-					}
-					if seq, err = tx.AppendOutbox(ctx, store.OutboxEntry{Action: id}); err != nil {
-						return err
-					}
-					if i%3 == 2 {
-						return errBoom
-					}
-					return nil
-				})
-				switch {
-				case err == nil:
-					mu.Lock()
-					if other, dup := seqOf[seq]; dup {
-						t.Errorf("outbox seq %d committed twice: %s and %s", seq, other, id)
-					}
-					seqOf[seq] = id
-					mu.Unlock()
-				case !errors.Is(err, errBoom):
-					t.Errorf("writer %d: %v", w, err)
-				}
-			}
-		})
-	}
-	for r := range readers {
-		wg.Go(func() {
-			for range perReader {
-				err := stores[r%2].Read(t.Context(), func(tx store.Tx) error {
-					ctx := t.Context()
-					orgs, err1 := tx.ListOrgs(ctx, store.OrgFilter{})
-					h, err2 := tx.AuditHead(ctx, "org_shared")
-					pending, err3 := tx.PendingOutbox(ctx, 0)
-					if err := errors.Join(err1, err2, err3); err != nil {
-						return err
-					}
-					if int64(len(orgs)) != h.Seq || len(orgs) != len(pending) {
-						t.Errorf("reader saw %d orgs, head %d, %d outbox entries", len(orgs), h.Seq, len(pending))
-					}
-					return nil
-				})
-				if err != nil {
-					t.Errorf("reader: %v", err)
-				}
-			}
-		})
-	}
-	wg.Wait()
-
-	want := writers * (perWriter - perWriter/3)
-	mustRead(t, s, func(ctx context.Context, tx store.Tx) error {
-		orgs, _ := tx.ListOrgs(ctx, store.OrgFilter{})
-		chain, _ := tx.AuditChain(ctx, "org_shared")
-		pending, _ := tx.PendingOutbox(ctx, 0)
-		if len(orgs) != want || len(chain) != want || len(pending) != want || len(seqOf) != want {
-			t.Errorf("after the run: %d orgs, %d events, %d outbox entries, %d committed seqs; want %d of each",
-				len(orgs), len(chain), len(pending), len(seqOf), want)
-		}
-		for i, ev := range chain {
-			if ev.Seq != int64(i+1) {
-				t.Fatalf("chain[%d].Seq = %d: the chain has a gap or a duplicate", i, ev.Seq)
-			}
-		}
-		// the outbox is in commit order: entry i was written by the writer of event i
-		for i, e := range pending {
-			if i < len(chain) && e.Action != chain[i].Actor {
-				t.Fatalf("outbox entry %d (seq %d) is %s's but event %d is %s's: seq order is not commit order",
-					i, e.Seq, e.Action, i+1, chain[i].Actor)
-			}
-			if i > 0 && e.Seq <= pending[i-1].Seq {
-				t.Fatalf("outbox seqs out of order: %d after %d", e.Seq, pending[i-1].Seq)
-			}
-		}
-		return nil
-	})
+	read("after a write")
 }
