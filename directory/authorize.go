@@ -56,14 +56,12 @@ func (s *Service) holds(ctx context.Context, res engine.ObjectRef, perm string, 
 }
 
 // keyAllows reports whether an API key's permission list covers perm: manage
-// covers every scope, and any permission covers access and administer (seeing
-// the organization).
+// covers every scope (and administer), and any permission covers access.
 func keyAllows(list []string, perm string) bool {
 	if list == nil {
 		return true
 	}
-	return slices.Contains(list, perm) || slices.Contains(list, permManage) ||
-		((perm == permAccess || perm == permAdminister) && len(list) > 0)
+	return slices.Contains(list, perm) || slices.Contains(list, permManage) || (perm == permAccess && len(list) > 0)
 }
 
 // inScope reports whether org lies inside the principal's organization scope:
