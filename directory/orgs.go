@@ -595,41 +595,13 @@ func (s *Service) patchPolicy(ctx context.Context, tx store.Tx, p Principal, org
 // ownAdministrator names a member, group or service account that holds an
 // administering role (owner, admin, or a custom role with manage) in org.
 func (s *Service) ownAdministrator(ctx context.Context, tx store.Tx, org store.Org) (string, error) {
-	administers := func(roles []string) (bool, error) {
+	return roleHolder(ctx, tx, org.ID, func(roles []string) (bool, error) {
 		rs, err := s.resolveRoles(ctx, tx, org, roles, "roles")
 		if err != nil {
 			return false, err
 		}
 		return slices.Contains(permissionsOf(rs), permManage), nil
-	}
-	members, err := tx.ListMembers(ctx, org.ID, store.Page{})
-	if err != nil {
-		return "", err
-	}
-	for _, m := range members {
-		if ok, err := administers(m.Roles); err != nil || ok {
-			return "user:" + m.User, err
-		}
-	}
-	groups, err := tx.ListGroups(ctx, org.ID)
-	if err != nil {
-		return "", err
-	}
-	for _, g := range groups {
-		if ok, err := administers(g.Roles); err != nil || ok {
-			return "group:" + g.ID, err
-		}
-	}
-	sas, err := tx.ListServiceAccounts(ctx, org.ID)
-	if err != nil {
-		return "", err
-	}
-	for _, sa := range sas {
-		if ok, err := administers(sa.Roles); err != nil || ok {
-			return "service_account:" + sa.ID, err
-		}
-	}
-	return "", nil
+	})
 }
 
 // authorizeAbove requires the power to govern org from above: govern on its

@@ -410,32 +410,46 @@ func roleInUse(ctx context.Context, tx store.Tx, org store.Org, key string) (str
 		return "", err
 	}
 	for _, x := range orgs {
-		members, err := tx.ListMembers(ctx, x.ID, store.Page{})
+		holder, err := roleHolder(ctx, tx, x.ID, func(roles []string) (bool, error) { return slices.Contains(roles, key), nil })
 		if err != nil {
 			return "", err
 		}
-		for _, m := range members {
-			if slices.Contains(m.Roles, key) {
-				return "user:" + m.User + " in " + x.Slug, nil
-			}
+		if holder != "" {
+			return holder + " in " + x.Slug, nil
 		}
-		groups, err := tx.ListGroups(ctx, x.ID)
-		if err != nil {
-			return "", err
+	}
+	return "", nil
+}
+
+// roleHolder names the first member, group or service account of org whose
+// roles satisfy holds ("user:<id>", "group:<id>", "service_account:<id>"),
+// or "" when none does.
+func roleHolder(ctx context.Context, tx store.Tx, org string, holds func(roles []string) (bool, error)) (string, error) {
+	members, err := tx.ListMembers(ctx, org, store.Page{})
+	if err != nil {
+		return "", err
+	}
+	for _, m := range members {
+		if ok, err := holds(m.Roles); err != nil || ok {
+			return "user:" + m.User, err
 		}
-		for _, g := range groups {
-			if slices.Contains(g.Roles, key) {
-				return "group:" + g.ID + " in " + x.Slug, nil
-			}
+	}
+	groups, err := tx.ListGroups(ctx, org)
+	if err != nil {
+		return "", err
+	}
+	for _, g := range groups {
+		if ok, err := holds(g.Roles); err != nil || ok {
+			return "group:" + g.ID, err
 		}
-		sas, err := tx.ListServiceAccounts(ctx, x.ID)
-		if err != nil {
-			return "", err
-		}
-		for _, sa := range sas {
-			if slices.Contains(sa.Roles, key) {
-				return "service_account:" + sa.ID + " in " + x.Slug, nil
-			}
+	}
+	sas, err := tx.ListServiceAccounts(ctx, org)
+	if err != nil {
+		return "", err
+	}
+	for _, sa := range sas {
+		if ok, err := holds(sa.Roles); err != nil || ok {
+			return "service_account:" + sa.ID, err
 		}
 	}
 	return "", nil
