@@ -79,21 +79,8 @@ func (s *Service) inScope(ctx context.Context, tx store.Tx, p Principal, org sto
 	if slices.Contains(path, p.Org) {
 		return true, nil
 	}
-	for i := len(path) - 1; i >= 0; i-- {
-		ds, err := tx.ListDelegations(ctx, path[i])
-		if err != nil {
-			return false, err
-		}
-		for _, d := range ds {
-			if !s.live(d) || path[i] != org.ID && !d.Subtree {
-				continue
-			}
-			if ok, err := s.holdsGrantee(ctx, p, d.Grantee); err != nil || ok {
-				return ok, err
-			}
-		}
-	}
-	return false, nil
+	d, err := s.delegationOnPath(ctx, tx, p, path, nil, false)
+	return d != nil, err
 }
 
 // can reports whether p holds perm on org (graph check, key limit, org scope).

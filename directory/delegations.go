@@ -179,13 +179,20 @@ func (s *Service) heldDelegation(ctx context.Context, tx store.Tx, p Principal, 
 	if err != nil {
 		return nil, err
 	}
+	return s.delegationOnPath(ctx, tx, p, path, scopes, wantSubtree)
+}
+
+// delegationOnPath is heldDelegation over org's path (ids from the top down
+// to org), for callers that have it already.
+func (s *Service) delegationOnPath(ctx context.Context, tx store.Tx, p Principal, path []string, scopes []string, wantSubtree bool) (*store.Delegation, error) {
+	org := path[len(path)-1]
 	for i := len(path) - 1; i >= 0; i-- {
 		ds, err := tx.ListDelegations(ctx, path[i])
 		if err != nil {
 			return nil, err
 		}
 		for _, d := range ds {
-			if !s.live(d) || (path[i] != org.ID || wantSubtree) && !d.Subtree {
+			if !s.live(d) || (path[i] != org || wantSubtree) && !d.Subtree {
 				continue
 			}
 			if !containsAll(d.Scopes, scopes) {
