@@ -249,6 +249,16 @@ func insertRow[V any](t *tx, m map[string]V, id string, v V, what string) error 
 	return nil
 }
 
+// getRow returns a copy of row id, or ErrNotFound naming what.
+func getRow[V any](m map[string]V, id string, clone func(V) V, what string) (V, error) {
+	v, ok := m[id]
+	if !ok {
+		var zero V
+		return zero, notFound(what, id)
+	}
+	return clone(v), nil
+}
+
 // updateRow replaces the existing row id with v.
 func updateRow[V any](t *tx, m map[string]V, id string, v V, what string) error {
 	if err := t.writable(); err != nil {
@@ -301,11 +311,7 @@ func conflict(format string, args ...any) error {
 // ---- organizations
 
 func (t *tx) GetOrg(_ context.Context, id string) (store.Org, error) {
-	o, ok := t.orgs[id]
-	if !ok {
-		return store.Org{}, notFound("organization", id)
-	}
-	return cloneOrg(o), nil
+	return getRow(t.orgs, id, cloneOrg, "organization")
 }
 
 func (t *tx) GetOrgBySlug(ctx context.Context, slug string) (store.Org, error) {
@@ -425,11 +431,7 @@ func (t *tx) unindexOrg(o store.Org) {
 // ---- delegations and impersonations
 
 func (t *tx) GetDelegation(_ context.Context, id string) (store.Delegation, error) {
-	d, ok := t.delegations[id]
-	if !ok {
-		return store.Delegation{}, notFound("delegation", id)
-	}
-	return cloneDelegation(d), nil
+	return getRow(t.delegations, id, cloneDelegation, "delegation")
 }
 
 func (t *tx) ListDelegations(_ context.Context, org string) ([]store.Delegation, error) {
@@ -451,11 +453,7 @@ func (t *tx) UpdateDelegation(_ context.Context, d store.Delegation) error {
 }
 
 func (t *tx) GetImpersonation(_ context.Context, id string) (store.Impersonation, error) {
-	im, ok := t.impersonations[id]
-	if !ok {
-		return store.Impersonation{}, notFound("impersonation", id)
-	}
-	return cloneImpersonation(im), nil
+	return getRow(t.impersonations, id, cloneImpersonation, "impersonation")
 }
 
 func (t *tx) ListImpersonations(_ context.Context, org string) ([]store.Impersonation, error) {
@@ -564,11 +562,7 @@ func (t *tx) UserMemberships(_ context.Context, user string) ([]store.Membership
 // ---- groups
 
 func (t *tx) GetGroup(_ context.Context, id string) (store.Group, error) {
-	g, ok := t.groups[id]
-	if !ok {
-		return store.Group{}, notFound("group", id)
-	}
-	return cloneGroup(g), nil
+	return getRow(t.groups, id, cloneGroup, "group")
 }
 
 func (t *tx) ListGroups(_ context.Context, org string) ([]store.Group, error) {
@@ -635,11 +629,7 @@ func (t *tx) GroupsOf(_ context.Context, kind, id string) ([]store.GroupMember, 
 // ---- roles
 
 func (t *tx) GetRole(_ context.Context, id string) (store.Role, error) {
-	r, ok := t.roles[id]
-	if !ok {
-		return store.Role{}, notFound("role", id)
-	}
-	return cloneRole(r), nil
+	return getRow(t.roles, id, cloneRole, "role")
 }
 
 func (t *tx) GetRoleByKey(ctx context.Context, org, key string) (store.Role, error) {
@@ -703,11 +693,7 @@ func (t *tx) DeleteRole(_ context.Context, id string) error {
 // ---- invitations
 
 func (t *tx) GetInvitation(_ context.Context, id string) (store.Invitation, error) {
-	inv, ok := t.invitations[id]
-	if !ok {
-		return store.Invitation{}, notFound("invitation", id)
-	}
-	return cloneInvitation(inv), nil
+	return getRow(t.invitations, id, cloneInvitation, "invitation")
 }
 
 func (t *tx) GetInvitationByTokenHash(_ context.Context, hash []byte) (store.Invitation, error) {
@@ -736,11 +722,7 @@ func (t *tx) UpdateInvitation(_ context.Context, inv store.Invitation) error {
 // ---- service accounts and API keys
 
 func (t *tx) GetServiceAccount(_ context.Context, id string) (store.ServiceAccount, error) {
-	sa, ok := t.accounts[id]
-	if !ok {
-		return store.ServiceAccount{}, notFound("service account", id)
-	}
-	return cloneServiceAccount(sa), nil
+	return getRow(t.accounts, id, cloneServiceAccount, "service account")
 }
 
 func (t *tx) ListServiceAccounts(_ context.Context, org string) ([]store.ServiceAccount, error) {
@@ -773,11 +755,7 @@ func (t *tx) DeleteServiceAccount(_ context.Context, id string) error {
 }
 
 func (t *tx) GetAPIKey(_ context.Context, id string) (store.APIKey, error) {
-	k, ok := t.apiKeys[id]
-	if !ok {
-		return store.APIKey{}, notFound("API key", id)
-	}
-	return cloneAPIKey(k), nil
+	return getRow(t.apiKeys, id, cloneAPIKey, "API key")
 }
 
 func (t *tx) ListAPIKeys(_ context.Context, serviceAccount string) ([]store.APIKey, error) {
