@@ -1,4 +1,4 @@
-//go:build unix && !linux
+//go:build unix
 
 package pgtest
 
@@ -10,9 +10,11 @@ import (
 func platformSupported() error { return nil }
 
 // sysProcAttr puts the server in its own process group (so killGroup reaches
-// its backends) and runs it as as when set.
+// its backends), runs it as as when set, and, where the kernel offers it
+// (Linux), has the server killed if the test binary dies without calling Stop.
 func sysProcAttr(as *runAs) *syscall.SysProcAttr {
 	attr := &syscall.SysProcAttr{Setpgid: true}
+	setParentDeathSignal(attr)
 	if as != nil {
 		attr.Credential = &syscall.Credential{Uid: uint32(as.uid), Gid: uint32(as.gid)}
 	}
