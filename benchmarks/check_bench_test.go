@@ -252,13 +252,7 @@ func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 			b.ResetTimer()
 			for i := 0; b.Loop(); i++ {
 				if i%1000 == 999 {
-					rel := engine.Relationship{
-						Resource: engine.ObjectRef{Type: "organization", ID: fmt.Sprintf("g%d", i%tenants)}, Relation: "member",
-						Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: fmt.Sprintf("w%d", i)}},
-					}
-					if _, err := c.WriteRelationships(ctx, []engine.RelationshipUpdate{{Operation: engine.OpTouch, Relationship: rel}}); err != nil {
-						b.Fatal(err)
-					}
+					scalingWrite(ctx, b, c, i, tenants)
 					continue
 				}
 				if _, err := c.Check(ctx, reqs[i&(len(reqs)-1)]); err != nil {
@@ -267,6 +261,18 @@ func BenchmarkCachedCheckTenantScaling(b *testing.B) {
 			}
 			reportHitRatio(b, c, before)
 		})
+	}
+}
+
+// scalingWrite is the write of the tenant-scaling workload: at operation i it
+// adds a new member to organization g<i%tenants>.
+func scalingWrite(ctx context.Context, b *testing.B, c *engine.Cached, i, tenants int) {
+	rel := engine.Relationship{
+		Resource: engine.ObjectRef{Type: "organization", ID: fmt.Sprintf("g%d", i%tenants)}, Relation: "member",
+		Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: fmt.Sprintf("w%d", i)}},
+	}
+	if _, err := c.WriteRelationships(ctx, []engine.RelationshipUpdate{{Operation: engine.OpTouch, Relationship: rel}}); err != nil {
+		b.Fatal(err)
 	}
 }
 

@@ -196,13 +196,7 @@ func measureCached(b *testing.B, c *engine.Cached, reqs []engine.CheckRequest, t
 	b.ResetTimer()
 	for i := 0; b.Loop(); i++ {
 		if i%1000 == 999 {
-			rel := engine.Relationship{
-				Resource: engine.ObjectRef{Type: "organization", ID: fmt.Sprintf("g%d", i%tenants)}, Relation: "member",
-				Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: fmt.Sprintf("w%d", i)}},
-			}
-			if _, err := c.WriteRelationships(ctx, []engine.RelationshipUpdate{{Operation: engine.OpTouch, Relationship: rel}}); err != nil {
-				b.Fatal(err)
-			}
+			scalingWrite(ctx, b, c, i, tenants)
 			continue
 		}
 		start := time.Now()
