@@ -98,15 +98,22 @@ func seen(t *testing.T, c *Cached, n uint64) {
 
 const twoTenantsUpdates = 6
 
-// TestWatchRevocationReachesOtherNode: node B caches an allow; node A deletes
-// the granting relationship; once B's watch has delivered the delete, B denies.
-func TestWatchRevocationReachesOtherNode(t *testing.T) {
+// twoWatchingNodes starts a cluster with nodes A and B, both following Watch,
+// writes the two-tenant fixture on A and waits until B has seen it.
+func twoWatchingNodes(t *testing.T) (*cluster, *Cached, *Cached) {
 	noLeaks(t)
 	cl := newCluster(t)
 	_, a := cl.node(t, true)
 	_, b := cl.node(t, true)
 	twoTenants(t, a)
 	seen(t, b, twoTenantsUpdates)
+	return cl, a, b
+}
+
+// TestWatchRevocationReachesOtherNode: node B caches an allow; node A deletes
+// the granting relationship; once B's watch has delivered the delete, B denies.
+func TestWatchRevocationReachesOtherNode(t *testing.T) {
+	_, a, b := twoWatchingNodes(t)
 	req := checkOf("document:a", "view", "user:alice")
 	if r := mustCheck(t, b, req); r.Cached || !r.Allowed() {
 		t.Fatalf("B's first check: %+v", r)
@@ -127,12 +134,7 @@ func TestWatchRevocationReachesOtherNode(t *testing.T) {
 // TestWatchGrantReachesOtherNode: a cached denial on B ends when a grant made
 // on A arrives.
 func TestWatchGrantReachesOtherNode(t *testing.T) {
-	noLeaks(t)
-	cl := newCluster(t)
-	_, a := cl.node(t, true)
-	_, b := cl.node(t, true)
-	twoTenants(t, a)
-	seen(t, b, twoTenantsUpdates)
+	_, a, b := twoWatchingNodes(t)
 	req := checkOf("document:a", "view", "user:dave")
 	mustCheck(t, b, req)
 	if r := mustCheck(t, b, req); !r.Cached || r.Allowed() {
@@ -148,12 +150,7 @@ func TestWatchGrantReachesOtherNode(t *testing.T) {
 // TestWatchKeepsTenantIsolation: a change in tenant A seen on the watch evicts
 // A's answers on B and leaves tenant B's cached.
 func TestWatchKeepsTenantIsolation(t *testing.T) {
-	noLeaks(t)
-	cl := newCluster(t)
-	_, a := cl.node(t, true)
-	_, b := cl.node(t, true)
-	twoTenants(t, a)
-	seen(t, b, twoTenantsUpdates)
+	_, a, b := twoWatchingNodes(t)
 	inA, inB := checkOf("document:a", "view", "user:alice"), checkOf("document:b", "view", "user:bob")
 	for i := 0; i < 2; i++ {
 		mustCheck(t, b, inA)
@@ -172,12 +169,7 @@ func TestWatchKeepsTenantIsolation(t *testing.T) {
 // TestWatchSchemaChangeReachesOtherNode: a schema written on A invalidates B's
 // answers.
 func TestWatchSchemaChangeReachesOtherNode(t *testing.T) {
-	noLeaks(t)
-	cl := newCluster(t)
-	_, a := cl.node(t, true)
-	_, b := cl.node(t, true)
-	twoTenants(t, a)
-	seen(t, b, twoTenantsUpdates)
+	_, a, b := twoWatchingNodes(t)
 	req := checkOf("document:b", "view", "user:bob")
 	mustCheck(t, b, req)
 	if r := mustCheck(t, b, req); !r.Cached {
@@ -201,12 +193,7 @@ func TestWatchSchemaChangeReachesOtherNode(t *testing.T) {
 // third node that does not watch. Once the watching node denies, the other
 // still serves its stale cached allow: the tests above can fail.
 func TestWatchIsWhatKeepsNodesCoherent(t *testing.T) {
-	noLeaks(t)
-	cl := newCluster(t)
-	_, a := cl.node(t, true)
-	_, b := cl.node(t, true)
-	twoTenants(t, a)
-	seen(t, b, twoTenantsUpdates)
+	cl, a, b := twoWatchingNodes(t)
 	nr, n := cl.node(t, false)
 	if _, err := nr.CatchUp(context.Background()); err != nil { // read A's writes (not stale before the revocation)
 		t.Fatal(err)
