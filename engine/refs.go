@@ -1,7 +1,6 @@
 package engine
 
 import (
-	"regexp"
 	"strings"
 
 	"github.com/trellis-iam/trellis"
@@ -10,11 +9,55 @@ import (
 // Limits and shapes follow SpiceDB's own validation, so anything SpiceDB accepts is accepted here.
 const maxObjectIDLength = 1024
 
-var (
-	typeRe     = regexp.MustCompile(`^([a-z][a-z0-9_]{1,61}[a-z0-9]/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
-	idRe       = regexp.MustCompile(`^[a-zA-Z0-9/_|\-=+]+$`)
-	relationRe = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
-)
+// The names below follow SpiceDB's patterns (kept as regexps in refs_test.go, which
+// checks these scanners against them): a name segment is [a-z][a-z0-9_]{1,62}[a-z0-9]
+// (3 to 64 characters), a type is an optional "prefix/" of such segments (each at most
+// 63 characters) before one, an object id is [a-zA-Z0-9/_|\-=+]+. They are scanned by
+// hand because they run on every check request.
+
+// nameSegment reports whether s is one name segment of at most max characters.
+func nameSegment(s string, max int) bool {
+	if len(s) < 3 || len(s) > max || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for i := 1; i < len(s)-1; i++ {
+		if c := s[i]; !(c >= 'a' && c <= 'z' || c >= '0' && c <= '9' || c == '_') {
+			return false
+		}
+	}
+	last := s[len(s)-1]
+	return last >= 'a' && last <= 'z' || last >= '0' && last <= '9'
+}
+
+func validTypeName(typ string) bool {
+	for {
+		seg, rest, more := strings.Cut(typ, "/")
+		if !more {
+			return nameSegment(seg, 64)
+		}
+		if !nameSegment(seg, 63) {
+			return false
+		}
+		typ = rest
+	}
+}
+
+func validRelationName(rel string) bool { return nameSegment(rel, 64) }
+
+func validIDChars(id string) bool {
+	if id == "" {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		switch c := id[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
+		case c == '/', c == '_', c == '|', c == '-', c == '=', c == '+':
+		default:
+			return false
+		}
+	}
+	return true
+}
 
 // ObjectRef names one object: "type:id".
 type ObjectRef struct {
@@ -92,7 +135,7 @@ func ParseSubjectRef(field, s string) (SubjectRef, error) {
 
 // ValidateType checks an object type name, optionally namespaced ("app/document").
 func ValidateType(field, typ string) error {
-	if !typeRe.MatchString(typ) {
+	if !validTypeName(typ) {
 		return trellis.Invalid(field, "object type %q is not valid (lowercase letters, digits and _, 3 to 64 characters, optional prefix/)", typ)
 	}
 	return nil
@@ -100,7 +143,7 @@ func ValidateType(field, typ string) error {
 
 // ValidateRelation checks a relation or permission name.
 func ValidateRelation(field, rel string) error {
-	if !relationRe.MatchString(rel) {
+	if !validRelationName(rel) {
 		return trellis.Invalid(field, "relation or permission %q is not valid (lowercase letters, digits and _, 3 to 64 characters)", rel)
 	}
 	return nil
@@ -112,7 +155,7 @@ func validateID(field, id string) error {
 		return trellis.Invalid(field, "object id is empty")
 	case len(id) > maxObjectIDLength:
 		return trellis.Invalid(field, "object id is longer than %d characters", maxObjectIDLength)
-	case !idRe.MatchString(id):
+	case !validIDChars(id):
 		return trellis.Invalid(field, "object id %q has characters outside a-z A-Z 0-9 / _ | - = +", id)
 	}
 	return nil

@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"math/rand/v2"
+	"regexp"
 	"strings"
 	"testing"
 )
@@ -50,4 +52,62 @@ func FuzzParseSubjectRef(f *testing.F) {
 			t.Fatalf("rendered form %q no longer parses: %v", ref.String(), err)
 		}
 	})
+}
+
+// SpiceDB's name and id patterns, the oracle for the hand-written scanners in refs.go.
+var (
+	typeOracle     = regexp.MustCompile(`^([a-z][a-z0-9_]{1,61}[a-z0-9]/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
+	idOracle       = regexp.MustCompile(`^[a-zA-Z0-9/_|\-=+]+$`)
+	relationOracle = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
+)
+
+// checkScanners compares the scanners with SpiceDB's patterns on one input.
+func checkScanners(t *testing.T, s string) {
+	t.Helper()
+	for _, c := range []struct {
+		name   string
+		got    bool
+		oracle *regexp.Regexp
+	}{
+		{"type", validTypeName(s), typeOracle},
+		{"relation", validRelationName(s), relationOracle},
+		{"id", validIDChars(s), idOracle},
+	} {
+		if want := c.oracle.MatchString(s); c.got != want {
+			t.Fatalf("%s name %q: scanner says %v, SpiceDB's pattern %v", c.name, s, c.got, want)
+		}
+	}
+}
+
+// TestNameScannersMatchSpiceDBPatterns: boundary cases plus 200,000 random strings
+// over the alphabet that matters (letters, digits, _, /, the id symbols, others).
+func TestNameScannersMatchSpiceDBPatterns(t *testing.T) {
+	seg := func(n int) string { return "a" + strings.Repeat("b", n-2) + "c" }
+	for _, s := range []string{
+		"", "a", "ab", "abc", "ab_", "a_c", "1bc", "Abc", "abC", "a-c", "/abc", "abc/", "abc//def", "abc/def", "ab/def", "abc/de",
+		seg(63), seg(64), seg(65), seg(63) + "/" + seg(64), seg(64) + "/" + seg(64), seg(63) + "/" + seg(65), "x|y=z+w-v/u_t", "a b", "é", "abc\n",
+	} {
+		checkScanners(t, s)
+	}
+	r := rand.New(rand.NewPCG(7, 11))
+	const alphabet = "abcz09_/AZ|-=+:#* é\n"
+	for i := 0; i < 200_000; i++ {
+		b := make([]byte, r.IntN(70))
+		for j := range b {
+			if r.IntN(4) == 0 {
+				b[j] = alphabet[r.IntN(len(alphabet))]
+			} else {
+				b[j] = byte('a' + r.IntN(26))
+			}
+		}
+		checkScanners(t, string(b))
+	}
+}
+
+// FuzzNameScanners: the scanners agree with SpiceDB's patterns on any input.
+func FuzzNameScanners(f *testing.F) {
+	for _, s := range []string{"user", "app/document", "member_of", "a|b", "ab", "x/"} {
+		f.Add(s)
+	}
+	f.Fuzz(checkScanners)
 }
