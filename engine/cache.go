@@ -200,40 +200,39 @@ func (c *Cached) Stats() CacheStats {
 
 func (c *Cached) key(req CheckRequest) (string, error) {
 	st := c.ten.stampOf(req.Resource)
-	var b strings.Builder
-	b.Grow(128)
-	b.WriteString(strconv.FormatUint(c.schemaVersion.Load(), 36))
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(st.global, 36))
-	b.WriteByte('|')
-	b.WriteString(st.tenant)
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(st.epoch, 36))
-	b.WriteByte('|')
-	b.WriteString(strconv.FormatUint(st.writes, 36))
-	b.WriteByte('|')
-	b.WriteString(req.Resource.Type)
-	b.WriteByte(':')
-	b.WriteString(req.Resource.ID)
-	b.WriteByte('#')
-	b.WriteString(req.Permission)
-	b.WriteByte('@')
-	b.WriteString(req.Subject.Object.Type)
-	b.WriteByte(':')
-	b.WriteString(req.Subject.Object.ID)
+	var arr [160]byte // on the stack for the usual key: one allocation, the string
+	b := strconv.AppendUint(arr[:0], c.schemaVersion.Load(), 36)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, st.global, 36)
+	b = append(b, '|')
+	b = append(b, st.tenant...)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, st.epoch, 36)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, st.writes, 36)
+	b = append(b, '|')
+	b = append(b, req.Resource.Type...)
+	b = append(b, ':')
+	b = append(b, req.Resource.ID...)
+	b = append(b, '#')
+	b = append(b, req.Permission...)
+	b = append(b, '@')
+	b = append(b, req.Subject.Object.Type...)
+	b = append(b, ':')
+	b = append(b, req.Subject.Object.ID...)
 	if req.Subject.Relation != "" {
-		b.WriteByte('#')
-		b.WriteString(req.Subject.Relation)
+		b = append(b, '#')
+		b = append(b, req.Subject.Relation...)
 	}
 	if len(req.Context) > 0 {
 		raw, err := json.Marshal(req.Context) // map keys are sorted: a canonical form
 		if err != nil {
 			return "", err
 		}
-		b.WriteByte('|')
-		b.Write(raw)
+		b = append(b, '|')
+		b = append(b, raw...)
 	}
-	return b.String(), nil
+	return string(b), nil
 }
 
 // requiredSeq returns the write sequence a read must reflect, and false when
