@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"io"
 	"strings"
 	"testing"
 )
@@ -44,6 +45,7 @@ func TestBadInput(t *testing.T) {
 		{"not JSON at all", "/v1/check", `resource=document:d1`, "body"},
 		{"empty body", "/v1/check", ``, "body"},
 		{"body over 1 MiB", "/v1/check", `{"resource":"document:d1","permission":"view","subject":"user:ann","context":{"pad":"` + strings.Repeat("a", 1<<20) + `"}}`, "body"},
+		{"chunked body over 1 MiB", "/v1/check", io.MultiReader(strings.NewReader(`{"resource":"document:d1","permission":"view","subject":"user:ann","context":{"pad":"` + strings.Repeat("a", 1<<20) + `"}}`)), "body"},
 		{"bulk over 1,000 items", "/v1/check/bulk", map[string]any{"items": bulk}, "items"},
 		{"bulk item malformed", "/v1/check/bulk", map[string]any{"items": []any{check("document:d1", "view", "user:ann"), check("document", "view", "user:ann")}}, "items[1].resource"},
 		{"bulk item unknown permission", "/v1/check/bulk", map[string]any{"items": []any{check("document:d1", "view", "user:ann"), check("document:d1", "fly", "user:ann")}}, "items[1].permission"},

@@ -164,6 +164,8 @@ func (h *harness) callAs(key, method, path string, body any) (int, map[string]an
 		rd = bytes.NewBufferString(b)
 	case []byte:
 		rd = bytes.NewReader(b)
+	case io.Reader: // sent chunked: no Content-Length
+		rd = b
 	default:
 		raw, err := json.Marshal(b)
 		if err != nil {

@@ -111,10 +111,18 @@ func New(d Deps) *echo.Echo {
 	return e
 }
 
+// limitBody bounds request bodies to maxBodyBytes. A declared Content-Length
+// above it is refused before reading; one within it needs no wrapper, as
+// net/http's body already ends there; a chunked body is read through
+// http.MaxBytesReader.
 func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		req := c.Request()
-		if req.Body != nil {
+		switch {
+		case req.Body == nil || req.Body == http.NoBody:
+		case req.ContentLength > maxBodyBytes:
+			return &http.MaxBytesError{Limit: maxBodyBytes}
+		case req.ContentLength < 0:
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBodyBytes)
 		}
 		return next(c)
