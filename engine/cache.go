@@ -142,7 +142,8 @@ func NewCached(ctx context.Context, next Engine, cfg CacheConfig) (*Cached, erro
 
 // learn builds the tenancy index from the relationships already stored (written
 // before this process started, or directly to SpiceDB): first parents and
-// anchors, then the cross-tenant dependencies, which need the anchors.
+// anchors, then the cross-tenant dependencies, which need the anchors. Their
+// pending expiries are scheduled as if they had been written here.
 // It first records the types without relations (never traversed by a check).
 func (c *Cached) learn(ctx context.Context) error {
 	text, err := c.Engine.ReadSchema(ctx)
@@ -172,6 +173,9 @@ func (c *Cached) learn(ctx context.Context) error {
 					return fmt.Errorf("engine: learn tenancy of %s: %w", typ, err)
 				}
 				c.ten.learn(page.Relationships, pass == 1)
+				if pass == 0 {
+					c.scheduleExpiries(page.Relationships)
+				}
 				if page.NextCursor == "" {
 					break
 				}
@@ -387,9 +391,23 @@ func (c *Cached) invalidate(updates []RelationshipUpdate) {
 	c.countBumps(n, global)
 	now := c.now()
 	for _, u := range updates {
-		if u.Operation != OpDelete && u.Relationship.ExpiresAt != nil && u.Relationship.ExpiresAt.After(now) {
-			c.expiry.schedule(*u.Relationship.ExpiresAt, u.Relationship)
+		if u.Operation != OpDelete {
+			c.scheduleExpiry(now, u.Relationship)
 		}
+	}
+}
+
+// scheduleExpiries schedules the pending expiries among relationships read from the engine.
+func (c *Cached) scheduleExpiries(rels []Relationship) {
+	now := c.now()
+	for _, r := range rels {
+		c.scheduleExpiry(now, r)
+	}
+}
+
+func (c *Cached) scheduleExpiry(now time.Time, r Relationship) {
+	if r.ExpiresAt != nil && r.ExpiresAt.After(now) {
+		c.expiry.schedule(*r.ExpiresAt, r)
 	}
 }
 

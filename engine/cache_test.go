@@ -203,6 +203,45 @@ func TestCacheExpiryWithoutAnyOtherWrite(t *testing.T) {
 	}
 }
 
+// TestCacheExpiryOfRelationshipsStoredBeforeStart: a relationship written before
+// the cache existed (by an earlier process, or straight to SpiceDB) still stops
+// granting at its expiry, with no write after it.
+func TestCacheExpiryOfRelationshipsStoredBeforeStart(t *testing.T) {
+	eng, first := startPair(t)
+	twoTenants(t, first)
+	r := mkRel("document:a", "viewer", "user:early")
+	at := time.Now().Add(1500 * time.Millisecond)
+	r.ExpiresAt = &at
+	write(t, eng, OpTouch, r) // not through any cache
+	c, err := NewCached(context.Background(), eng, CacheConfig{MaxEntries: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	req := checkOf("document:a", "view", "user:early")
+	for i := 0; i < 3; i++ {
+		if res := mustCheck(t, c, req); !res.Allowed() {
+			t.Fatalf("before expiry: %+v", res)
+		}
+	}
+	if res := mustCheck(t, c, req); !res.Cached {
+		t.Fatalf("not served from the cache: %+v", res)
+	}
+	for time.Now().Before(at) {
+		mustCheck(t, c, req)
+		time.Sleep(50 * time.Millisecond)
+	}
+	var res CheckResult
+	for deadline := time.Now().Add(10 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
+		if res = mustCheck(t, c, req); !res.Allowed() {
+			break
+		}
+	}
+	if res.Allowed() {
+		t.Fatalf("still allowed 10s after the expiry of a relationship stored before the cache started: %+v", res)
+	}
+}
+
 // TestCacheSingleflight: concurrent identical misses make one engine call.
 func TestCacheSingleflight(t *testing.T) {
 	_, c := startPair(t)
