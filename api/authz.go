@@ -66,7 +66,7 @@ type ActorGate interface {
 	Live(ctx context.Context, actor, target engine.SubjectRef, permission string) (bool, error)
 }
 
-func (s *Server) mountAuthz(g *echo.Group) {
+func (s *Server) mountAuthz(g routes) {
 	g.POST("/check", s.check)
 	g.POST("/check/bulk", s.checkBulk)
 	g.POST("/lookup/resources", s.lookupResources)

@@ -13,7 +13,7 @@ import (
 	"github.com/trellis-iam/trellis/directory"
 )
 
-func (s *Server) mountDirectory(g *echo.Group) {
+func (s *Server) mountDirectory(g routes) {
 	g.POST("/organizations", s.createOrg)
 	g.GET("/organizations", s.listOrgs)
 	g.GET("/organizations/:org", s.getOrg)

@@ -10,7 +10,7 @@ import (
 	"github.com/trellis-iam/trellis/engine"
 )
 
-func (s *Server) mountRelationships(g *echo.Group) {
+func (s *Server) mountRelationships(g routes) {
 	g.POST("/relationships/write", s.writeRelationships)
 	g.POST("/relationships/read", s.readRelationships)
 }

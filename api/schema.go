@@ -9,7 +9,7 @@ import (
 	"github.com/trellis-iam/trellis/schema"
 )
 
-func (s *Server) mountSchema(g *echo.Group) {
+func (s *Server) mountSchema(g routes) {
 	g.GET("/schema", s.getSchema)
 	g.PUT("/schema", s.putSchema)
 	g.POST("/schema/validate", s.validateSchema)

@@ -78,38 +78,63 @@ func New(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	e.Use(middleware.Recover())
-	e.Use(limitBody)
+	root := routes{e: e, mw: []echo.MiddlewareFunc{middleware.Recover(), limitBody}}
 
-	e.GET("/healthz", s.healthz)
-	e.GET("/readyz", s.readyz)
+	root.GET("/healthz", s.healthz)
+	root.GET("/readyz", s.readyz)
 	metrics := d.Metrics
 	if metrics == nil {
 		metrics = prometheus.NewRegistry()
 	}
-	e.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
-	e.GET("/openapi.json", func(c echo.Context) error {
+	root.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
+	root.GET("/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDocument)
 	})
 
 	if s.tokens != nil {
-		e.GET("/.well-known/jwks.json", func(c echo.Context) error {
+		root.GET("/.well-known/jwks.json", func(c echo.Context) error {
 			c.Response().Header().Set("Cache-Control", "public, max-age=300")
 			return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, s.tokens.JWKS())
 		})
 	}
 
-	v1 := e.Group("/v1", s.authenticate)
-	graph := v1.Group("", s.providerOnly)
+	v1 := root.group("/v1", s.authenticate)
+	graph := v1.group("", s.providerOnly)
 	s.mountAuthz(graph)
 	s.mountRelationships(graph)
 	s.mountSchema(graph)
 	if s.dir != nil {
 		s.mountDirectory(v1)
-		e.POST("/v1/invitations/:token/accept", s.acceptInvitation)
+		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
 	}
 	return e
 }
+
+// routes registers handlers under a path prefix with their middleware composed
+// once, when the route is added: echo's Use and Group compose it again on every
+// request, which costs allocations on the check path.
+type routes struct {
+	e      *echo.Echo
+	prefix string
+	mw     []echo.MiddlewareFunc // outermost first
+}
+
+func (r routes) group(prefix string, mw ...echo.MiddlewareFunc) routes {
+	return routes{e: r.e, prefix: r.prefix + prefix, mw: append(r.mw[:len(r.mw):len(r.mw)], mw...)}
+}
+
+func (r routes) add(method, path string, h echo.HandlerFunc) {
+	for i := len(r.mw) - 1; i >= 0; i-- {
+		h = r.mw[i](h)
+	}
+	r.e.Add(method, r.prefix+path, h)
+}
+
+func (r routes) GET(path string, h echo.HandlerFunc)    { r.add(http.MethodGet, path, h) }
+func (r routes) POST(path string, h echo.HandlerFunc)   { r.add(http.MethodPost, path, h) }
+func (r routes) PUT(path string, h echo.HandlerFunc)    { r.add(http.MethodPut, path, h) }
+func (r routes) PATCH(path string, h echo.HandlerFunc)  { r.add(http.MethodPatch, path, h) }
+func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelete, path, h) }
 
 // limitBody bounds request bodies to maxBodyBytes. A declared Content-Length
 // above it is refused before reading; one within it needs no wrapper, as

@@ -380,3 +380,42 @@ func cachedServer(b *testing.B) (*engine.Cached, string, []engine.CheckRequest) 
 	b.Cleanup(srv.Close)
 	return c, srv.URL, reqs
 }
+
+// BenchmarkCheckHandler is the server's own work per check, without a network or
+// a client: the request goes straight into the echo application's ServeHTTP and
+// the answer into a recorder. The ceiling's fixed answer against Trellis's
+// cached check (warm, Zipf keys, no writes).
+func BenchmarkCheckHandler(b *testing.B) {
+	ceiling := echo.New()
+	ceiling.POST("/v1/check", func(c echo.Context) error {
+		return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
+	})
+	c, reqs := warmCached(b, 100)
+	arms := []struct {
+		name string
+		h    http.Handler
+	}{{"echo-ceiling", ceiling}, {"trellis-cached", api.New(api.Deps{Engine: c, AdminKey: benchKey})}}
+	bodies := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
+	}
+	for _, arm := range arms {
+		b.Run(arm.name, func(b *testing.B) {
+			before := c.Stats()
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				req := httptest.NewRequest("POST", "/v1/check", bytes.NewReader(bodies[i&(len(bodies)-1)]))
+				req.Header.Set("Authorization", "Bearer "+benchKey)
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				arm.h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+			if arm.name == "trellis-cached" {
+				reportHitRatio(b, c, before)
+			}
+		})
+	}
+}
