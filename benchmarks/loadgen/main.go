@@ -5,6 +5,13 @@
 // queueing (no coordinated omission).
 //
 //	go run ./benchmarks/loadgen -url http://127.0.0.1:8080 -key K -seed -tenants 100
+//
+// With -target openfga it drives an OpenFGA HTTP server instead (seeded with
+// the same data by benchmarks/openfga/cmd/openfga-serve, whose -tenants and
+// -users must match), with the same Zipf key sequence as the same check over
+// OpenFGA's API, no credentials:
+//
+//	go run ./benchmarks/loadgen -target openfga -url http://127.0.0.1:18290 -store S -model M
 package main
 
 import (
@@ -15,6 +22,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 	"os"
 	"slices"
 	"sync"
@@ -23,6 +31,8 @@ import (
 )
 
 type config struct {
+	target         string // "trellis" or "openfga"
+	store, model   string // OpenFGA store and authorization model ids
 	url, key       string
 	seed           bool
 	tenants, users int
@@ -34,8 +44,11 @@ type config struct {
 
 func main() {
 	var c config
-	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "Trellis base URL")
-	flag.StringVar(&c.key, "key", os.Getenv("TRELLIS_ADMIN_KEY"), "admin key")
+	flag.StringVar(&c.target, "target", "trellis", "server to drive: trellis, or openfga (needs -store and -model)")
+	flag.StringVar(&c.store, "store", "", "OpenFGA store id (-target openfga)")
+	flag.StringVar(&c.model, "model", "", "OpenFGA authorization model id (-target openfga)")
+	flag.StringVar(&c.url, "url", "http://127.0.0.1:8080", "base URL of the server (Trellis, or openfga-serve: http://127.0.0.1:18290)")
+	flag.StringVar(&c.key, "key", os.Getenv("TRELLIS_ADMIN_KEY"), "Trellis admin key (unused with -target openfga)")
 	flag.BoolVar(&c.seed, "seed", false, "write the app schema and the dataset first")
 	flag.IntVar(&c.tenants, "tenants", 100, "tenants (platform -> reseller -> customer -> region each)")
 	flag.IntVar(&c.users, "users", 10, "members per region")
@@ -43,6 +56,10 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 32, "concurrent clients for the saturation phase")
 	flag.IntVar(&c.writeEvery, "write-every", 0, "make every Nth request a relationship write (0: none)")
 	flag.Parse()
+	if err := checkTarget(c); err != nil {
+		fmt.Fprintln(os.Stderr, "loadgen:", err)
+		os.Exit(2)
+	}
 	c.rates = []float64{0.5, 0.8}
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 256, MaxConnsPerHost: 256}}
 	if c.seed {
@@ -52,7 +69,15 @@ func main() {
 		}
 	}
 	keys := zipfBodies(c)
-	fmt.Printf("target %s, %d tenants x %d members, Zipf s=1.1 over %d keys, write every %d\n", c.url, c.tenants, c.users, c.tenants*c.users, c.writeEvery)
+	target := c.url
+	if c.target == "openfga" {
+		if err := verifyAllowed(client, c, keys); err != nil {
+			fmt.Fprintln(os.Stderr, "verify:", err)
+			os.Exit(1)
+		}
+		target = fmt.Sprintf("openfga %s store %s model %s", c.url, c.store, c.model)
+	}
+	fmt.Printf("target %s, %d tenants x %d members, Zipf s=1.1 over %d keys, write every %d\n", target, c.tenants, c.users, c.tenants*c.users, c.writeEvery)
 	// warm-up, then saturation
 	closedLoop(client, c, keys, 2*time.Second)
 	sat := closedLoop(client, c, keys, c.duration)
@@ -104,6 +129,10 @@ func zipfBodies(c config) []request {
 		}
 		k := int(z.Uint64())
 		t, u := k%c.tenants, k/c.tenants
+		if c.target == "openfga" {
+			out[i] = request{"/stores/" + url.PathEscape(c.store) + "/check", fmt.Appendf(nil, `{"authorization_model_id":%s,"tuple_key":{"user":"user:u%d_%d","relation":"view","object":"document:d%d"}}`, jsonString(c.model), t, u, t)}
+			continue
+		}
 		out[i] = request{"/v1/check", fmt.Appendf(nil, `{"resource":"document:d%d","permission":"view","subject":"user:u%d_%d"}`, t, t, u)}
 	}
 	return out
@@ -111,7 +140,9 @@ func zipfBodies(c config) []request {
 
 func do(client *http.Client, c config, r request) error {
 	req, _ := http.NewRequest("POST", c.url+r.path, bytes.NewReader(r.body))
-	req.Header.Set("Authorization", "Bearer "+c.key)
+	if c.target != "openfga" {
+		req.Header.Set("Authorization", "Bearer "+c.key)
+	}
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
@@ -121,6 +152,57 @@ func do(client *http.Client, c config, r request) error {
 	resp.Body.Close()
 	if resp.StatusCode != 200 {
 		return fmt.Errorf("status %d", resp.StatusCode)
+	}
+	return nil
+}
+
+// checkTarget rejects a -target it does not know and, for openfga, missing ids
+// and the flags that only mean something to Trellis.
+func checkTarget(c config) error {
+	switch c.target {
+	case "trellis":
+		return nil
+	case "openfga":
+	default:
+		return fmt.Errorf("-target %q: want trellis or openfga", c.target)
+	}
+	if c.store == "" || c.model == "" {
+		return fmt.Errorf("-target openfga needs -store and -model (openfga-serve prints them)")
+	}
+	var err error
+	flag.Visit(func(f *flag.Flag) {
+		if f.Name == "seed" || f.Name == "write-every" {
+			err = fmt.Errorf("-%s is not supported with -target openfga (openfga-serve seeds the data; writes are not modelled)", f.Name)
+		}
+	})
+	return err
+}
+
+func jsonString(s string) []byte {
+	b, _ := json.Marshal(s)
+	return b
+}
+
+// verifyAllowed sends each distinct check once and requires each answer to be
+// 200 with allowed true, so that wrong ids or a server seeded with other
+// -tenants or -users fail loudly rather than measure denials.
+func verifyAllowed(client *http.Client, c config, rs []request) error {
+	seen := map[string]bool{}
+	for _, r := range rs {
+		if seen[string(r.body)] {
+			continue
+		}
+		seen[string(r.body)] = true
+		resp, err := client.Post(c.url+r.path, "application/json", bytes.NewReader(r.body))
+		if err != nil {
+			return err
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		var v struct{ Allowed bool }
+		if resp.StatusCode != 200 || json.Unmarshal(body, &v) != nil || !v.Allowed {
+			return fmt.Errorf("POST %s %s: %d %s", r.path, r.body, resp.StatusCode, body)
+		}
 	}
 	return nil
 }

@@ -1,9 +1,3 @@
-// Package openfga is the peer arm of Trellis's check benchmarks: OpenFGA
-// embedded as a library (memory datastore, its check query cache on) with a
-// model equivalent to the benchmark's app schema and the same data and keys.
-// It is a separate module so that OpenFGA's dependencies never enter Trellis's
-// build. Run with `make bench-peer` (benchmarks/peer.sh), which runs the Trellis
-// arms in the same invocation.
 package openfga
 
 import (
@@ -12,33 +6,11 @@ import (
 	"math/rand/v2"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	openfgav1 "github.com/openfga/api/proto/openfga/v1"
-	"github.com/openfga/language/pkg/go/transformer"
 	"github.com/openfga/openfga/pkg/server"
 	"github.com/openfga/openfga/pkg/storage/memory"
 )
-
-// model mirrors benchmarks/check_bench_test.go's app schema on the org tree:
-// admins manage down the parent chain; members access their own org only.
-const model = `model
-  schema 1.1
-type user
-type organization
-  relations
-    define parent: [organization]
-    define admin: [user]
-    define member: [user]
-    define manage: admin or manage from parent
-    define access: member or manage
-type document
-  relations
-    define org: [organization]
-    define viewer: [user]
-    define view: viewer or access from org
-    define edit: manage from org
-`
 
 const tenants, users = 100, 10
 
@@ -55,53 +27,15 @@ func newFixture(b *testing.B) *fixture {
 	s := server.MustNewServerWithOpts(
 		server.WithDatastore(ds),
 		server.WithCheckQueryCacheEnabled(true),
-		server.WithCheckQueryCacheTTL(10*time.Minute),
-		server.WithCheckCacheLimit(1_000_000),
+		server.WithCheckQueryCacheTTL(CheckCacheTTL),
+		server.WithCheckCacheLimit(CheckCacheLimit),
 	)
 	b.Cleanup(func() { s.Close(); ds.Close() })
-	st, err := s.CreateStore(ctx, &openfgav1.CreateStoreRequest{Name: "bench"})
+	store, modelID, err := Seed(ctx, s, tenants, users)
 	if err != nil {
 		b.Fatal(err)
 	}
-	m, err := transformer.TransformDSLToProto(model)
-	if err != nil {
-		b.Fatal(err)
-	}
-	wm, err := s.WriteAuthorizationModel(ctx, &openfgav1.WriteAuthorizationModelRequest{
-		StoreId: st.Id, TypeDefinitions: m.TypeDefinitions, SchemaVersion: m.SchemaVersion, Conditions: m.Conditions,
-	})
-	if err != nil {
-		b.Fatal(err)
-	}
-	f := &fixture{s: s, store: st.Id, modelID: wm.AuthorizationModelId}
-	var batch []*openfgav1.TupleKey
-	flush := func() {
-		if len(batch) == 0 {
-			return
-		}
-		if _, err := s.Write(ctx, &openfgav1.WriteRequest{StoreId: st.Id, AuthorizationModelId: f.modelID, Writes: &openfgav1.WriteRequestWrites{TupleKeys: batch}}); err != nil {
-			b.Fatal(err)
-		}
-		batch = nil
-	}
-	add := func(obj, rel, user string) {
-		batch = append(batch, &openfgav1.TupleKey{Object: obj, Relation: rel, User: user})
-		if len(batch) == 100 {
-			flush()
-		}
-	}
-	for t := 0; t < tenants; t++ {
-		r, c, g := fmt.Sprintf("organization:r%d", t), fmt.Sprintf("organization:c%d", t), fmt.Sprintf("organization:g%d", t)
-		add(r, "admin", fmt.Sprintf("user:radmin%d", t))
-		add(c, "parent", r)
-		add(g, "parent", c)
-		add(fmt.Sprintf("document:d%d", t), "org", g)
-		for u := 0; u < users; u++ {
-			add(g, "member", fmt.Sprintf("user:u%d_%d", t, u))
-		}
-	}
-	flush()
-	return f
+	return &fixture{s: s, store: store, modelID: modelID}
 }
 
 // zipfKeys matches benchmarks/check_bench_test.go's zipfChecks (same seed and mapping).
