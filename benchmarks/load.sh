@@ -36,7 +36,7 @@ run() { # name port server-command... -- loadgen-flags...
     load+=(-store "$OPENFGA_STORE" -model "$OPENFGA_MODEL")
   fi
   echo "== $name"
-  GOMAXPROCS=1 "${load_cpu[@]}" bin/loadgen -url http://127.0.0.1:$port -duration "${secs}s" "${load[@]}" | tee -a "$out" | sed "s/^saturation/$name saturation/"
+  GOMAXPROCS=1 "${load_cpu[@]}" bin/loadgen -url http://127.0.0.1:$port -duration "${secs}s" -server-pid $pid "${load[@]}" | tee -a "$out" | sed "s/^saturation/$name saturation/"
   curl -s 127.0.0.1:$port/metrics | grep -E '^trellis_check_cache_(hits|misses)_total' || true
   grep VmHWM /proc/$pid/status || true
   kill $pid; wait $pid 2>/dev/null || true
@@ -53,5 +53,13 @@ if [ "${PEER:-1}" = 1 ]; then
   rm -f "$ids"
   arms="$arms openfga"
 fi
-echo "== saturation throughput against the ceiling"
-awk -v arms="$arms" '/^saturation/ { for (i = 2; i <= NF; i++) if ($i == "req/s,") rate[++n] = $(i - 1) } END { split(arms, name, " "); for (i = 1; i <= n; i++) printf "%-20s %8.0f req/s  %.2fx ceiling\n", name[i], rate[i], rate[i] / rate[1]; if (name[n] == "openfga") printf "cached / openfga     %.1fx\n", rate[2] / rate[n] }' "$out"
+echo "== saturation throughput and server CPU per request, against the ceiling"
+awk -v arms="$arms" '
+/^saturation/ { for (i = 2; i <= NF; i++) if ($i == "req/s,") rate[++n] = $(i - 1) }
+/^server CPU/ { cpu[n] = $5 }
+END {
+  split(arms, name, " ")
+  for (i = 1; i <= n; i++)
+    printf "%-20s %8.0f req/s  %.2fx ceiling   server %6.1f µs CPU/request  %.2fx ceiling\n", name[i], rate[i], rate[i] / rate[1], cpu[i], cpu[1] / cpu[i]
+  if (name[n] == "openfga") printf "cached / openfga: %.1fx throughput, %.1fx server CPU per request\n", rate[2] / rate[n], cpu[n] / cpu[2]
+}' "$out"

@@ -25,6 +25,8 @@ import (
 	"net/url"
 	"os"
 	"slices"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,6 +42,7 @@ type config struct {
 	workers        int
 	rates          []float64 // fractions of saturation for the open-loop phase
 	writeEvery     int
+	serverPID      int
 }
 
 func main() {
@@ -55,6 +58,7 @@ func main() {
 	flag.DurationVar(&c.duration, "duration", 10*time.Second, "length of each phase")
 	flag.IntVar(&c.workers, "workers", 32, "concurrent clients for the saturation phase")
 	flag.IntVar(&c.writeEvery, "write-every", 0, "make every Nth request a relationship write (0: none)")
+	flag.IntVar(&c.serverPID, "server-pid", 0, "the server's process id (same machine): report its CPU time per request during saturation")
 	flag.Parse()
 	if err := checkTarget(c); err != nil {
 		fmt.Fprintln(os.Stderr, "loadgen:", err)
@@ -80,14 +84,43 @@ func main() {
 	fmt.Printf("target %s, %d tenants x %d members, Zipf s=1.1 over %d keys, write every %d\n", target, c.tenants, c.users, c.tenants*c.users, c.writeEvery)
 	// warm-up, then saturation
 	closedLoop(client, c, keys, 2*time.Second)
+	server0, self0, t0 := cpuTime(c.serverPID), cpuTime(os.Getpid()), time.Now()
 	sat := closedLoop(client, c, keys, c.duration)
+	server1, self1, wall := cpuTime(c.serverPID), cpuTime(os.Getpid()), time.Since(t0)
 	fmt.Printf("saturation (closed loop, %d workers): %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
 		c.workers, sat.rate, sat.p(50), sat.p(95), sat.p(99), sat.errors)
+	if c.serverPID > 0 {
+		n := float64(int64(len(sat.latencies)) + sat.errors)
+		fmt.Printf("server CPU during saturation: %.1f µs per request, %.0f%% of one CPU; loadgen CPU %.0f%% of one CPU\n",
+			float64((server1-server0).Microseconds())/n, 100*(server1-server0).Seconds()/wall.Seconds(), 100*(self1-self0).Seconds()/wall.Seconds())
+	}
 	for _, f := range c.rates {
 		r := openLoop(client, c, keys, f*sat.rate, c.duration)
 		fmt.Printf("open loop at %.0f%% of saturation (%.0f req/s offered): achieved %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
 			f*100, f*sat.rate, r.rate, r.p(50), r.p(95), r.p(99), r.errors)
 	}
+}
+
+// cpuTime is the user+system CPU time a process has used so far, from
+// /proc/<pid>/stat (Linux; zero when pid is 0 or unreadable).
+func cpuTime(pid int) time.Duration {
+	if pid <= 0 {
+		return 0
+	}
+	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	// fields after the command name, which is in parentheses and may hold spaces:
+	// state is the 3rd field of the line, utime the 14th and stime the 15th
+	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	const ticksPerSecond = 100 // USER_HZ, 100 on Linux's mainstream architectures
+	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
 type result struct {
