@@ -297,8 +297,11 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 		} else if err := s.requireProvider(ctx, p); err != nil {
 			return fmt.Errorf("%w (a sub-organization needs parent)", err)
 		}
-		if _, err := tx.GetOrgBySlug(ctx, slug); err == nil {
+		switch _, err := tx.GetOrgBySlug(ctx, slug); {
+		case err == nil:
 			return trellis.Conflict("slug_taken", "slug %q is taken", slug)
+		case !errors.Is(err, trellis.ErrNotFound): // the lookup failed: not a free slug
+			return err
 		}
 		if err := tx.InsertOrg(ctx, org); err != nil {
 			return err

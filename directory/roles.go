@@ -288,8 +288,11 @@ func (s *Service) CreateRole(ctx context.Context, p Principal, ref string, in Ro
 		if err := s.noEscalation(ctx, tx, p, org, perms, "permissions"); err != nil {
 			return err
 		}
-		if _, err := tx.GetRoleByKey(ctx, org.ID, in.Key); err == nil {
+		switch _, err := tx.GetRoleByKey(ctx, org.ID, in.Key); {
+		case err == nil:
 			return trellis.Conflict("role_exists", "organization %s already has a role %q", org.Slug, in.Key)
+		case !errors.Is(err, trellis.ErrNotFound): // the lookup failed: not a free key
+			return err
 		}
 		r := store.Role{ID: newID("rol"), Org: org.ID, Key: in.Key, Name: name, Permissions: perms, CreatedAt: o.now, UpdatedAt: o.now}
 		if in.Description != nil {

@@ -101,8 +101,11 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in CreateUser) (U
 			return err
 		}
 		if in.ID != "" {
-			if _, err := tx.GetUser(ctx, in.ID); err == nil {
+			switch _, err := tx.GetUser(ctx, in.ID); {
+			case err == nil:
 				return trellis.Conflict("user_exists", "a user with id %s exists", in.ID)
+			case !errors.Is(err, trellis.ErrNotFound): // the lookup failed: not a free id
+				return err
 			}
 		}
 		u, err := s.insertUser(ctx, tx, o, in.ID, email, name, in.ExternalID)
@@ -115,8 +118,11 @@ func (s *Service) CreateUser(ctx context.Context, p Principal, in CreateUser) (U
 var userIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
 
 func (s *Service) insertUser(ctx context.Context, tx store.Tx, o *op, id, email, name, externalID string) (store.User, error) {
-	if _, err := tx.GetUserByEmail(ctx, email); err == nil {
+	switch _, err := tx.GetUserByEmail(ctx, email); {
+	case err == nil:
 		return store.User{}, trellis.Conflict("email_taken", "a user with email %s exists", email)
+	case !errors.Is(err, trellis.ErrNotFound): // the lookup failed: not a free email
+		return store.User{}, err
 	}
 	if id == "" {
 		id = newID("usr")

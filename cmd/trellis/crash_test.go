@@ -332,7 +332,11 @@ func startTrellis(t *testing.T, bin, dbURL string) *trellisProc {
 					t.Errorf("the race detector found a data race in trellis serve")
 				}
 				if t.Failed() {
-					t.Logf("trellis output:\n%s", logTail(p.out.String()))
+					out := p.out.String()
+					if lines := errorLines(out); lines != "" {
+						t.Logf("trellis logged errors (what any 500 was; the tail below may not reach back to them):\n%s", lines)
+					}
+					t.Logf("trellis output:\n%s", logTail(out))
 				}
 			})
 			return p
@@ -404,6 +408,26 @@ func logTail(s string) string {
 		s = "…" + s[len(s)-limit:]
 	}
 	return s
+}
+
+// errorLines picks out of the server's log, in full, every line that logged
+// an error: the API's "internal error" (each 500 logs one, with the error
+// behind it) and anything else at level ERROR. A failed test prints them
+// besides logTail, whose tail may have scrolled past them.
+func errorLines(s string) string {
+	const limit = 64 << 10
+	var b strings.Builder
+	for line := range strings.Lines(s) {
+		if !strings.Contains(line, "level=ERROR") && !strings.Contains(line, "internal error") {
+			continue
+		}
+		if b.Len()+len(line) > limit {
+			b.WriteString("… (more lines left out)\n")
+			break
+		}
+		b.WriteString(line)
+	}
+	return b.String()
 }
 
 // rawDo is one request that reports, rather than fails on, a missing answer.

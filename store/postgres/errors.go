@@ -50,10 +50,9 @@ var keyDetail = regexp.MustCompile(`^Key \((.*)\)=\((.*)\) already exists\.?$`)
 
 // translate turns a driver error into the contract's errors, once, at the
 // edge: unique violations are trellis.ErrConflict naming the key; a server or
-// network that cannot answer (connection refused or lost, shutdown, timeouts,
-// exhausted resources, a read-only server) is trellis.ErrUnavailable; a
-// cancelled context stays context.Canceled (the caller left; nothing is
-// wrong with the store). Everything else is wrapped with op for the logs.
+// network that cannot answer (see unavailable) is trellis.ErrUnavailable; a
+// cancelled context stays context.Canceled (the caller left; nothing is wrong
+// with the store). Everything else is wrapped with op for the logs.
 func translate(op string, err error) error {
 	if err == nil {
 		return nil
@@ -65,7 +64,7 @@ func translate(op string, err error) error {
 	switch {
 	case errors.Is(err, context.Canceled):
 		return fmt.Errorf("store/postgres: %s: %w", op, err)
-	case errors.Is(err, context.DeadlineExceeded), pgconn.Timeout(err), connectionLost(err):
+	case unavailable(err):
 		return fmt.Errorf("%w: store/postgres: %s: %w", trellis.ErrUnavailable, op, err)
 	}
 	return fmt.Errorf("store/postgres: %s: %w", op, err)
@@ -80,19 +79,46 @@ func translateServer(op string, pgErr *pgconn.PgError, err error) error {
 		return fmt.Errorf("%w: a concurrent transaction changed the same rows; retry (store/postgres: %s: %v)", trellis.ErrConflict, op, err)
 	case code == "22021" || code == "22P05": // character_not_in_repertoire, untranslatable_character
 		return fmt.Errorf("store/postgres: %s: %w", op, trellis.Invalid("", "text must be valid UTF-8 without NUL characters"))
-	case strings.HasPrefix(code, "08"), // connection_exception
-		strings.HasPrefix(code, "53"), // insufficient_resources: too many connections, disk full, out of memory
-		code == "57P01",               // admin_shutdown
-		code == "57P02",               // crash_shutdown
-		code == "57P03",               // cannot_connect_now: starting up, shutting down, in recovery
-		code == "57014",               // query_canceled: statement_timeout
-		code == "55P03",               // lock_not_available: lock_timeout
-		code == "25006":               // read_only_sql_transaction: a standby, or a primary being demoted
+	case unavailableCode(code):
 		return fmt.Errorf("%w: store/postgres: %s: %w", trellis.ErrUnavailable, op, err)
 	case code == "42P01" || code == "42703": // undefined_table, undefined_column
 		return fmt.Errorf("store/postgres: %s: the database schema is missing or out of date (run `trellis migrate`): %w", op, err)
 	}
 	return fmt.Errorf("store/postgres: %s: %w", op, err)
+}
+
+// unavailable reports whether err means that the database cannot answer now,
+// as opposed to a request or code it refuses: the server could not be reached
+// or the connection broke (see connectionLost), the server is shutting down,
+// starting up or out of resources, or the time ran out. A retry may succeed;
+// the API answers 503. An error the server sent decides by its SQLSTATE
+// alone (unavailableCode), even when the connection broke too.
+func unavailable(err error) bool {
+	if err == nil {
+		return false
+	}
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) {
+		return unavailableCode(pgErr.Code)
+	}
+	return errors.Is(err, context.DeadlineExceeded) || pgconn.Timeout(err) || connectionLost(err)
+}
+
+// unavailableCode reports the SQLSTATEs of a server that cannot answer now.
+func unavailableCode(code string) bool {
+	switch {
+	case strings.HasPrefix(code, "08"), // connection_exception
+		strings.HasPrefix(code, "53"), // insufficient_resources: too many connections, disk full, out of memory
+		code == "57P01",               // admin_shutdown: a fast shutdown, or pg_terminate_backend
+		code == "57P02",               // crash_shutdown: another backend crashed, the server restarts
+		code == "57P03",               // cannot_connect_now: starting up, shutting down, in recovery
+		code == "57P05",               // idle_session_timeout: the server closed the session
+		code == "57014",               // query_canceled: statement_timeout
+		code == "55P03",               // lock_not_available: lock_timeout
+		code == "25006":               // read_only_sql_transaction: a standby, or a primary being demoted
+		return true
+	}
+	return false
 }
 
 // conflictMessage says which key is taken, as `organization slug "acme" is taken`.

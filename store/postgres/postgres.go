@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/audit"
 	"github.com/trellis-iam/trellis/store"
 )
@@ -265,7 +266,15 @@ func (t *tx) usable(op string, write bool) error {
 		return fmt.Errorf("store/postgres: %s through a transaction that has ended", op)
 	case write && !t.write:
 		return fmt.Errorf("store/postgres: %s in a read-only transaction", op)
+	case t.err != nil && errors.Is(t.err, trellis.ErrUnavailable):
+		// The database could not answer the transaction (its connection
+		// broke, the server is shutting down, a timeout): nor can it answer
+		// this statement, even if the caller went on past the first failure,
+		// as a lookup that hopes for "not found" may.
+		return fmt.Errorf("%w: store/postgres: %s in a transaction the database could not answer (%v)", trellis.ErrUnavailable, op, t.err)
 	case t.err != nil:
+		// Not %w: this statement did not conflict or fail validation; the
+		// caller went on past an error it should have returned.
 		return fmt.Errorf("store/postgres: %s in a transaction aborted by an earlier error (%v)", op, t.err)
 	}
 	return nil

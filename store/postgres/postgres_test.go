@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"go.uber.org/goleak"
 
 	"github.com/trellis-iam/trellis"
@@ -228,6 +229,49 @@ func TestUnavailable(t *testing.T) {
 			t.Errorf("%s with the server stopped: %v; want ErrUnavailable", name, err)
 		}
 	}
+}
+
+// TestASessionEndedMidTransactionIsUnavailable ends the session of a write
+// transaction in the middle of fn, as a restart of PostgreSQL does
+// (pg_terminate_backend: FATAL 57P01). fn then does what directory's
+// organization create did: it looks the slug up, takes the failed lookup for
+// "free", and inserts. Every statement from the lookup on, and InTx, must be
+// ErrUnavailable (a 503), not an aborted transaction (a 500).
+func TestASessionEndedMidTransactionIsUnavailable(t *testing.T) {
+	srv := needServer(t)
+	url := srv.NewDatabase(t)
+	s := openMigrated(t, url)
+	ctx := t.Context()
+	admin, err := pgx.Connect(ctx, srv.URL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close(context.Background())
+	database := url[strings.LastIndex(url, "/")+1:]
+	if i := strings.IndexByte(database, '?'); i >= 0 {
+		database = database[:i]
+	}
+
+	var lookup, insert error
+	err = s.InTx(ctx, func(tx store.Tx) error {
+		// the session that holds the write lock is this transaction's
+		var ended int
+		if err := admin.QueryRow(ctx, `SELECT count(pg_terminate_backend(l.pid, 10000))
+			FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+			WHERE l.locktype = 'advisory' AND l.granted AND a.datname = $1`, database).Scan(&ended); err != nil || ended != 1 {
+			t.Fatalf("ending the transaction's session: %d ended, %v", ended, err)
+		}
+		_, lookup = tx.GetOrgBySlug(ctx, "acme")
+		insert = tx.InsertOrg(ctx, org("org_a1", "acme"))
+		return insert
+	})
+	for name, err := range map[string]error{"the lookup": lookup, "the insert after it": insert, "InTx": err} {
+		if !errors.Is(err, trellis.ErrUnavailable) {
+			t.Errorf("%s, the session ended by the server: %v; want ErrUnavailable", name, err)
+		}
+	}
+	// and the store recovers: the next transaction gets a new connection
+	mustTx(t, s, func(ctx context.Context, tx store.Tx) error { return tx.InsertOrg(ctx, org("org_a1", "acme")) })
 }
 
 func TestClosedStoreIsUnavailable(t *testing.T) {
