@@ -190,7 +190,7 @@ func (s *Server) lookupResources(c echo.Context) error {
 		ResourceType string          `json:"resourceType"`
 		Permission   string          `json:"permission"`
 		Subject      string          `json:"subject"`
-		Context      map[string]any  `json:"context"`
+		Context      jsonObject      `json:"context"`
 		Consistency  consistencyJSON `json:"consistency"`
 		PageSize     *int            `json:"pageSize"`
 		Cursor       string          `json:"cursor"`
@@ -239,7 +239,7 @@ func (s *Server) lookupSubjects(c echo.Context) error {
 		Permission      string          `json:"permission"`
 		SubjectType     string          `json:"subjectType"`
 		SubjectRelation string          `json:"subjectRelation"`
-		Context         map[string]any  `json:"context"`
+		Context         jsonObject      `json:"context"`
 		Consistency     consistencyJSON `json:"consistency"`
 	}
 	if err := bind(c, &in); err != nil {

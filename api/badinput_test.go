@@ -44,6 +44,8 @@ func TestBadInput(t *testing.T) {
 		{"invalid JSON", "/v1/check", `{"resource": "document:d1",`, "body"},
 		{"not JSON at all", "/v1/check", `resource=document:d1`, "body"},
 		{"empty body", "/v1/check", ``, "body"},
+		{"two JSON values", "/v1/check", `{"resource":"document:d1","permission":"view","subject":"user:ann"} {}`, "body"},
+		{"context not an object", "/v1/check", `{"resource":"document:d1","permission":"view","subject":"user:ann","context":5}`, "context"},
 		{"body over 1 MiB", "/v1/check", `{"resource":"document:d1","permission":"view","subject":"user:ann","context":{"pad":"` + strings.Repeat("a", 1<<20) + `"}}`, "body"},
 		{"chunked body over 1 MiB", "/v1/check", io.MultiReader(strings.NewReader(`{"resource":"document:d1","permission":"view","subject":"user:ann","context":{"pad":"` + strings.Repeat("a", 1<<20) + `"}}`)), "body"},
 		{"bulk over 1,000 items", "/v1/check/bulk", map[string]any{"items": bulk}, "items"},

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"strings"
@@ -42,6 +43,21 @@ func (c consistencyJSON) parse(field string) (engine.Consistency, error) {
 		}
 	}
 	panic("unreachable")
+}
+
+// jsonObject is a JSON object whose numbers are decoded as json.Number, so
+// that contextMap can keep integers exact (int64) and floats as float64.
+type jsonObject map[string]any
+
+func (o *jsonObject) UnmarshalJSON(raw []byte) error {
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var m map[string]any
+	if err := dec.Decode(&m); err != nil {
+		return err
+	}
+	*o = m
+	return nil
 }
 
 // contextMap converts decoded JSON (numbers as json.Number) into plain values.
@@ -92,7 +108,7 @@ type checkJSON struct {
 	Resource    string          `json:"resource"`
 	Permission  string          `json:"permission"`
 	Subject     string          `json:"subject"`
-	Context     map[string]any  `json:"context"`
+	Context     jsonObject      `json:"context"`
 	Consistency consistencyJSON `json:"consistency"`
 	Actor       string          `json:"actor"`
 }
@@ -133,8 +149,8 @@ type relationshipJSON struct {
 }
 
 type caveatJSON struct {
-	Name    string         `json:"name"`
-	Context map[string]any `json:"context,omitempty"`
+	Name    string     `json:"name"`
+	Context jsonObject `json:"context,omitempty"`
 }
 
 func (r relationshipJSON) parse(field string) (engine.Relationship, error) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"io"
@@ -94,47 +95,47 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 
 // bind decodes a JSON body into v; a syntax or type error names the field.
 func bind(c echo.Context, v any) error {
-	body := c.Request().Body
-	if body == nil {
+	raw, err := readBody(c.Request())
+	if err != nil {
+		return err
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
 		return trellis.Invalid("body", "a JSON body is required")
 	}
-	dec := json.NewDecoder(body)
-	dec.UseNumber()
-	if err := dec.Decode(v); err != nil {
-		var mbe *http.MaxBytesError
+	if err := json.Unmarshal(raw, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		var se *json.SyntaxError
 		switch {
-		case errors.As(err, &mbe):
-			return err
-		case errors.Is(err, io.EOF):
-			return trellis.Invalid("body", "a JSON body is required")
 		case errors.As(err, &ute):
 			field := ute.Field
 			if field == "" {
 				field = "body"
 			}
 			return trellis.Invalid(field, "must be %s, not %s", jsonKind(ute.Type.Kind().String()), ute.Value)
+		case errors.As(err, &se) && se.Offset >= int64(len(raw)):
+			return trellis.Invalid("body", "invalid JSON: unexpected end of input")
 		case errors.As(err, &se):
 			return trellis.Invalid("body", "invalid JSON at offset %d: %v", se.Offset, se)
-		case errors.Is(err, io.ErrUnexpectedEOF):
-			return trellis.Invalid("body", "invalid JSON: unexpected end of input")
 		}
 		return trellis.Invalid("body", "invalid JSON: %v", err)
 	}
-	if dec.More() {
-		return trellis.Invalid("body", "invalid JSON: more than one value")
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return err
-		}
-		if err != nil {
-			return trellis.Invalid("body", "invalid JSON after the value")
-		}
-	}
 	return nil
+}
+
+// readBody reads a request body whole: into one buffer of its declared length
+// (limitBody has bounded it), or through the chunked body's MaxBytesReader.
+func readBody(req *http.Request) ([]byte, error) {
+	if req.Body == nil {
+		return nil, nil
+	}
+	if n := req.ContentLength; n > 0 && n <= maxBodyBytes {
+		raw := make([]byte, n)
+		if _, err := io.ReadFull(req.Body, raw); err != nil {
+			return nil, trellis.Invalid("body", "the request body ended before its declared length: %v", err)
+		}
+		return raw, nil
+	}
+	return io.ReadAll(req.Body) // a *http.MaxBytesError past the limit
 }
 
 func jsonKind(k string) string {
