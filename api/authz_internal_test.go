@@ -44,3 +44,28 @@ func TestCheckResultJSON(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckContextNumbers: numbers in a caveat context keep their value:
+// integers exact (beyond float64's 2^53), fractions as float64, at any depth.
+func TestCheckContextNumbers(t *testing.T) {
+	var in checkJSON
+	body := `{"resource":"document:d1","permission":"view","subject":"user:ann",
+		"context":{"n":9007199254740993,"f":1.5,"nested":{"k":[1,2.5]}}}`
+	if err := json.Unmarshal([]byte(body), &in); err != nil {
+		t.Fatal(err)
+	}
+	req, err := in.parse()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, ok := req.Context["n"].(int64); !ok || n != 9007199254740993 {
+		t.Errorf("n = %#v, want int64 9007199254740993", req.Context["n"])
+	}
+	if f, ok := req.Context["f"].(float64); !ok || f != 1.5 {
+		t.Errorf("f = %#v, want 1.5", req.Context["f"])
+	}
+	k := req.Context["nested"].(map[string]any)["k"].([]any)
+	if i, ok := k[0].(int64); !ok || i != 1 || k[1] != 2.5 {
+		t.Errorf("nested.k = %#v, want [int64(1) 2.5]", k)
+	}
+}
