@@ -85,8 +85,10 @@ func (s *Server) mountDirectory(g routes) {
 }
 
 func principal(c echo.Context) directory.Principal {
-	p, _ := c.Get("principal").(directory.Principal)
-	return p
+	if pc, ok := c.(*principalContext); ok {
+		return pc.p
+	}
+	return directory.Principal{}
 }
 
 // queryInt reads an optional integer query parameter.

@@ -165,9 +165,15 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 		}
 		m := c.Request().Method
 		p.Reading = m == http.MethodGet || m == http.MethodHead // safe methods only read
-		c.Set("principal", p)
-		return next(c)
+		return next(&principalContext{Context: c, p: p})
 	}
+}
+
+// principalContext carries the authenticated principal to the handlers in one
+// allocation (echo's c.Set makes a map on every request).
+type principalContext struct {
+	echo.Context
+	p directory.Principal
 }
 
 func (s *Server) principalOf(c echo.Context) (directory.Principal, error) {
