@@ -266,34 +266,45 @@ func closedLoop(client *http.Client, c config, keys []request, d time.Duration) 
 	return finish(lat, errs.Load(), time.Since(start))
 }
 
+// openLoop offers requests at a fixed rate for d. A pool of workers (as many as
+// the client's connections) sends them; a request's latency runs from its
+// scheduled start, so time spent queued behind busy workers counts.
 func openLoop(client *http.Client, c config, keys []request, rate float64, d time.Duration) result {
 	interval := time.Duration(float64(time.Second) / rate)
-	var errs atomic.Int64
-	var mu sync.Mutex
-	var lat []time.Duration
-	var wg sync.WaitGroup
-	start := time.Now()
 	n := int(d / interval)
+	var errs atomic.Int64
+	const workers = 256
+	lat := make([][]time.Duration, workers)
+	type job struct {
+		i         int
+		scheduled time.Time
+	}
+	jobs := make(chan job, n)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for j := range jobs {
+				if err := do(client, c, keys[j.i&(len(keys)-1)]); err != nil {
+					errs.Add(1)
+					continue
+				}
+				lat[w] = append(lat[w], time.Since(j.scheduled))
+			}
+		}(w)
+	}
+	start := time.Now()
 	for i := 0; i < n; i++ {
 		scheduled := start.Add(time.Duration(i) * interval)
 		if wait := time.Until(scheduled); wait > 0 {
 			time.Sleep(wait)
 		}
-		wg.Add(1)
-		go func(i int, scheduled time.Time) {
-			defer wg.Done()
-			if err := do(client, c, keys[i&(len(keys)-1)]); err != nil {
-				errs.Add(1)
-				return
-			}
-			l := time.Since(scheduled)
-			mu.Lock()
-			lat = append(lat, l)
-			mu.Unlock()
-		}(i, scheduled)
+		jobs <- job{i, scheduled}
 	}
+	close(jobs)
 	wg.Wait()
-	return finish([][]time.Duration{lat}, errs.Load(), time.Since(start))
+	return finish(lat, errs.Load(), time.Since(start))
 }
 
 const appSchema = `definition document {
