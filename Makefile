@@ -23,7 +23,7 @@ bench-peer:
 
 ## load: open-loop load against a real server, cached and uncached (benchmarks/load.sh)
 load:
-	benchmarks/load.sh
+	REPEAT=3 benchmarks/load.sh
 
 ## run-postgres: make run on PostgreSQL (both stores, migrations at start): make run-postgres DATABASE_URL=postgres://…
 run-postgres:

@@ -179,14 +179,27 @@ func do(client *http.Client, c config, r request) error {
 	req.Header.Set("Content-Type", "application/json")
 	resp, err := client.Do(req)
 	if err != nil {
-		return err
+		return reportError(err)
+	}
+	if resp.StatusCode != 200 {
+		body, _ := io.ReadAll(io.LimitReader(resp.Body, 512))
+		resp.Body.Close()
+		return reportError(fmt.Errorf("%s %s: status %d: %s", req.Method, r.path, resp.StatusCode, bytes.TrimSpace(body)))
 	}
 	_, _ = io.Copy(io.Discard, resp.Body)
 	resp.Body.Close()
-	if resp.StatusCode != 200 {
-		return fmt.Errorf("status %d", resp.StatusCode)
-	}
 	return nil
+}
+
+var reported atomic.Int64
+
+// reportError prints the first few errors to stderr, so a count of errors
+// comes with what they were.
+func reportError(err error) error {
+	if reported.Add(1) <= 5 {
+		fmt.Fprintln(os.Stderr, "loadgen: error:", err)
+	}
+	return err
 }
 
 // checkTarget rejects a -target it does not know and, for openfga, missing ids
