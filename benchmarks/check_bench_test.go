@@ -375,7 +375,7 @@ func BenchmarkCheckInProcessParallel(b *testing.B) {
 // cachedServer serves the 100-tenant fixture over HTTP through a warm check cache
 // and returns the cache, the base URL and the Zipf request stream.
 func cachedServer(b *testing.B) (*engine.Cached, string, []engine.CheckRequest) {
-	c, reqs := warmCached(b, 100)
+	c, reqs := warmAll(b, fixture(b, 100, 10), 100, 10)
 	srv := httptest.NewServer(api.New(api.Deps{Engine: c, AdminKey: benchKey}))
 	b.Cleanup(srv.Close)
 	return c, srv.URL, reqs
@@ -390,7 +390,7 @@ func BenchmarkCheckHandler(b *testing.B) {
 	ceiling.POST("/v1/check", func(c echo.Context) error {
 		return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
 	})
-	c, reqs := warmCached(b, 100)
+	c, reqs := warmAll(b, fixture(b, 100, 10), 100, 10)
 	arms := []struct {
 		name string
 		h    http.Handler
