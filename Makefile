@@ -21,7 +21,7 @@ build:
 bench-peer:
 	benchmarks/peer.sh
 
-## load: open-loop load against a real server, cached and uncached (benchmarks/load.sh)
+## load: ceiling, Trellis (cached, 1 % writes, uncached) and OpenFGA over HTTP, pinned processes, 3 rounds (benchmarks/load.sh)
 load:
 	REPEAT=3 benchmarks/load.sh
 
