@@ -115,4 +115,11 @@ func TestAuthentication(t *testing.T) {
 			t.Errorf("%s without a key: status %d, want 200", path, status)
 		}
 	}
+	// an unknown path under /v1 says nothing before authentication
+	if status, _ := h.callAs("", "GET", "/v1/no-such-thing", nil); status != 401 {
+		t.Errorf("unknown /v1 path without a key: status %d, want 401", status)
+	}
+	if status, _ := h.callAs(testKey, "GET", "/v1/no-such-thing", nil); status != 404 {
+		t.Errorf("unknown /v1 path with the admin key: status %d, want 404", status)
+	}
 }

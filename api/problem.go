@@ -122,20 +122,27 @@ func bind(c echo.Context, v any) error {
 	return nil
 }
 
-// readBody reads a request body whole: into one buffer of its declared length
-// (limitBody has bounded it), or through the chunked body's MaxBytesReader.
+// readBody reads a request body whole, at most maxBodyBytes: into one buffer
+// of its declared length, or, for a chunked body, until it ends.
 func readBody(req *http.Request) ([]byte, error) {
 	if req.Body == nil {
 		return nil, nil
 	}
-	if n := req.ContentLength; n > 0 && n <= maxBodyBytes {
+	switch n := req.ContentLength; {
+	case n > maxBodyBytes:
+		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
+	case n > 0:
 		raw := make([]byte, n)
 		if _, err := io.ReadFull(req.Body, raw); err != nil {
 			return nil, trellis.Invalid("body", "the request body ended before its declared length: %v", err)
 		}
 		return raw, nil
 	}
-	return io.ReadAll(req.Body) // a *http.MaxBytesError past the limit
+	raw, err := io.ReadAll(io.LimitReader(req.Body, maxBodyBytes+1))
+	if err == nil && len(raw) > maxBodyBytes {
+		err = &http.MaxBytesError{Limit: maxBodyBytes}
+	}
+	return raw, err
 }
 
 func jsonKind(k string) string {

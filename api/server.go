@@ -99,6 +99,7 @@ func New(d Deps) *echo.Echo {
 	}
 
 	v1 := root.group("/v1", s.authenticate)
+	v1.add(echo.RouteNotFound, "/*", echo.NotFoundHandler) // unknown /v1 paths: 401 before 404, as known ones
 	graph := v1.group("", s.providerOnly)
 	s.mountAuthz(graph)
 	s.mountRelationships(graph)
