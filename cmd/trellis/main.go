@@ -190,6 +190,7 @@ func signerFunc(s *federation.Signer) directory.TokenSigner {
 // serve builds every part in order and runs until ctx ends.
 func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, error) }) error {
 	log := newLogger(cfg.LogLevel)
+	engine.LogTo(log) // embedded SpiceDB's own logs
 	if cfg.Migrate {
 		spicedbURL, storeURL := "", ""
 		if cfg.Datastore == "postgres" {
