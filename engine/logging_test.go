@@ -14,8 +14,7 @@ import (
 // as slog records (level mapped, fields as attributes); at info, its info lines
 // are left out and its warnings kept.
 func TestSpiceDBLogsReachSlog(t *testing.T) {
-	prev := zerolog.DefaultContextLogger
-	t.Cleanup(func() { zerolog.DefaultContextLogger = prev })
+	t.Cleanup(func() { bridgeTarget.Store(nil); zerolog.SetGlobalLevel(zerolog.Disabled) })
 
 	var debug bytes.Buffer
 	LogTo(slog.New(slog.NewTextHandler(&debug, &slog.HandlerOptions{Level: slog.LevelDebug})))
