@@ -113,7 +113,7 @@ func (s *Server) check(c echo.Context) error {
 		return err
 	}
 	out := toCheckResult(res)
-	if raw, ok := out.appendJSON(make([]byte, 0, 160)); ok {
+	if raw, ok := out.appendJSON(make([]byte, 0, 160)); ok && c.Request().URL.RawQuery == "" { // ?pretty: echo indents
 		return c.JSONBlob(http.StatusOK, raw)
 	}
 	return c.JSON(http.StatusOK, out)

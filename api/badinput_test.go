@@ -1,9 +1,15 @@
 package api_test
 
 import (
+	"bufio"
+	"encoding/json"
+	"fmt"
 	"io"
+	"net"
+	"net/http"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestBadInput: every malformed request is a 400 problem+json whose detail
@@ -116,10 +122,85 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 	// an unknown path under /v1 says nothing before authentication
-	if status, _ := h.callAs("", "GET", "/v1/no-such-thing", nil); status != 401 {
-		t.Errorf("unknown /v1 path without a key: status %d, want 401", status)
+	for _, path := range []string{"/v1", "/v1/no-such-thing"} {
+		if status, _ := h.callAs("", "GET", path, nil); status != 401 {
+			t.Errorf("unknown %s without a key: status %d, want 401", path, status)
+		}
+	}
+	// nor does an oversized body
+	big := `{"resource":"document:d1","permission":"view","subject":"user:ann","context":{"pad":"` + strings.Repeat("a", 1<<20) + `"}}`
+	if status, _ := h.callAs("", "POST", "/v1/check", big); status != 401 {
+		t.Errorf("oversized body without a key: status %d, want 401", status)
 	}
 	if status, _ := h.callAs(testKey, "GET", "/v1/no-such-thing", nil); status != 404 {
 		t.Errorf("unknown /v1 path with the admin key: status %d, want 404", status)
+	}
+}
+
+// TestBodiesBrokenOnTheWire: a body that is malformed or breaks off below JSON
+// (bad chunk framing, fewer bytes than declared, a chunked body cut short) is
+// the client's 400 naming the body, never a 500.
+func TestBodiesBrokenOnTheWire(t *testing.T) {
+	h := newHarness(t, docApp)
+	host := strings.TrimPrefix(h.url, "http://")
+	head := "POST /v1/check HTTP/1.1\r\nHost: " + host + "\r\nAuthorization: Bearer " + testKey + "\r\nContent-Type: application/json\r\n"
+	body := `{"resource":"document:d1","permission":"view","subject":"user:ann"}`
+	for name, raw := range map[string]string{
+		"bad chunk size":            head + "Transfer-Encoding: chunked\r\n\r\nzz\r\n" + body + "\r\n0\r\n\r\n",
+		"fewer bytes than declared": head + fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)+50) + body,
+		"chunked body cut short":    head + "Transfer-Encoding: chunked\r\n\r\n" + fmt.Sprintf("%x\r\n", len(body)+50) + body,
+	} {
+		t.Run(name, func(t *testing.T) {
+			conn, err := net.Dial("tcp", host)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			if _, err := io.WriteString(conn, raw); err != nil {
+				t.Fatal(err)
+			}
+			_ = conn.(*net.TCPConn).CloseWrite() // the body ends here
+			_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+			resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer resp.Body.Close()
+			var p map[string]any
+			_ = json.NewDecoder(resp.Body).Decode(&p)
+			if resp.StatusCode != 400 || p["field"] != "body" {
+				t.Fatalf("status %d %v, want 400 naming body", resp.StatusCode, p)
+			}
+		})
+	}
+}
+
+// TestJSONErrorDetails: the detail says what is wrong with the JSON.
+func TestJSONErrorDetails(t *testing.T) {
+	h := newHarness(t, docApp)
+	for body, want := range map[string]string{
+		`{"resource":"document:d1","permission":"view","subject":"user:ann"} {}`: "more than one value",
+		`{"resource":"document:d1","permission":"view","subject":"user:ann"} x`:  "more than one value",
+		`{"resource":"document:d1","permission":"view","subject":"user:ann",}`:   "at offset",
+		`{"resource"}`: "at offset",
+		`{"resource":"document:d1","permission":`: "unexpected end of input",
+	} {
+		status, out := h.call("POST", "/v1/check", body)
+		if detail, _ := out["detail"].(string); status != 400 || !strings.Contains(detail, want) {
+			t.Errorf("%s: status %d, detail %q; want 400 with %q", body, status, out["detail"], want)
+		}
+	}
+	// ?pretty asks echo for indented JSON: the answer is still the same document
+	req, _ := http.NewRequest("POST", h.url+"/v1/check?pretty", strings.NewReader(`{"resource":"document:d1","permission":"view","subject":"user:ann"}`))
+	req.Header.Set("Authorization", "Bearer "+testKey)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	raw, _ := io.ReadAll(resp.Body)
+	var got map[string]any
+	if err := json.Unmarshal(raw, &got); resp.StatusCode != 200 || err != nil || !strings.Contains(string(raw), "\n  \"allowed\"") {
+		t.Errorf("?pretty: status %d, %q", resp.StatusCode, raw)
 	}
 }

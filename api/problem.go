@@ -112,8 +112,10 @@ func bind(c echo.Context, v any) error {
 				field = "body"
 			}
 			return trellis.Invalid(field, "must be %s, not %s", jsonKind(ute.Type.Kind().String()), ute.Value)
-		case errors.As(err, &se) && se.Offset >= int64(len(raw)):
+		case errors.As(err, &se) && se.Error() == "unexpected end of JSON input":
 			return trellis.Invalid("body", "invalid JSON: unexpected end of input")
+		case errors.As(err, &se) && strings.Contains(se.Error(), "after top-level value"):
+			return trellis.Invalid("body", "invalid JSON: more than one value")
 		case errors.As(err, &se):
 			return trellis.Invalid("body", "invalid JSON at offset %d: %v", se.Offset, se)
 		}
@@ -122,27 +124,31 @@ func bind(c echo.Context, v any) error {
 	return nil
 }
 
-// readBody reads a request body whole, at most maxBodyBytes: into one buffer
-// of its declared length, or, for a chunked body, until it ends.
+// readBody reads a request body whole, at most maxBodyBytes, growing its
+// buffer as data arrives (a declared length reserves nothing up front). A body
+// that breaks off or is malformed on the wire is the client's error.
 func readBody(req *http.Request) ([]byte, error) {
 	if req.Body == nil {
 		return nil, nil
 	}
-	switch n := req.ContentLength; {
-	case n > maxBodyBytes:
+	limit := req.ContentLength // net/http ends a declared body there
+	switch {
+	case limit > maxBodyBytes:
 		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
-	case n > 0:
-		raw := make([]byte, n)
-		if _, err := io.ReadFull(req.Body, raw); err != nil {
-			return nil, trellis.Invalid("body", "the request body ended before its declared length: %v", err)
-		}
-		return raw, nil
+	case limit < 0: // chunked
+		limit = maxBodyBytes + 1
 	}
-	raw, err := io.ReadAll(io.LimitReader(req.Body, maxBodyBytes+1))
-	if err == nil && len(raw) > maxBodyBytes {
-		err = &http.MaxBytesError{Limit: maxBodyBytes}
+	raw, err := io.ReadAll(io.LimitReader(req.Body, limit))
+	var mbe *http.MaxBytesError
+	switch {
+	case errors.As(err, &mbe) || err == nil && len(raw) > maxBodyBytes:
+		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
+	case err != nil:
+		return nil, trellis.Invalid("body", "the request body could not be read: %v", err)
+	case req.ContentLength > 0 && int64(len(raw)) < req.ContentLength:
+		return nil, trellis.Invalid("body", "the request body ended before its declared length")
 	}
-	return raw, err
+	return raw, nil
 }
 
 func jsonKind(k string) string {

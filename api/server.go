@@ -99,7 +99,9 @@ func New(d Deps) *echo.Echo {
 	}
 
 	v1 := root.group("/v1", s.authenticate)
-	v1.add(echo.RouteNotFound, "/*", echo.NotFoundHandler) // unknown /v1 paths: 401 before 404, as known ones
+	for _, path := range []string{"", "/*"} { // unknown /v1 paths: 401 before 404, as known ones
+		v1.add(echo.RouteNotFound, path, echo.NotFoundHandler)
+	}
 	graph := v1.group("", s.providerOnly)
 	s.mountAuthz(graph)
 	s.mountRelationships(graph)
@@ -137,18 +139,12 @@ func (r routes) PUT(path string, h echo.HandlerFunc)    { r.add(http.MethodPut, 
 func (r routes) PATCH(path string, h echo.HandlerFunc)  { r.add(http.MethodPatch, path, h) }
 func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelete, path, h) }
 
-// limitBody bounds request bodies to maxBodyBytes. A declared Content-Length
-// above it is refused before reading; one within it needs no wrapper, as
-// net/http's body already ends there; a chunked body is read through
-// http.MaxBytesReader.
+// limitBody bounds chunked request bodies to maxBodyBytes for any reader.
+// A body of declared length needs no wrapper (net/http ends it there, and
+// readBody refuses a declared length over the limit when a handler reads it).
 func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		req := c.Request()
-		switch {
-		case req.Body == nil || req.Body == http.NoBody:
-		case req.ContentLength > maxBodyBytes:
-			return &http.MaxBytesError{Limit: maxBodyBytes}
-		case req.ContentLength < 0:
+		if req := c.Request(); req.Body != nil && req.Body != http.NoBody && req.ContentLength < 0 {
 			req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBodyBytes)
 		}
 		return next(c)
