@@ -389,26 +389,26 @@ func (c *Cached) afterWrite(token string, updates []RelationshipUpdate) {
 func (c *Cached) invalidate(updates []RelationshipUpdate) {
 	n, global := c.ten.applied(updates)
 	c.countBumps(n, global)
-	now := c.now()
+	var rels []Relationship
 	for _, u := range updates {
-		if u.Operation != OpDelete {
-			c.scheduleExpiry(now, u.Relationship)
+		if u.Operation != OpDelete && u.Relationship.ExpiresAt != nil {
+			rels = append(rels, u.Relationship)
 		}
 	}
+	c.scheduleExpiries(rels)
 }
 
-// scheduleExpiries schedules the pending expiries among relationships read from the engine.
+// scheduleExpiries schedules the expiries still ahead among rels (written
+// through this cache, seen on the watch, or read from the engine).
 func (c *Cached) scheduleExpiries(rels []Relationship) {
 	now := c.now()
+	var due []expiryItem
 	for _, r := range rels {
-		c.scheduleExpiry(now, r)
+		if r.ExpiresAt != nil && r.ExpiresAt.After(now) {
+			due = append(due, expiryItem{at: *r.ExpiresAt, rel: r})
+		}
 	}
-}
-
-func (c *Cached) scheduleExpiry(now time.Time, r Relationship) {
-	if r.ExpiresAt != nil && r.ExpiresAt.After(now) {
-		c.expiry.schedule(*r.ExpiresAt, r)
-	}
+	c.expiry.schedule(due)
 }
 
 // recordWrite advances the write sequence and remembers which sequence a
@@ -494,6 +494,7 @@ func (c *Cached) expired(rels []Relationship) {
 type expiryScheduler struct {
 	mu       sync.Mutex
 	pending  expiryHeap
+	known    map[string]bool // expiryItem.key of every pending item: each is scheduled once
 	timer    *time.Timer
 	earliest atomic.Int64
 	fire     func([]Relationship)
@@ -504,6 +505,13 @@ type expiryScheduler struct {
 type expiryItem struct {
 	at  time.Time
 	rel Relationship
+}
+
+// key names the relationship and its expiry: the same pair learned again (on
+// a re-learn after a schema change or a watch resync, or written and then seen
+// on the watch) is the same item.
+func (it expiryItem) key() string {
+	return strconv.FormatInt(it.at.UnixNano(), 36) + " " + it.rel.String()
 }
 
 type expiryHeap []expiryItem
@@ -520,21 +528,41 @@ func (h *expiryHeap) Pop() any {
 }
 
 func newExpiryScheduler(fire func([]Relationship)) *expiryScheduler {
-	s := &expiryScheduler{fire: fire}
+	s := &expiryScheduler{fire: fire, known: map[string]bool{}}
 	s.earliest.Store(math.MaxInt64)
 	return s
 }
 
 func (s *expiryScheduler) next() int64 { return s.earliest.Load() }
 
-func (s *expiryScheduler) schedule(at time.Time, rel Relationship) {
+// schedule adds the items not already pending, and moves the timer only when
+// the earliest expiry changed.
+func (s *expiryScheduler) schedule(items []expiryItem) {
+	if len(items) == 0 {
+		return
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.stopped {
 		return
 	}
-	heap.Push(&s.pending, expiryItem{at: at, rel: rel})
-	s.rearm()
+	earliest := s.earliest.Load()
+	for _, it := range items {
+		if k := it.key(); !s.known[k] {
+			s.known[k] = true
+			heap.Push(&s.pending, it)
+		}
+	}
+	if s.pending[0].at.UnixNano() != earliest {
+		s.rearm()
+	}
+}
+
+// size is the number of pending expiries.
+func (s *expiryScheduler) size() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.pending)
 }
 
 // rearm points the timer at the earliest pending expiry. Caller holds mu.
@@ -563,7 +591,9 @@ func (s *expiryScheduler) run() {
 	now := time.Now()
 	var due []Relationship
 	for len(s.pending) > 0 && !s.pending[0].at.After(now) {
-		due = append(due, heap.Pop(&s.pending).(expiryItem).rel)
+		it := heap.Pop(&s.pending).(expiryItem)
+		delete(s.known, it.key())
+		due = append(due, it.rel)
 	}
 	s.mu.Unlock()
 	if len(due) > 0 {

@@ -218,6 +218,16 @@ func TestCacheExpiryOfRelationshipsStoredBeforeStart(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(c.Close)
+	// learned again (schema change, watch resync) or written again: still one pending expiry
+	for i := 0; i < 2; i++ {
+		if err := Relearn(context.Background(), c); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(t, c, OpTouch, r)
+	if n := PendingExpiries(c); n != 1 {
+		t.Fatalf("%d pending expiries for one relationship, want 1", n)
+	}
 	req := checkOf("document:a", "view", "user:early")
 	for i := 0; i < 3; i++ {
 		if res := mustCheck(t, c, req); !res.Allowed() {
@@ -239,6 +249,9 @@ func TestCacheExpiryOfRelationshipsStoredBeforeStart(t *testing.T) {
 	}
 	if res.Allowed() {
 		t.Fatalf("still allowed 10s after the expiry of a relationship stored before the cache started: %+v", res)
+	}
+	if n := PendingExpiries(c); n != 0 {
+		t.Errorf("%d expiries still pending after they fired", n)
 	}
 }
 
