@@ -20,7 +20,8 @@ if [ "${PIN:-1}" = 1 ] && command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ];
   server_cpu=(taskset -c 1) load_cpu=(taskset -c 0)
 fi
 out=$(mktemp)
-trap 'rm -f "$out"' EXIT
+pid=
+trap 'if [ -n "$pid" ]; then kill "$pid" 2>/dev/null || true; fi; rm -f "$out"' EXIT # no server left on its port
 logs=bin/load-logs # each server's output, for errors the load generator reports
 mkdir -p "$logs"
 echo "# $(date -u +%FT%TZ) $(nproc) CPUs, $(go env GOVERSION), load $(cut -d' ' -f1-3 /proc/loadavg); server: ${server_cpu[*]:-any CPU}; loadgen: ${load_cpu[*]:-any CPU}, GOMAXPROCS=1"
@@ -30,19 +31,22 @@ run() { # name port server-command... -- loadgen-flags...
   while [ $# -gt 0 ] && [ "$1" != "--" ]; do serve+=("$1"); shift; done
   [ $# -gt 0 ] && shift
   load=("$@")
-  "${server_cpu[@]}" "${serve[@]}" >"$logs/$name.log" 2>&1 &
-  local pid=$!
+  ${server_cpu[@]+"${server_cpu[@]}"} "${serve[@]}" >"$logs/$name.log" 2>&1 &
+  pid=$!
   for _ in $(seq 300); do curl -fs 127.0.0.1:$port/${ready:-readyz} >/dev/null && break; sleep 0.1; done
   if [ -n "${ids:-}" ]; then
-    for _ in $(seq 300); do [ -s "$ids" ] && break; sleep 0.1; done
+    for _ in $(seq 3000); do [ -s "$ids" ] && break; kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    if [ ! -s "$ids" ]; then echo "$name: no store/model ids from the server; see $logs/$name.log" >&2; exit 1; fi
     . "$ids"
     load+=(-store "$OPENFGA_STORE" -model "$OPENFGA_MODEL")
   fi
   echo "== $name"
-  GOMAXPROCS=1 "${load_cpu[@]}" bin/loadgen -url http://127.0.0.1:$port -duration "${secs}s" -server-pid $pid "${load[@]}" | sed "s/^/$name: /" | tee -a "$out"
+  GOMAXPROCS=1 ${load_cpu[@]+"${load_cpu[@]}"} bin/loadgen -url http://127.0.0.1:$port -duration "${secs}s" -server-pid $pid "${load[@]}" | sed "s/^/$name: /" | tee -a "$out"
   curl -s 127.0.0.1:$port/metrics | grep -E '^trellis_check_cache_(hits|misses)_total' || true
   grep VmHWM /proc/$pid/status || true
-  kill $pid; wait $pid 2>/dev/null || true
+  kill "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  pid=
 }
 trellis() { local port=$1; shift; echo bin/trellis serve --admin-key lk --addr 127.0.0.1:$port --log-level error "$@"; }
 arms="ceiling cached cached-1pct-writes uncached"
@@ -62,8 +66,10 @@ for rep in $(seq "${REPEAT:-1}"); do
 done
 echo "== saturation throughput and server CPU per request against the ceiling (median of ${REPEAT:-1} rounds)"
 awk -v arms="$arms" '
+function ratio(a, b) { return b > 0 ? sprintf("%.2fx", a / b) : "n/a" }
 function median(list,   v, n, i, j, t) {
   n = split(list, v, " ")
+  if (n == 0) return 0
   for (i = 2; i <= n; i++) for (j = i; j > 1 && v[j - 1] + 0 > v[j] + 0; j--) { t = v[j]; v[j] = v[j - 1]; v[j - 1] = t }
   return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 }
@@ -74,6 +80,6 @@ END {
   n = split(arms, name, " ")
   for (i = 1; i <= n; i++) { r[i] = median(rate[name[i]]); c[i] = median(cpu[name[i]]) }
   for (i = 1; i <= n; i++)
-    printf "%-20s %8.0f req/s  %.2fx ceiling   server %6.1f µs CPU/request  %.2fx ceiling   (rounds: req/s%s; µs%s)\n", name[i], r[i], r[i] / r[1], c[i], c[1] / c[i], rate[name[i]], cpu[name[i]]
-  if (name[n] == "openfga") printf "cached / openfga: %.1fx throughput, %.1fx server CPU per request\n", r[2] / r[n], c[n] / c[2]
+    printf "%-20s %8.0f req/s  %s ceiling   server %6.1f µs CPU/request  %s ceiling   (rounds: req/s%s; µs%s)\n", name[i], r[i], ratio(r[i], r[1]), c[i], ratio(c[1], c[i]), rate[name[i]], cpu[name[i]]
+  if (name[n] == "openfga") printf "cached / openfga: %s throughput, %s server CPU per request\n", ratio(r[2], r[n]), ratio(c[n], c[2])
 }' "$out"

@@ -89,8 +89,7 @@ func main() {
 	server1, self1, wall := cpuTime(c.serverPID), cpuTime(os.Getpid()), time.Since(t0)
 	fmt.Printf("saturation (closed loop, %d workers): %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
 		c.workers, sat.rate, sat.p(50), sat.p(95), sat.p(99), sat.errors)
-	if c.serverPID > 0 {
-		n := float64(int64(len(sat.latencies)) + sat.errors)
+	if n := float64(int64(len(sat.latencies)) + sat.errors); c.serverPID > 0 && n > 0 {
 		fmt.Printf("server CPU during saturation: %.1f µs per request, %.0f%% of one CPU; loadgen CPU %.0f%% of one CPU\n",
 			float64((server1-server0).Microseconds())/n, 100*(server1-server0).Seconds()/wall.Seconds(), 100*(self1-self0).Seconds()/wall.Seconds())
 	}
