@@ -168,7 +168,7 @@ func TestDelegationScopesAndEscalation(t *testing.T) {
 
 	// a time-bound delegation ends by itself (the graph's expiring relationship)
 	eve := createUser(h, "eve@customer.example")
-	exp := time.Now().Add(2 * time.Second).UTC().Truncate(time.Millisecond)
+	exp := time.Now().Add(4 * time.Second).UTC().Truncate(time.Millisecond)
 	d3 := ca.do(201, "POST", "/v1/organizations/customer/delegations", map[string]any{"grantee": "user:" + eve, "scopes": []string{"audit"}, "expiresAt": exp})
 	wantTime(t, "expiresAt", d3["expiresAt"], exp)
 	h.expect(true, "organization:"+tr.customer, "view_audit", "user:"+eve)

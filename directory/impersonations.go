@@ -509,7 +509,7 @@ func (s *Service) impersonatedActions(ctx context.Context, tx store.Tx, im store
 		return nil, nil
 	}
 	var out []ImpersonatedOp
-	since := *im.StartedAt
+	since := im.StartedAt.Truncate(time.Microsecond) // the audit log keeps microseconds
 	f := store.AuditFilter{AllOrgs: true, Since: &since, Actor: "user:" + im.Target, Limit: 1000}
 	for {
 		evs, next, err := tx.ListAudit(ctx, f)
