@@ -246,14 +246,17 @@ func (c *Cached) applyWatch(ctx context.Context, ev WatchEvent) {
 	cancel()
 	if len(ev.Updates) > 0 {
 		c.invalidate(ev.Updates)
-		c.watch.updates.Add(uint64(len(ev.Updates)))
 	}
 	if ev.SchemaChanged {
 		c.invalidateSchema()
 		c.relearn(ctx)
 	}
+	// counted once applied, the update count last: whoever sees it sees the event counted
 	c.watch.events.Add(1)
 	c.metrics.watchEvents.Inc()
+	if len(ev.Updates) > 0 {
+		c.watch.updates.Add(uint64(len(ev.Updates)))
+	}
 }
 
 // resync recovers from changes the watch lost: a new cursor at the head, then
