@@ -76,13 +76,27 @@ func fixture(b *testing.B, tenants, users int) *engine.Embedded {
 	return eng
 }
 
-// BenchmarkEchoCeiling is an echo handler returning a fixed {"allowed":true}: the HTTP ceiling.
-func BenchmarkEchoCeiling(b *testing.B) {
+// ceiling is the echo application of the HTTP ceiling: POST /v1/check answers a fixed {"allowed":true}.
+func ceiling() *echo.Echo {
 	e := echo.New()
 	e.POST("/v1/check", func(c echo.Context) error {
 		return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
 	})
-	srv := httptest.NewServer(e)
+	return e
+}
+
+// checkBodies are the JSON bodies of reqs as a client sends them to /v1/check.
+func checkBodies(reqs []engine.CheckRequest) [][]byte {
+	bodies := make([][]byte, len(reqs))
+	for i, r := range reqs {
+		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
+	}
+	return bodies
+}
+
+// BenchmarkEchoCeiling is an echo handler returning a fixed {"allowed":true}: the HTTP ceiling.
+func BenchmarkEchoCeiling(b *testing.B) {
+	srv := httptest.NewServer(ceiling())
 	defer srv.Close()
 	runHTTP(b, srv.URL, func(int) string { return `{"resource":"document:d0","permission":"view","subject":"user:u0_0"}` })
 }
@@ -281,11 +295,7 @@ func scalingWrite(ctx context.Context, b *testing.B, c *engine.Cached, i, tenant
 // throughput at saturation, so the two arms compare as throughputs.
 func BenchmarkSaturation(b *testing.B) {
 	b.Run("echo-ceiling", func(b *testing.B) {
-		e := echo.New()
-		e.POST("/v1/check", func(c echo.Context) error {
-			return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
-		})
-		srv := httptest.NewServer(e)
+		srv := httptest.NewServer(ceiling())
 		defer srv.Close()
 		reqs := zipfChecks(1<<14, 100, 10)
 		runParallelHTTP(b, srv.URL, reqs)
@@ -299,10 +309,7 @@ func BenchmarkSaturation(b *testing.B) {
 }
 
 func runParallelHTTP(b *testing.B, url string, reqs []engine.CheckRequest) {
-	bodies := make([][]byte, len(reqs))
-	for i, r := range reqs {
-		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
-	}
+	bodies := checkBodies(reqs)
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64, MaxConnsPerHost: 64}}
 	runParallel(b, func(i int) error {
 		req, _ := http.NewRequest("POST", url+"/v1/check", bytes.NewReader(bodies[i&(len(bodies)-1)]))
@@ -386,19 +393,12 @@ func cachedServer(b *testing.B) (*engine.Cached, string, []engine.CheckRequest) 
 // the answer into a recorder. The ceiling's fixed answer against Trellis's
 // cached check (warm, Zipf keys, no writes).
 func BenchmarkCheckHandler(b *testing.B) {
-	ceiling := echo.New()
-	ceiling.POST("/v1/check", func(c echo.Context) error {
-		return c.JSONBlob(http.StatusOK, []byte(`{"allowed":true}`))
-	})
 	c, reqs := warmAll(b, fixture(b, 100, 10), 100, 10)
 	arms := []struct {
 		name string
 		h    http.Handler
-	}{{"echo-ceiling", ceiling}, {"trellis-cached", api.New(api.Deps{Engine: c, AdminKey: benchKey})}}
-	bodies := make([][]byte, len(reqs))
-	for i, r := range reqs {
-		bodies[i] = fmt.Appendf(nil, `{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)
-	}
+	}{{"echo-ceiling", ceiling()}, {"trellis-cached", api.New(api.Deps{Engine: c, AdminKey: benchKey})}}
+	bodies := checkBodies(reqs)
 	for _, arm := range arms {
 		b.Run(arm.name, func(b *testing.B) {
 			before := c.Stats()
