@@ -125,8 +125,9 @@ func bind(c echo.Context, v any) error {
 }
 
 // readBody reads a request body whole, at most maxBodyBytes, growing its
-// buffer as data arrives (a declared length reserves nothing up front). A body
-// that breaks off or is malformed on the wire is the client's error.
+// buffer as data arrives (a declared length reserves nothing up front). It is
+// the one reader of request bodies, so the one place that bounds them, declared
+// or chunked. A body that breaks off or is malformed on the wire is the client's error.
 func readBody(req *http.Request) ([]byte, error) {
 	if req.Body == nil {
 		return nil, nil
@@ -139,9 +140,8 @@ func readBody(req *http.Request) ([]byte, error) {
 		limit = maxBodyBytes + 1
 	}
 	raw, err := io.ReadAll(io.LimitReader(req.Body, limit))
-	var mbe *http.MaxBytesError
 	switch {
-	case errors.As(err, &mbe) || err == nil && len(raw) > maxBodyBytes:
+	case err == nil && len(raw) > maxBodyBytes:
 		return nil, &http.MaxBytesError{Limit: maxBodyBytes}
 	case err != nil:
 		return nil, trellis.Invalid("body", "the request body could not be read: %v", err)

@@ -78,7 +78,7 @@ func New(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	root := routes{e: e, mw: []echo.MiddlewareFunc{middleware.Recover(), limitBody}}
+	root := routes{e: e, mw: []echo.MiddlewareFunc{middleware.Recover()}}
 
 	root.GET("/healthz", s.healthz)
 	root.GET("/readyz", s.readyz)
@@ -138,18 +138,6 @@ func (r routes) POST(path string, h echo.HandlerFunc)   { r.add(http.MethodPost,
 func (r routes) PUT(path string, h echo.HandlerFunc)    { r.add(http.MethodPut, path, h) }
 func (r routes) PATCH(path string, h echo.HandlerFunc)  { r.add(http.MethodPatch, path, h) }
 func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelete, path, h) }
-
-// limitBody bounds chunked request bodies to maxBodyBytes for any reader.
-// A body of declared length needs no wrapper (net/http ends it there, and
-// readBody refuses a declared length over the limit when a handler reads it).
-func limitBody(next echo.HandlerFunc) echo.HandlerFunc {
-	return func(c echo.Context) error {
-		if req := c.Request(); req.Body != nil && req.Body != http.NoBody && req.ContentLength < 0 {
-			req.Body = http.MaxBytesReader(c.Response(), req.Body, maxBodyBytes)
-		}
-		return next(c)
-	}
-}
 
 // authenticate resolves the bearer token into a principal: the provider admin
 // key (compared as SHA-256 digests in constant time), a service account's API
