@@ -231,6 +231,12 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	if _, err := schemas.Bootstrap(ctx, app); err != nil {
 		return fmt.Errorf("bootstrap schema: %w", err)
 	}
+	// reads are at least as fresh as everything stored before this start
+	if w, ok := eng.(engine.Watcher); ok {
+		if _, err := w.CatchUp(ctx); err != nil {
+			return fmt.Errorf("engine catch-up: %w", err)
+		}
+	}
 	ln, err := net.Listen("tcp", cfg.Addr)
 	if err != nil {
 		return err

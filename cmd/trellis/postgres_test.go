@@ -44,7 +44,9 @@ func startServe(t *testing.T, cfg Config) (base, key string, banner *syncBuffer,
 		}
 		select {
 		case err := <-done:
-			t.Fatalf("serve ended: %v\n%s", err, out.String())
+			stopped = true // serve has returned: nothing left for stop to wait on
+			cancel()
+			t.Fatalf("serve ended before it was ready: %v\n%s", err, out.String())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}
