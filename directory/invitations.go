@@ -200,6 +200,11 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 		}
 		actor = Principal{Kind: KindUser, ID: u.ID}
 		o.p = actor
+		// what the membership grants is the inviter's grant: it is authorized
+		// against the inviter's authority now, so an invitation dies with it
+		// (a delegation revoked, an admin removed)
+		inviter := principalOf(inv.InvitedBy)
+		o.authority = &inviter
 		for i := range o.events {
 			o.events[i].Actor = actor.Actor()
 		}

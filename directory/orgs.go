@@ -306,6 +306,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 		if err := tx.InsertOrg(ctx, org); err != nil {
 			return err
 		}
+		o.created = map[string]bool{org.ID: true}
 		o.touch(s.orgTuples(org)...)
 		o.record(org.ID, "organization.create", "organization:"+org.ID, map[string]any{"slug": slug, "name": name, "parent": org.Parent})
 		if org.Parent != "" {

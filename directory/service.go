@@ -169,6 +169,11 @@ type op struct {
 	filters []engine.RelationshipFilter
 	events  []audit.Event
 	action  string
+	// authority, when set, is whose authority the effects are checked
+	// against instead of p (an accepted invitation: its inviter)
+	authority *Principal
+	unchanged map[string]bool // touches of relationships the operation found already there (replace)
+	created   map[string]bool // organizations this operation creates
 }
 
 func (o *op) touch(rels ...engine.Relationship) {
@@ -189,10 +194,19 @@ func (o *op) replace(before, after []engine.Relationship) {
 	for _, r := range after {
 		keep[r.String()] = true
 	}
+	had := map[string]bool{}
 	for _, r := range before {
 		if !keep[r.String()] {
 			o.delete(r)
+		} else {
+			had[r.String()] = true
 		}
+	}
+	if o.unchanged == nil {
+		o.unchanged = map[string]bool{}
+	}
+	for k := range had {
+		o.unchanged[k] = true
 	}
 	o.touch(after...)
 }
@@ -213,6 +227,9 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 	err := s.store.InTx(ctx, func(tx store.Tx) error {
 		o := &op{p: p, now: s.cfg.Now().UTC(), action: action}
 		if err := fn(tx, o); err != nil {
+			return err
+		}
+		if err := s.authorizeEffects(ctx, tx, o); err != nil {
 			return err
 		}
 		if err := s.appendEvents(ctx, tx, o); err != nil {

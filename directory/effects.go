@@ -1,0 +1,509 @@
+package directory
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/store"
+)
+
+// Authorization by effect. Every directory operation yields the relationship
+// updates it commits; before they commit, run hands them to authorizeEffects,
+// which works out what each net change gives or takes — which permissions, on
+// which organizations, to which subjects — and requires the acting principal
+// to hold each of them. No handler can skip it: it sees the updates, not the
+// endpoint. The invariants it enforces are written in doc.go and
+// docs/decisions/0011-authorization-by-effect.md.
+
+// need is one permission on one organization that a change gives or takes.
+// perm "platform" stands for the platform itself (provider admins only).
+type need struct{ org, perm string }
+
+const needPlatform = "platform"
+
+// effect is what one relationship gives its subjects.
+type effect struct {
+	needs    []need
+	subjects []engine.SubjectRef // who gains or loses them (nil for structure)
+}
+
+// authorityOf is the principal whose authority an operation's effects are
+// checked against: the actor, or whoever the operation acts for (an accepted
+// invitation acts for its inviter).
+func (o *op) authorityOf() Principal {
+	if o.authority != nil {
+		return *o.authority
+	}
+	return o.p
+}
+
+// authorizeEffects enforces the grant bound, the revoke bound, no self-grant
+// and impersonation confinement on the net changes of o.
+func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) error {
+	p := o.authorityOf()
+	if p.Kind == KindProvider {
+		return nil
+	}
+	if p.Impersonation != "" && mintsAuthority(o.action) {
+		return fmt.Errorf("%w: an impersonation never mints lasting authority (%s)", trellis.ErrForbidden, o.action)
+	}
+	if len(o.updates) == 0 {
+		return nil
+	}
+	if ok, err := s.isProvider(ctx, p); err != nil || ok {
+		return err
+	}
+	ev := &effects{s: s, tx: tx, o: o, p: p, held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}}
+	for _, u := range o.updates {
+		gain, changed, err := ev.net(ctx, u)
+		if err != nil {
+			return err
+		}
+		if !changed {
+			continue
+		}
+		e, err := ev.of(ctx, u.Relationship)
+		if err != nil {
+			return err
+		}
+		if err := ev.require(ctx, u.Relationship, e, gain); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// mintsAuthority: actions whose result is lasting authority for someone,
+// whatever tuples they write (a pending delegation writes none yet).
+func mintsAuthority(action string) bool {
+	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account."} {
+		if strings.HasPrefix(action, prefix) {
+			return true
+		}
+	}
+	return false
+}
+
+// effects evaluates one operation's changes, memoising graph answers.
+type effects struct {
+	s      *Service
+	tx     store.Tx
+	o      *op
+	p      Principal
+	held   map[need]bool
+	govern map[string]bool
+	covers map[string]bool
+}
+
+// net reports whether u changes the graph, and whether it is a gain: a touch
+// of a relationship already stored as it is, or a delete of one not stored,
+// changes nothing. A touch that moves an expiry later (or removes it) gains.
+func (ev *effects) net(ctx context.Context, u engine.RelationshipUpdate) (gain, changed bool, err error) {
+	r := u.Relationship
+	if ev.o.unchanged[r.String()] && u.Operation != engine.OpDelete {
+		return true, false, nil
+	}
+	page, err := ev.s.graph.ReadRelationships(ctx, engine.ReadRequest{
+		Filter: engine.RelationshipFilter{ResourceType: r.Resource.Type, ResourceID: r.Resource.ID, Relation: r.Relation,
+			Subject: &engine.SubjectFilter{Type: r.Subject.Object.Type, ID: r.Subject.Object.ID, Relation: r.Subject.Relation}},
+		Consistency: engine.Consistency{Mode: engine.FullyConsistent}, PageSize: 10,
+	})
+	if err != nil {
+		return false, false, err
+	}
+	var stored *engine.Relationship
+	for i, have := range page.Relationships {
+		if have.Subject.Relation == r.Subject.Relation {
+			stored = &page.Relationships[i]
+		}
+	}
+	if u.Operation == engine.OpDelete {
+		return false, stored != nil, nil
+	}
+	switch {
+	case stored == nil:
+		return true, true, nil
+	case stored.ExpiresAt == nil:
+		return true, false, nil // stored without expiry: nothing to widen
+	case r.ExpiresAt == nil || r.ExpiresAt.After(*stored.ExpiresAt):
+		return true, true, nil
+	}
+	return false, !r.ExpiresAt.Equal(*stored.ExpiresAt), nil // an earlier expiry takes away
+}
+
+// require checks one changed relationship's effect against the principal.
+func (ev *effects) require(ctx context.Context, r engine.Relationship, e effect, gain bool) error {
+	if gain && ev.p.Impersonation != "" && len(e.subjects) > 0 {
+		return fmt.Errorf("%w: an impersonation never grants access (%s)", trellis.ErrForbidden, r)
+	}
+	for _, n := range e.needs {
+		ok, err := ev.holds(ctx, n)
+		if err != nil {
+			return err
+		}
+		if !ok {
+			verb := "grant"
+			if !gain {
+				verb = "revoke"
+			}
+			return &escalation{org: n.org, perm: n.perm, field: ev.o.action,
+				err: fmt.Errorf("%w: cannot %s %s on organization %s, which the caller does not hold there (%s)", trellis.ErrForbidden, verb, n.perm, n.org, r)}
+		}
+	}
+	if !gain || len(e.subjects) == 0 {
+		return nil
+	}
+	for _, sub := range e.subjects {
+		self, err := ev.coversSelf(ctx, sub)
+		if err != nil {
+			return err
+		}
+		if !self {
+			continue
+		}
+		// widening one's own access needs another administrator, unless the
+		// caller already administers the organization fully (nothing to widen)
+		for _, n := range e.needs {
+			ok, err := ev.governs(ctx, n.org)
+			if err != nil {
+				return err
+			}
+			if !ok {
+				return &escalation{org: n.org, perm: n.perm, field: ev.o.action,
+					err: fmt.Errorf("%w: cannot grant %s on organization %s to yourself or a group you are in: another administrator must (%s)", trellis.ErrForbidden, n.perm, n.org, r)}
+			}
+		}
+	}
+	return nil
+}
+
+// target is the organization a need is checked on: an organization created
+// by this very operation is checked on its parent, whose rights it inherits.
+func (ev *effects) target(ctx context.Context, id string) (store.Org, error) {
+	for ev.o.created[id] {
+		org, err := ev.tx.GetOrg(ctx, id)
+		if err != nil {
+			return org, err
+		}
+		if org.Parent == "" {
+			return org, fmt.Errorf("%w: only provider admins create top-level organizations", trellis.ErrForbidden)
+		}
+		id = org.Parent
+	}
+	return ev.tx.GetOrg(ctx, id)
+}
+
+// holds: the principal holds n now (through the graph, its key's limit, its
+// impersonation's scope and its token's organization), or governs the
+// organization (full administration, which a suspension does not take away),
+// or — for access — manages its members.
+func (ev *effects) holds(ctx context.Context, n need) (bool, error) {
+	if ok, seen := ev.held[n]; seen {
+		return ok, nil
+	}
+	ok, err := ev.holdsUncached(ctx, n)
+	if err == nil {
+		ev.held[n] = ok
+	}
+	return ok, err
+}
+
+func (ev *effects) holdsUncached(ctx context.Context, n need) (bool, error) {
+	if n.perm == needPlatform {
+		return false, nil // provider admins returned earlier
+	}
+	org, err := ev.target(ctx, n.org)
+	if err != nil {
+		return false, err
+	}
+	for _, perm := range []string{n.perm, permGovern} {
+		if ok, err := ev.s.can(ctx, ev.tx, ev.p, org, perm); err != nil || ok {
+			return ok, err
+		}
+	}
+	if n.perm == permAccess {
+		return ev.s.can(ctx, ev.tx, ev.p, org, permManageMembers)
+	}
+	return false, nil
+}
+
+func (ev *effects) governs(ctx context.Context, orgID string) (bool, error) {
+	if ok, seen := ev.govern[orgID]; seen {
+		return ok, nil
+	}
+	org, err := ev.target(ctx, orgID)
+	if err != nil {
+		return false, err
+	}
+	ok, err := ev.s.can(ctx, ev.tx, ev.p, org, permGovern)
+	if err == nil {
+		ev.govern[orgID] = ok
+	}
+	return ok, err
+}
+
+// coversSelf: the subject is the principal, or a set it belongs to.
+func (ev *effects) coversSelf(ctx context.Context, sub engine.SubjectRef) (bool, error) {
+	o := sub.Object
+	if sub.Relation == "" {
+		return o.Type == ev.p.Kind && o.ID == ev.p.ID && o.ID != "", nil
+	}
+	key := o.Type + ":" + o.ID + "#" + sub.Relation
+	if ok, seen := ev.covers[key]; seen {
+		return ok, nil
+	}
+	ok, err := ev.s.holds(ctx, o, sub.Relation, ev.p)
+	if err == nil {
+		ev.covers[key] = ok
+	}
+	return ok, err
+}
+
+// of maps one relationship to what it gives: the permissions and
+// organizations, and the subjects that receive them. A relationship the
+// directory does not know how to weigh is refused (fail closed).
+func (ev *effects) of(ctx context.Context, r engine.Relationship) (effect, error) {
+	return ev.s.effectOf(ctx, ev.tx, ev.o, r, map[string]bool{})
+}
+
+func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Relationship, seen map[string]bool) (effect, error) {
+	id := r.Resource.ID
+	subject := []engine.SubjectRef{r.Subject}
+	switch r.Resource.Type {
+	case "organization":
+		switch r.Relation {
+		case "owner", "admin":
+			return effect{needs: needsOn(id, s.catalogue...), subjects: subject}, nil
+		case "member":
+			return effect{needs: needsOn(id, permAccess), subjects: subject}, nil
+		case "binding":
+			return s.bindingEffect(ctx, tx, o, r.Subject.Object.ID)
+		case "parent":
+			// re-parenting changes who administers the subtree from above
+			return effect{needs: append(needsOn(id, permManage), needsOn(r.Subject.Object.ID, permManage)...)}, nil
+		case "suspended":
+			return effect{needs: needsOn(id, permGovern)}, nil
+		case "platform":
+			return effect{needs: []need{{perm: needPlatform}}}, nil
+		}
+		for _, sc := range delegationScopes {
+			if r.Relation == sc.subtree || r.Relation == sc.local {
+				return effect{needs: needsOn(id, sc.perm), subjects: subject}, nil
+			}
+		}
+	case "role_binding":
+		switch r.Relation {
+		case "subject":
+			e, err := s.bindingEffect(ctx, tx, o, id)
+			e.subjects = subject
+			return e, err
+		case "role":
+			return s.bindingEffect(ctx, tx, o, id)
+		}
+	case "role":
+		role, err := s.roleOrg(ctx, tx, id)
+		if err != nil {
+			return effect{}, err
+		}
+		if r.Relation == "org" {
+			return effect{needs: needsOn(r.Subject.Object.ID, permManageRoles)}, nil
+		}
+		if perm, ok := strings.CutPrefix(r.Relation, "grants_"); ok {
+			// a role's permission reaches every binding of the role
+			e := effect{needs: needsOn(role, perm)}
+			bindings, err := s.bindingsOf(ctx, o, id)
+			if err != nil {
+				return e, err
+			}
+			for _, b := range bindings {
+				org, _, _ := strings.Cut(b, "|")
+				e.needs = append(e.needs, needsOn(org, perm)...)
+				subs, err := s.bindingSubjects(ctx, o, b)
+				if err != nil {
+					return e, err
+				}
+				e.subjects = append(e.subjects, subs...)
+			}
+			return e, nil
+		}
+	case "group":
+		switch r.Relation {
+		case "org":
+			return effect{needs: needsOn(r.Subject.Object.ID, permManageMembers)}, nil
+		case "member":
+			needs, err := s.groupHoldings(ctx, tx, o, id, seen)
+			return effect{needs: needs, subjects: subject}, err
+		}
+	case "service_account":
+		if r.Relation == "org" {
+			return effect{needs: needsOn(r.Subject.Object.ID, permManage)}, nil
+		}
+	case "impersonation":
+		// written by the impersonation flow only, which authorizes its actor
+		// by its own rules (impersonate permission, approval, platform staff)
+		if strings.HasPrefix(o.action, "impersonation.") {
+			return effect{}, nil
+		}
+	case "platform":
+		return effect{needs: []need{{perm: needPlatform}}}, nil
+	}
+	return effect{}, fmt.Errorf("%w: the directory does not write %s#%s", trellis.ErrForbidden, r.Resource.Type, r.Relation)
+}
+
+func needsOn(org string, perms ...string) []need {
+	out := make([]need, len(perms))
+	for i, p := range perms {
+		out[i] = need{org: org, perm: p}
+	}
+	return out
+}
+
+// roleOrg is the organization that defines a custom role.
+func (s *Service) roleOrg(ctx context.Context, tx store.Tx, id string) (string, error) {
+	if role, err := tx.GetRole(ctx, id); err == nil {
+		return role.Org, nil
+	}
+	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role", ResourceID: id, Relation: "org"}, 1)
+	if err != nil {
+		return "", err
+	}
+	if len(rels) == 0 {
+		return "", fmt.Errorf("%w: role %s has no organization", trellis.ErrForbidden, id)
+	}
+	return rels[0].Subject.Object.ID, nil
+}
+
+// rolePermissions: what a custom role grants, before or after this
+// operation (the union: both must be covered).
+func (s *Service) rolePermissions(ctx context.Context, tx store.Tx, o *op, id string) ([]string, error) {
+	var out []string
+	if role, err := tx.GetRole(ctx, id); err == nil {
+		out = append(out, role.Permissions...)
+	}
+	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role", ResourceID: id}, 0)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range append(rels, o.touched("role", id)...) {
+		if perm, ok := strings.CutPrefix(r.Relation, "grants_"); ok && !slices.Contains(out, perm) {
+			out = append(out, perm)
+		}
+	}
+	return out, nil
+}
+
+// bindingEffect: a role binding (id "<org>|<role>") gives its role's
+// permissions on its organization to its subjects.
+func (s *Service) bindingEffect(ctx context.Context, tx store.Tx, o *op, binding string) (effect, error) {
+	org, role, ok := strings.Cut(binding, "|")
+	if !ok {
+		return effect{}, fmt.Errorf("%w: role binding %q", trellis.ErrForbidden, binding)
+	}
+	perms, err := s.rolePermissions(ctx, tx, o, role)
+	if err != nil {
+		return effect{}, err
+	}
+	subs, err := s.bindingSubjects(ctx, o, binding)
+	return effect{needs: needsOn(org, perms...), subjects: subs}, err
+}
+
+// bindingSubjects: who a role binding binds, stored or written by o.
+func (s *Service) bindingSubjects(ctx context.Context, o *op, binding string) ([]engine.SubjectRef, error) {
+	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role_binding", ResourceID: binding, Relation: "subject"}, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []engine.SubjectRef
+	for _, r := range append(rels, o.touched("role_binding", binding)...) {
+		if r.Relation == "subject" {
+			out = append(out, r.Subject)
+		}
+	}
+	return out, nil
+}
+
+// bindingsOf lists the role bindings of a custom role, stored or written by o.
+func (s *Service) bindingsOf(ctx context.Context, o *op, role string) ([]string, error) {
+	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role_binding", Relation: "role",
+		Subject: &engine.SubjectFilter{Type: "role", ID: role}}, 0)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, u := range o.updates {
+		r := u.Relationship
+		if r.Resource.Type == "role_binding" && r.Relation == "role" && r.Subject.Object.ID == role {
+			rels = append(rels, r)
+		}
+	}
+	for _, r := range rels {
+		if !slices.Contains(out, r.Resource.ID) {
+			out = append(out, r.Resource.ID)
+		}
+	}
+	return out, nil
+}
+
+// groupHoldings: everything a group's members hold through the group —
+// its roles, the delegations naming it, and, transitively, the groups it is
+// nested in — as stored and as written by o.
+func (s *Service) groupHoldings(ctx context.Context, tx store.Tx, o *op, group string, seen map[string]bool) ([]need, error) {
+	if seen[group] {
+		return nil, nil
+	}
+	seen[group] = true
+	var held []engine.Relationship
+	for _, typ := range []string{"organization", "role_binding", "group"} {
+		rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: typ,
+			Subject: &engine.SubjectFilter{Type: "group", ID: group, Relation: "member"}}, 0)
+		if err != nil {
+			return nil, err
+		}
+		held = append(held, rels...)
+	}
+	for _, u := range o.updates {
+		r := u.Relationship
+		if r.Subject.Object.Type == "group" && r.Subject.Object.ID == group && r.Subject.Relation == "member" {
+			held = append(held, r)
+		}
+	}
+	var out []need
+	for _, r := range held {
+		e, err := s.effectOf(ctx, tx, o, r, seen)
+		if err != nil {
+			return nil, err
+		}
+		for _, n := range e.needs {
+			if !slices.Contains(out, n) {
+				out = append(out, n)
+			}
+		}
+	}
+	return out, nil
+}
+
+// touched lists the relationships o touches on one object.
+func (o *op) touched(typ, id string) []engine.Relationship {
+	var out []engine.Relationship
+	for _, u := range o.updates {
+		if u.Operation != engine.OpDelete && u.Relationship.Resource.Type == typ && u.Relationship.Resource.ID == id {
+			out = append(out, u.Relationship)
+		}
+	}
+	return out
+}
+
+// principalOf turns a stored actor ("user:<id>", "service_account:<id>",
+// "provider:<name>") back into a principal with no token limits.
+func principalOf(actor string) Principal {
+	kind, id, _ := strings.Cut(actor, ":")
+	switch kind {
+	case KindProvider, KindUser, KindServiceAccount:
+		return Principal{Kind: kind, ID: id}
+	}
+	return Principal{Kind: "unknown", ID: actor}
+}
