@@ -43,7 +43,7 @@ type Delegation struct {
 	ExpiresAt    *time.Time   `json:"expiresAt,omitempty"`
 	Status       string       `json:"status"` // pending | active | expired | revoked
 	GrantedBy    string       `json:"grantedBy"`
-	Via          *string      `json:"via"` // the delegation the grantor held its scopes through; null = its own right
+	Via          []string     `json:"via"` // every delegation the grantor drew its scopes from; [] = its own right
 	Reason       string       `json:"reason,omitempty"`
 	CreatedAt    time.Time    `json:"createdAt"`
 	ApprovedBy   string       `json:"approvedBy,omitempty"`
@@ -68,10 +68,8 @@ type CreateDelegation struct {
 func (s *Service) delegationView(d store.Delegation) Delegation {
 	v := Delegation{ID: d.ID, Organization: d.Org, Grantee: d.Grantee, Scopes: d.Scopes, Subtree: d.Subtree,
 		ExpiresAt: d.ExpiresAt, Status: s.delegationStatus(d), GrantedBy: d.GrantedBy, Reason: d.Reason,
-		CreatedAt: d.CreatedAt, ApprovedBy: d.ApprovedBy, ApprovedAt: d.ApprovedAt, RevokedBy: d.RevokedBy, RevokedAt: d.RevokedAt}
-	if d.Via != "" {
-		v.Via = &d.Via
-	}
+		CreatedAt: d.CreatedAt, ApprovedBy: d.ApprovedBy, ApprovedAt: d.ApprovedAt, RevokedBy: d.RevokedBy, RevokedAt: d.RevokedAt,
+		Via: append([]string{}, d.Via...)}
 	return v
 }
 
@@ -124,6 +122,38 @@ func granteeSubject(ctx context.Context, tx store.Tx, org store.Org, grantee str
 		return "organization:" + other.ID + "#admin", subjectOf("organization:" + other.ID + "#admin"), nil
 	}
 	return "", engine.SubjectRef{}, trellis.Invalid("grantee", "must be user:<id>, group:<id> or organization:<id>#admin, got %q", grantee)
+}
+
+// granteeVisible: a user or group grantee must be one the grantor can see (a
+// user it may enrol in org — see mayEnrol —, a group of an organization it
+// can see); others answer as unknown ones do.
+func (s *Service) granteeVisible(ctx context.Context, tx store.Tx, p Principal, org store.Org, grantee string) error {
+	typ, id, _ := strings.Cut(grantee, ":")
+	switch typ {
+	case "user":
+		u, err := tx.GetUser(ctx, id)
+		if err != nil {
+			return err
+		}
+		if ok, err := s.mayEnrol(ctx, tx, p, org, u); err != nil || ok {
+			return err
+		}
+		return trellis.Invalid("grantee", "no user %q", id)
+	case "group":
+		g, err := tx.GetGroup(ctx, id)
+		if err != nil {
+			return err
+		}
+		org, err := tx.GetOrg(ctx, g.Org)
+		if err != nil {
+			return err
+		}
+		if ok, err := s.visible(ctx, tx, p, org); err != nil || ok {
+			return err
+		}
+		return trellis.Invalid("grantee", "no group %q", id)
+	}
+	return nil
 }
 
 // validScopes checks and deduplicates delegation scopes.
@@ -315,6 +345,9 @@ func (s *Service) Delegate(ctx context.Context, p Principal, ref string, in Crea
 		if err != nil {
 			return err
 		}
+		if err := s.granteeVisible(ctx, tx, p, org, grantee); err != nil {
+			return err
+		}
 		if err := s.noEscalation(ctx, tx, p, org, scopePerms(scopes), "scopes"); err != nil {
 			return err
 		}
@@ -329,23 +362,8 @@ func (s *Service) Delegate(ctx context.Context, p Principal, ref string, in Crea
 			return err
 		}
 		if !own {
-			held, err := s.heldDelegation(ctx, tx, p, org, scopes, in.Subtree)
-			if err != nil {
+			if err := s.drawOn(ctx, tx, p, org, &d); err != nil {
 				return err
-			}
-			if held == nil && in.Subtree {
-				if local, err := s.heldDelegation(ctx, tx, p, org, scopes, false); err != nil {
-					return err
-				} else if local != nil {
-					return &escalation{org: org.ID, perm: "subtree", field: "subtree",
-						err: fmt.Errorf("%w: subtree: delegation %s reaches organization %s only, not its subtree", trellis.ErrForbidden, local.ID, org.ID)}
-				}
-			}
-			if held != nil {
-				d.Via = held.ID
-				if held.ExpiresAt != nil && (d.ExpiresAt == nil || d.ExpiresAt.After(*held.ExpiresAt)) {
-					d.ExpiresAt = held.ExpiresAt // a re-delegation cannot outlive the one it came through
-				}
 			}
 		}
 		if in.RequireApproval || org.Policy.DelegationApproval {
@@ -366,9 +384,44 @@ func (s *Service) Delegate(ctx context.Context, p Principal, ref string, in Crea
 	return out, err
 }
 
+// drawOn records, for a grantor without full administration of org, every
+// live delegation it draws the granted scopes from (d.Via): each scope comes
+// from a delegation that reaches org (and its subtree when d has subtree), or
+// from the grantor's own right (a role). A scope held only through local
+// delegations cannot be granted to the subtree. The new delegation expires
+// no later than the earliest of those it draws on, and is revoked with any.
+func (s *Service) drawOn(ctx context.Context, tx store.Tx, p Principal, org store.Org, d *store.Delegation) error {
+	for _, sc := range d.Scopes {
+		held, err := s.heldDelegation(ctx, tx, p, org, []string{sc}, d.Subtree)
+		if err != nil {
+			return err
+		}
+		if held == nil && d.Subtree {
+			local, err := s.heldDelegation(ctx, tx, p, org, []string{sc}, false)
+			if err != nil {
+				return err
+			}
+			if local != nil {
+				return &escalation{org: org.ID, perm: "subtree", field: "subtree",
+					err: fmt.Errorf("%w: subtree: delegation %s grants %s on organization %s only, not its subtree", trellis.ErrForbidden, local.ID, sc, org.ID)}
+			}
+		}
+		if held == nil || slices.Contains(d.Via, held.ID) {
+			continue
+		}
+		d.Via = append(d.Via, held.ID)
+		if held.ExpiresAt != nil && (d.ExpiresAt == nil || d.ExpiresAt.After(*held.ExpiresAt)) {
+			at := *held.ExpiresAt // a re-delegation cannot outlive what it came through
+			d.ExpiresAt = &at
+		}
+	}
+	slices.Sort(d.Via)
+	return nil
+}
+
 func delegationDetails(d store.Delegation) map[string]any {
 	m := map[string]any{"grantee": d.Grantee, "scopes": d.Scopes, "subtree": d.Subtree, "status": d.Status}
-	if d.Via != "" {
+	if len(d.Via) > 0 {
 		m["via"] = d.Via
 	}
 	if d.ExpiresAt != nil {
@@ -567,16 +620,20 @@ func (s *Service) GetDelegation(ctx context.Context, p Principal, id string) (De
 			return err
 		}
 		out = s.delegationView(d)
-		for via, seen := d.Via, map[string]bool{d.ID: true}; via != "" && !seen[via]; {
-			seen[via] = true
-			up, err := tx.GetDelegation(ctx, via)
+		// breadth first: the delegations it drew on, then theirs
+		for queue, seen := slices.Clone(d.Via), map[string]bool{d.ID: true}; len(queue) > 0; queue = queue[1:] {
+			if seen[queue[0]] {
+				continue
+			}
+			seen[queue[0]] = true
+			up, err := tx.GetDelegation(ctx, queue[0])
 			if errors.Is(err, trellis.ErrNotFound) {
-				break
+				continue
 			} else if err != nil {
 				return err
 			}
 			out.Chain = append(out.Chain, s.delegationView(up))
-			via = up.Via
+			queue = append(queue, up.Via...)
 		}
 		children, err := tx.DelegationsVia(ctx, d.ID)
 		if err != nil {

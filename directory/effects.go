@@ -51,6 +51,10 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 	if p.Impersonation != "" && mintsAuthority(o.action) {
 		return fmt.Errorf("%w: an impersonation never mints lasting authority (%s)", trellis.ErrForbidden, o.action)
 	}
+	if p.Permissions != nil && !slices.Contains(p.Permissions, permManage) &&
+		(strings.HasPrefix(o.action, "delegation.create") || strings.HasPrefix(o.action, "delegation.approve")) {
+		return fmt.Errorf("%w: an API key limited to %s cannot delegate administration", trellis.ErrForbidden, strings.Join(p.Permissions, ", "))
+	}
 	if len(o.updates) == 0 {
 		return nil
 	}
@@ -104,9 +108,6 @@ type effects struct {
 // changes nothing. A touch that moves an expiry later (or removes it) gains.
 func (ev *effects) net(ctx context.Context, u engine.RelationshipUpdate) (gain, changed bool, err error) {
 	r := u.Relationship
-	if ev.o.unchanged[r.String()] && u.Operation != engine.OpDelete {
-		return true, false, nil
-	}
 	page, err := ev.s.graph.ReadRelationships(ctx, engine.ReadRequest{
 		Filter: engine.RelationshipFilter{ResourceType: r.Resource.Type, ResourceID: r.Resource.ID, Relation: r.Relation,
 			Subject: &engine.SubjectFilter{Type: r.Subject.Object.Type, ID: r.Subject.Object.ID, Relation: r.Subject.Relation}},
@@ -137,8 +138,8 @@ func (ev *effects) net(ctx context.Context, u engine.RelationshipUpdate) (gain, 
 
 // require checks one changed relationship's effect against the principal.
 func (ev *effects) require(ctx context.Context, r engine.Relationship, e effect, gain bool) error {
-	if gain && ev.p.Impersonation != "" && len(e.subjects) > 0 {
-		return fmt.Errorf("%w: an impersonation never grants access (%s)", trellis.ErrForbidden, r)
+	if gain && ev.p.Impersonation != "" && len(e.subjects) > 0 && slices.ContainsFunc(e.needs, func(n need) bool { return n.perm != permAccess }) {
+		return fmt.Errorf("%w: an impersonation never grants roles or administration (%s)", trellis.ErrForbidden, r)
 	}
 	for _, n := range e.needs {
 		ok, err := ev.holds(ctx, n)
@@ -198,9 +199,9 @@ func (ev *effects) target(ctx context.Context, id string) (store.Org, error) {
 }
 
 // holds: the principal holds n now (through the graph, its key's limit, its
-// impersonation's scope and its token's organization), or governs the
-// organization (full administration, which a suspension does not take away),
-// or — for access — manages its members.
+// impersonation's scope and its token's organization) — for access: manages
+// the organization's members — or governs the organization (full
+// administration, which a suspension does not take away).
 func (ev *effects) holds(ctx context.Context, n need) (bool, error) {
 	if ok, seen := ev.held[n]; seen {
 		return ok, nil
@@ -220,15 +221,31 @@ func (ev *effects) holdsUncached(ctx context.Context, n need) (bool, error) {
 	if err != nil {
 		return false, err
 	}
-	for _, perm := range []string{n.perm, permGovern} {
-		if ok, err := ev.s.can(ctx, ev.tx, ev.p, org, perm); err != nil || ok {
-			return ok, err
+	if ok, err := ev.governs(ctx, n.org); err != nil || ok {
+		return ok, err
+	}
+	perm := n.perm
+	if perm == permAccess {
+		perm = permManageMembers // membership is granted by who manages members, not by members
+	}
+	ok, err := ev.s.can(ctx, ev.tx, ev.p, org, perm)
+	if err != nil || !ok {
+		return false, err
+	}
+	// held by a delegated scope: the operation records the delegation
+	for name, sc := range delegationScopes {
+		if sc.perm != perm {
+			continue
+		}
+		d, err := ev.s.heldDelegation(ctx, ev.tx, ev.p, org, []string{name}, false)
+		if err != nil {
+			return false, err
+		}
+		if d != nil && !slices.Contains(ev.o.delegations, d.ID) {
+			ev.o.delegations = append(ev.o.delegations, d.ID)
 		}
 	}
-	if n.perm == permAccess {
-		return ev.s.can(ctx, ev.tx, ev.p, org, permManageMembers)
-	}
-	return false, nil
+	return true, nil
 }
 
 func (ev *effects) governs(ctx context.Context, orgID string) (bool, error) {

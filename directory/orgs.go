@@ -569,9 +569,22 @@ func (s *Service) UpdateOrganization(ctx context.Context, p Principal, ref strin
 // decided from above, and only while it has no administrators of its own.
 func (s *Service) patchPolicy(ctx context.Context, tx store.Tx, p Principal, org store.Org, in PolicyPatch) (store.OrgPolicy, error) {
 	policy := org.Policy
+	if p.Impersonation != "" {
+		return policy, fmt.Errorf("%w: an impersonation never changes an organization's policy", trellis.ErrForbidden)
+	}
 	if in.RequireDelegationApproval != nil || in.RequireImpersonationApproval != nil {
 		if err := s.authorize(ctx, tx, p, org, permManage); err != nil {
 			return policy, err
+		}
+		// the approvals an organization requires hold back those above it
+		// (its parent's admins, partners): only its own administrators — or,
+		// under mandatory delegation, whoever governs it — change them
+		if p.Kind != KindProvider {
+			if own, err := s.canApprove(ctx, tx, p, org); err != nil {
+				return policy, err
+			} else if !own {
+				return policy, fmt.Errorf("%w: policy: only an administrator of organization %s itself changes its approval policy", trellis.ErrForbidden, org.Slug)
+			}
 		}
 		if in.RequireDelegationApproval != nil {
 			policy.DelegationApproval = *in.RequireDelegationApproval

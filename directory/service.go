@@ -172,8 +172,9 @@ type op struct {
 	// authority, when set, is whose authority the effects are checked
 	// against instead of p (an accepted invitation: its inviter)
 	authority *Principal
-	unchanged map[string]bool // touches of relationships the operation found already there (replace)
 	created   map[string]bool // organizations this operation creates
+	// delegations the actor drew on for what it granted or revoked
+	delegations []string
 }
 
 func (o *op) touch(rels ...engine.Relationship) {
@@ -194,19 +195,10 @@ func (o *op) replace(before, after []engine.Relationship) {
 	for _, r := range after {
 		keep[r.String()] = true
 	}
-	had := map[string]bool{}
 	for _, r := range before {
 		if !keep[r.String()] {
 			o.delete(r)
-		} else {
-			had[r.String()] = true
 		}
-	}
-	if o.unchanged == nil {
-		o.unchanged = map[string]bool{}
-	}
-	for k := range had {
-		o.unchanged[k] = true
 	}
 	o.touch(after...)
 }
@@ -278,6 +270,12 @@ func (s *Service) appendEvents(ctx context.Context, tx store.Tx, o *op) error {
 		}
 		if o.p.Impersonation != "" {
 			ev.Details["impersonation"] = o.p.Impersonation
+		}
+		if len(o.delegations) > 0 {
+			if ev.Details == nil {
+				ev.Details = map[string]any{}
+			}
+			ev.Details["delegation"] = o.delegations
 		}
 		head, err := tx.AuditHead(ctx, ev.Organization)
 		if err != nil {

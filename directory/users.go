@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/mail"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -160,6 +161,28 @@ func (s *Service) userVisible(ctx context.Context, tx store.Tx, p Principal, u s
 	return false, nil
 }
 
+// mayEnrol is consent: an administrator adds to org only a user it can
+// already see (a member of an organization whose members it manages — its
+// own subtree), or a user whose email is in a domain org or one of its
+// ancestors verified. Anyone else joins by accepting an invitation.
+func (s *Service) mayEnrol(ctx context.Context, tx store.Tx, p Principal, org store.Org, u store.User) (bool, error) {
+	if ok, err := s.userVisible(ctx, tx, p, u); err != nil || ok {
+		return ok, err
+	}
+	_, domain, _ := strings.Cut(u.Email, "@")
+	owner, err := tx.OrgByVerifiedDomain(ctx, strings.ToLower(domain))
+	if errors.Is(err, trellis.ErrNotFound) {
+		return false, nil
+	} else if err != nil {
+		return false, err
+	}
+	path, err := s.path(ctx, tx, org)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(path, owner.ID), nil
+}
+
 func (s *Service) visibleUser(ctx context.Context, tx store.Tx, p Principal, id string) (store.User, error) {
 	u, err := tx.GetUser(ctx, id)
 	if err != nil {
@@ -253,12 +276,19 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 			return err
 		}
 		u, err := tx.GetUser(ctx, strings.TrimPrefix(userID, "user:"))
-		if err != nil {
+		if errors.Is(err, trellis.ErrNotFound) {
+			return notFound("user", strings.TrimPrefix(userID, "user:"))
+		} else if err != nil {
 			return err
 		}
 		m, err := tx.GetMembership(ctx, org.ID, u.ID)
 		switch {
 		case errors.Is(err, trellis.ErrNotFound):
+			if ok, err := s.mayEnrol(ctx, tx, p, org, u); err != nil {
+				return err
+			} else if !ok {
+				return notFound("user", u.ID) // as for an unknown user: no oracle
+			}
 			created = true
 			m = store.Membership{Org: org.ID, User: u.ID, Roles: []string{RoleMember}, Status: store.StatusActive, JoinedAt: o.now, AuthenticatedVia: "api"}
 		case err != nil:

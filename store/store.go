@@ -347,9 +347,9 @@ type Delegation struct {
 	Scopes     []string // members, roles, sso, scim, branding, audit, billing
 	Subtree    bool     // the scopes reach the organization's descendants too
 	ExpiresAt  *time.Time
-	Status     string // pending | active | revoked
-	GrantedBy  string // audit actor of the grantor
-	Via        string // the delegation the grantor held its scopes through; "" = its own right
+	Status     string   // pending | active | revoked
+	GrantedBy  string   // audit actor of the grantor
+	Via        []string // every delegation the grantor drew its scopes from; nil = its own right
 	Reason     string
 	CreatedAt  time.Time
 	ApprovedBy string

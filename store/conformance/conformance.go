@@ -144,7 +144,7 @@ func keyRow(id, account, org string) store.APIKey {
 	return store.APIKey{ID: id, ServiceAccount: account, Org: org, Hash: sha("secret-" + id), Permissions: []string{"organization.read"}, CreatedAt: at(0), ExpiresAt: ptr(at(60 * 24 * 90))}
 }
 
-func delegationRow(id, org, via string) store.Delegation {
+func delegationRow(id, org string, via ...string) store.Delegation {
 	return store.Delegation{
 		ID: id, Org: org, Grantee: "user:usr_b2", Scopes: []string{"members", "roles"}, Subtree: true,
 		ExpiresAt: ptr(at(60 * 24 * 30)), Status: store.DelegationActive, GrantedBy: "user:usr_a1", Via: via,
@@ -996,9 +996,9 @@ func testServiceAccountDelete(t *testing.T, s store.Store) {
 // ---- delegations and impersonations
 
 func testDelegations(t *testing.T, s store.Store) {
-	b := delegationRow("dlg_b2", "org_a1", "")
+	b := delegationRow("dlg_b2", "org_a1")
 	// a pending delegation with no expiry and no scopes, at a time in another zone
-	a := delegationRow("dlg_a1", "org_a1", "")
+	a := delegationRow("dlg_a1", "org_a1")
 	a.Grantee, a.Scopes, a.Subtree, a.ExpiresAt = "organization:org_p9#admin", nil, false, nil
 	a.Status, a.GrantedBy, a.Reason = store.DelegationPending, "provider:prv_1", ""
 	a.CreatedAt = at(2).In(time.FixedZone("CET", 3600))
@@ -1008,7 +1008,7 @@ func testDelegations(t *testing.T, s store.Store) {
 	c.ApprovedBy, c.ApprovedAt = "user:usr_c3", ptr(at(3))
 	c.RevokedBy, c.RevokedAt = "user:usr_c3", ptr(at(4))
 	c.Status = store.DelegationRevoked
-	other := delegationRow("dlg_d4", "org_b2", "")
+	other := delegationRow("dlg_d4", "org_b2")
 	for _, d := range []store.Delegation{c, other, b, a} {
 		do(t, s, store.Tx.InsertDelegation, d)
 	}
@@ -1021,8 +1021,8 @@ func testDelegations(t *testing.T, s store.Store) {
 
 	_, err := call(t, s, store.Tx.GetDelegation, "dlg_zz")
 	wantErr(t, "GetDelegation unknown", err, trellis.ErrNotFound)
-	wantErr(t, "InsertDelegation duplicate id", exec(t, s, store.Tx.InsertDelegation, delegationRow("dlg_a1", "org_b2", "")), trellis.ErrConflict)
-	wantErr(t, "UpdateDelegation unknown", exec(t, s, store.Tx.UpdateDelegation, delegationRow("dlg_zz", "org_a1", "")), trellis.ErrNotFound)
+	wantErr(t, "InsertDelegation duplicate id", exec(t, s, store.Tx.InsertDelegation, delegationRow("dlg_a1", "org_b2")), trellis.ErrConflict)
+	wantErr(t, "UpdateDelegation unknown", exec(t, s, store.Tx.UpdateDelegation, delegationRow("dlg_zz", "org_a1")), trellis.ErrNotFound)
 	same(t, "GetDelegation after failed writes", get(t, s, store.Tx.GetDelegation, "dlg_a1"), a)
 	same(t, "ListDelegations of another org after failed writes", get(t, s, store.Tx.ListDelegations, "org_b2"), []store.Delegation{other})
 
@@ -1035,7 +1035,7 @@ func testDelegations(t *testing.T, s store.Store) {
 	// and an update clears times that were set
 	cleared := c
 	cleared.ApprovedBy, cleared.ApprovedAt, cleared.RevokedBy, cleared.RevokedAt, cleared.ExpiresAt = "", nil, "", nil, nil
-	cleared.Status, cleared.Via, cleared.Subtree = store.DelegationPending, "", false
+	cleared.Status, cleared.Via, cleared.Subtree = store.DelegationPending, nil, false
 	do(t, s, store.Tx.UpdateDelegation, cleared)
 	same(t, "GetDelegation cleared", get(t, s, store.Tx.GetDelegation, "dlg_c3"), cleared)
 	same(t, "ListDelegations after updates", get(t, s, store.Tx.ListDelegations, "org_a1"), []store.Delegation{approved, b, cleared})
@@ -1045,15 +1045,18 @@ func testDelegationsVia(t *testing.T, s store.Store) {
 	// dlg_a1 on org_a1 was re-delegated, also on a descendant (org_c3), and
 	// one of those again; id order differs from insertion order
 	for _, d := range []store.Delegation{
-		delegationRow("dlg_a1", "org_a1", ""),
+		delegationRow("dlg_a1", "org_a1"),
 		delegationRow("dlg_e5", "org_a1", "dlg_a1"),
 		delegationRow("dlg_c3", "org_c3", "dlg_a1"),
 		delegationRow("dlg_d4", "org_c3", "dlg_c3"),
-		delegationRow("dlg_b2", "org_a1", ""),
+		delegationRow("dlg_b2", "org_a1"),
+		delegationRow("dlg_f6", "org_c3", "dlg_b2", "dlg_a1"), // drawn on two
 	} {
 		do(t, s, store.Tx.InsertDelegation, d)
 	}
-	wantKeys(t, "DelegationsVia dlg_a1", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3", "dlg_e5"})
+	wantKeys(t, "DelegationsVia dlg_a1", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3", "dlg_e5", "dlg_f6"})
+	wantKeys(t, "DelegationsVia dlg_b2", keys(get(t, s, store.Tx.DelegationsVia, "dlg_b2"), delegationID), []string{"dlg_f6"})
+	same(t, "a delegation drawn on two", get(t, s, store.Tx.GetDelegation, "dlg_f6"), delegationRow("dlg_f6", "org_c3", "dlg_b2", "dlg_a1"))
 	wantKeys(t, "DelegationsVia dlg_c3", keys(get(t, s, store.Tx.DelegationsVia, "dlg_c3"), delegationID), []string{"dlg_d4"})
 	wantKeys(t, "DelegationsVia of a leaf", keys(get(t, s, store.Tx.DelegationsVia, "dlg_d4"), delegationID), nil)
 	wantKeys(t, "DelegationsVia unknown", keys(get(t, s, store.Tx.DelegationsVia, "dlg_zz"), delegationID), nil)
@@ -1062,7 +1065,7 @@ func testDelegationsVia(t *testing.T, s store.Store) {
 	// moving a delegation to another grantor moves it between listings
 	moved := delegationRow("dlg_e5", "org_a1", "dlg_c3")
 	do(t, s, store.Tx.UpdateDelegation, moved)
-	wantKeys(t, "DelegationsVia dlg_a1 after a move", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3"})
+	wantKeys(t, "DelegationsVia dlg_a1 after a move", keys(get(t, s, store.Tx.DelegationsVia, "dlg_a1"), delegationID), []string{"dlg_c3", "dlg_f6"})
 	wantKeys(t, "DelegationsVia dlg_c3 after a move", keys(get(t, s, store.Tx.DelegationsVia, "dlg_c3"), delegationID), []string{"dlg_d4", "dlg_e5"})
 }
 
@@ -1346,7 +1349,7 @@ func seed(t *testing.T, s store.Store) {
 			tx.InsertInvitation(ctx, invitationRow("inv_a1", "org_a1", "token-a1")),
 			tx.InsertServiceAccount(ctx, accountRow("sa_a1", "org_a1")),
 			tx.InsertAPIKey(ctx, keyRow("key_a1", "sa_a1", "org_a1")),
-			tx.InsertDelegation(ctx, delegationRow("dlg_a1", "org_a1", "")),
+			tx.InsertDelegation(ctx, delegationRow("dlg_a1", "org_a1")),
 			tx.InsertImpersonation(ctx, impersonationRow("imp_a1", "org_a1")),
 			tx.AppendAudit(ctx, event("org_a1", 1, 1, "usr_a1", "organization.create")),
 		)
@@ -1375,7 +1378,7 @@ func writes(outboxSeq int64) []struct {
 	sa.Name = "Renamed robot"
 	key := keyRow("key_a1", "sa_a1", "org_a1")
 	key.LastUsedAt = ptr(at(31))
-	dlg := delegationRow("dlg_a1", "org_a1", "")
+	dlg := delegationRow("dlg_a1", "org_a1")
 	dlg.Status, dlg.RevokedBy, dlg.RevokedAt = store.DelegationRevoked, "user:usr_a1", ptr(at(33))
 	imp := impersonationRow("imp_a1", "org_a1")
 	imp.Status, imp.StartedAt, imp.ExpiresAt = store.ImpersonationActive, ptr(at(34)), ptr(at(64))
@@ -1735,7 +1738,7 @@ func testCopies(t *testing.T, s store.Store) {
 	gotKey.Permissions[0] = "everything"
 	same(t, "API key after edits", get(t, s, store.Tx.GetAPIKey, "key_a1"), keyRow("key_a1", "sa_a1", "org_a1"))
 
-	d := delegationRow("dlg_a1", "org_a1", "")
+	d := delegationRow("dlg_a1", "org_a1")
 	do(t, s, store.Tx.InsertDelegation, d)
 	d.Scopes[0] = "billing"
 	*d.ExpiresAt = at(1)
@@ -1744,7 +1747,7 @@ func testCopies(t *testing.T, s store.Store) {
 	*gotD.ExpiresAt = at(2)
 	listedD := get(t, s, store.Tx.ListDelegations, "org_a1")
 	listedD[0].Scopes[0] = "audit"
-	same(t, "delegation after edits", get(t, s, store.Tx.GetDelegation, "dlg_a1"), delegationRow("dlg_a1", "org_a1", ""))
+	same(t, "delegation after edits", get(t, s, store.Tx.GetDelegation, "dlg_a1"), delegationRow("dlg_a1", "org_a1"))
 
 	im := impersonationRow("imp_a1", "org_a1")
 	im.StartedAt, im.ExpiresAt = ptr(at(3)), ptr(at(33))

@@ -440,7 +440,7 @@ func (t *tx) ListDelegations(_ context.Context, org string) ([]store.Delegation,
 }
 
 func (t *tx) DelegationsVia(_ context.Context, id string) ([]store.Delegation, error) {
-	keep := func(d store.Delegation) bool { return d.Via == id }
+	keep := func(d store.Delegation) bool { return slices.Contains(d.Via, id) }
 	return list(t.delegations, keep, func(d store.Delegation) string { return d.ID }, store.Page{}, cloneDelegation), nil
 }
 
@@ -946,6 +946,7 @@ func cloneInvitation(inv store.Invitation) store.Invitation {
 
 func cloneDelegation(d store.Delegation) store.Delegation {
 	d.Scopes = slices.Clone(d.Scopes)
+	d.Via = slices.Clone(d.Via)
 	d.ExpiresAt = clonePtr(d.ExpiresAt)
 	d.ApprovedAt = clonePtr(d.ApprovedAt)
 	d.RevokedAt = clonePtr(d.RevokedAt)

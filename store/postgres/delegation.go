@@ -2,6 +2,7 @@ package postgres
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/trellis-iam/trellis/store"
@@ -12,10 +13,14 @@ import (
 const delegationSelect = `SELECT id, org, grantee, scopes, subtree, expires_at, status, granted_by, via, reason,
 	created_at, approved_by, approved_at, revoked_by, revoked_at FROM delegations `
 
+// The via column keeps the delegations drawn on as space-separated ids
+// (delegation ids have no spaces); "" is none.
 func scanDelegation(r scanner) (store.Delegation, error) {
 	var d store.Delegation
-	err := r.Scan(&d.ID, &d.Org, &d.Grantee, &d.Scopes, &d.Subtree, &d.ExpiresAt, &d.Status, &d.GrantedBy, &d.Via, &d.Reason,
+	var via string
+	err := r.Scan(&d.ID, &d.Org, &d.Grantee, &d.Scopes, &d.Subtree, &d.ExpiresAt, &d.Status, &d.GrantedBy, &via, &d.Reason,
 		&d.CreatedAt, &d.ApprovedBy, &d.ApprovedAt, &d.RevokedBy, &d.RevokedAt)
+	d.Via = strings.Fields(via)
 	return d, err
 }
 
@@ -30,7 +35,7 @@ func (t *tx) ListDelegations(ctx context.Context, org string) ([]store.Delegatio
 
 func (t *tx) DelegationsVia(ctx context.Context, id string) ([]store.Delegation, error) {
 	return all(ctx, t, "list delegations granted through a delegation", scanDelegation,
-		delegationSelect+`WHERE via = $1 ORDER BY id`, id)
+		delegationSelect+`WHERE $1 = ANY(string_to_array(via, ' ')) ORDER BY id`, id)
 }
 
 func (t *tx) InsertDelegation(ctx context.Context, d store.Delegation) error {
@@ -38,7 +43,7 @@ func (t *tx) InsertDelegation(ctx context.Context, d store.Delegation) error {
 		`INSERT INTO delegations (id, org, grantee, scopes, subtree, expires_at, status, granted_by, via, reason,
 			created_at, approved_by, approved_at, revoked_by, revoked_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)`,
-		d.ID, d.Org, d.Grantee, d.Scopes, d.Subtree, d.ExpiresAt, d.Status, d.GrantedBy, d.Via, d.Reason,
+		d.ID, d.Org, d.Grantee, d.Scopes, d.Subtree, d.ExpiresAt, d.Status, d.GrantedBy, strings.Join(d.Via, " "), d.Reason,
 		d.CreatedAt, d.ApprovedBy, d.ApprovedAt, d.RevokedBy, d.RevokedAt)
 	return err
 }
@@ -49,7 +54,7 @@ func (t *tx) UpdateDelegation(ctx context.Context, d store.Delegation) error {
 			granted_by = $8, via = $9, reason = $10, created_at = $11, approved_by = $12, approved_at = $13,
 			revoked_by = $14, revoked_at = $15
 		WHERE id = $1`,
-		d.ID, d.Org, d.Grantee, d.Scopes, d.Subtree, d.ExpiresAt, d.Status, d.GrantedBy, d.Via, d.Reason,
+		d.ID, d.Org, d.Grantee, d.Scopes, d.Subtree, d.ExpiresAt, d.Status, d.GrantedBy, strings.Join(d.Via, " "), d.Reason,
 		d.CreatedAt, d.ApprovedBy, d.ApprovedAt, d.RevokedBy, d.RevokedAt)
 }
 
