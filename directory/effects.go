@@ -2,6 +2,7 @@ package directory
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -218,7 +219,15 @@ func (ev *effects) holdsUncached(ctx context.Context, n need) (bool, error) {
 		return false, nil // provider admins returned earlier
 	}
 	org, err := ev.target(ctx, n.org)
-	if err != nil {
+	if errors.Is(err, trellis.ErrNotFound) {
+		// removed by this operation: ask the graph, which still has it
+		for _, perm := range []string{n.perm, permGovern} {
+			if ok, err := ev.s.holds(ctx, orgRef(n.org), perm, ev.p); err != nil || ok {
+				return ok, err
+			}
+		}
+		return false, nil
+	} else if err != nil {
 		return false, err
 	}
 	if ok, err := ev.governs(ctx, n.org); err != nil || ok {
@@ -294,7 +303,8 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 	case "organization":
 		switch r.Relation {
 		case "owner", "admin":
-			return effect{needs: needsOn(id, s.catalogue...), subjects: subject}, nil
+			needs, err := reach(ctx, tx, id, s.catalogue...)
+			return effect{needs: needs, subjects: subject}, err
 		case "member":
 			return effect{needs: needsOn(id, permAccess), subjects: subject}, nil
 		case "binding":
@@ -308,8 +318,12 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 			return effect{needs: []need{{perm: needPlatform}}}, nil
 		}
 		for _, sc := range delegationScopes {
-			if r.Relation == sc.subtree || r.Relation == sc.local {
+			switch r.Relation {
+			case sc.local:
 				return effect{needs: needsOn(id, sc.perm), subjects: subject}, nil
+			case sc.subtree:
+				needs, err := reach(ctx, tx, id, sc.perm)
+				return effect{needs: needs, subjects: subject}, err
 			}
 		}
 	case "role_binding":
@@ -338,7 +352,11 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 			}
 			for _, b := range bindings {
 				org, _, _ := strings.Cut(b, "|")
-				e.needs = append(e.needs, needsOn(org, perm)...)
+				needs, err := reach(ctx, tx, org, perm)
+				if err != nil {
+					return e, err
+				}
+				e.needs = append(e.needs, needs...)
 				subs, err := s.bindingSubjects(ctx, o, b)
 				if err != nil {
 					return e, err
@@ -369,6 +387,32 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 		return effect{needs: []need{{perm: needPlatform}}}, nil
 	}
 	return effect{}, fmt.Errorf("%w: the directory does not write %s#%s", trellis.ErrForbidden, r.Resource.Type, r.Relation)
+}
+
+// reach: permissions granted on org that the schema passes down the tree
+// (all but access) are needed on every organization below it too — a grant
+// held only locally (a delegation without subtree) cannot be handed out with
+// a relation that inherits.
+func reach(ctx context.Context, tx store.Tx, orgID string, perms ...string) ([]need, error) {
+	out := needsOn(orgID, perms...)
+	org, err := tx.GetOrg(ctx, orgID)
+	if errors.Is(err, trellis.ErrNotFound) {
+		return out, nil // removed by this operation: it has no subtree left
+	} else if err != nil {
+		return nil, err
+	}
+	below, err := subtree(ctx, tx, org)
+	if err != nil {
+		return nil, err
+	}
+	for _, d := range below[1:] {
+		for _, p := range perms {
+			if p != permAccess {
+				out = append(out, need{org: d.ID, perm: p})
+			}
+		}
+	}
+	return out, nil
 }
 
 func needsOn(org string, perms ...string) []need {
@@ -424,8 +468,12 @@ func (s *Service) bindingEffect(ctx context.Context, tx store.Tx, o *op, binding
 	if err != nil {
 		return effect{}, err
 	}
+	needs, err := reach(ctx, tx, org, perms...)
+	if err != nil {
+		return effect{}, err
+	}
 	subs, err := s.bindingSubjects(ctx, o, binding)
-	return effect{needs: needsOn(org, perms...), subjects: subs}, err
+	return effect{needs: needs, subjects: subs}, err
 }
 
 // bindingSubjects: who a role binding binds, stored or written by o.
