@@ -428,8 +428,10 @@ func (s *Service) EndImpersonation(ctx context.Context, p Principal, id string) 
 }
 
 // ImpersonationToken mints an access token for a live impersonation: sub is
-// the target, act names the actor, org the organization; it expires no later
-// than the impersonation. Only the actor (or a provider admin) gets one.
+// the target, act names the actor, org the organization, imp the
+// impersonation itself (the token works only while that one is live); it
+// expires no later than the impersonation. Only the actor (or a provider
+// admin) gets one.
 func (s *Service) ImpersonationToken(ctx context.Context, p Principal, id string) (Token, error) {
 	if s.signer == nil {
 		return Token{}, fmt.Errorf("%w: token signing is not configured", trellis.ErrUnavailable)
@@ -451,7 +453,7 @@ func (s *Service) ImpersonationToken(ctx context.Context, p Principal, id string
 			return trellis.Conflict("impersonation_"+st, "impersonation %s is %s, not active", im.ID, st)
 		}
 		ttl := min(im.ExpiresAt.Sub(o.now), s.cfg.ImpersonationTokenTTL)
-		tok, exp, err := s.signer(ctx, im.Target, org.ID, im.Actor, ttl.Truncate(time.Second))
+		tok, exp, err := s.signer(ctx, AccessClaims{User: im.Target, Org: org.ID, Actor: im.Actor, Impersonation: im.ID, TTL: ttl.Truncate(time.Second)})
 		if err != nil {
 			return err
 		}
