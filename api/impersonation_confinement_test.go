@@ -1,0 +1,83 @@
+package api_test
+
+import "testing"
+
+// Finding 3 (check path): a check with actor answers only for resources inside
+// the impersonation's organization subtree — not another tenant's document or
+// organization, not the parent an impersonated ancestor admin manages.
+func TestFinding3ImpersonationConfinedToItsOrganization(t *testing.T) {
+	h := newHarness(t, docApp)
+	w := newDemoWorld(h)
+	ga := h.as(w.garyToken)
+	gary := "user:" + w.gary
+	// ivan (initech) and rita (northwind) become members of globex
+	putMember(h, testKey, w.globex, w.ivan, "member")
+	putMember(h, testKey, w.globex, w.rita, "member")
+	// a globex document shared with a group of initech hangs from both tenants;
+	// a document hanging from no organization has no known anchor
+	planners := str(h.provider().do(201, "POST", "/v1/organizations/initech/groups", map[string]any{"name": "Planners"}), "id")
+	h.provider().do(200, "PUT", "/v1/organizations/initech/groups/"+planners+"/members/"+w.ivan, nil)
+	h.write(
+		rel("document:shared-plan", "org", "organization:"+w.globex),
+		rel("document:shared-plan", "viewer", "group:"+planners+"#member"),
+		rel("document:loose-note", "owner", "user:"+w.ivan),
+	)
+	// the targets do hold all of it themselves
+	for _, c := range [][3]string{
+		{"document:initech-plan", "edit", w.ivan},
+		{"organization:" + w.initech, "manage", w.ivan},
+		{"document:shared-plan", "view", w.ivan},
+		{"document:loose-note", "edit", w.ivan},
+		{"organization:" + w.northwind, "manage", w.rita},
+		{"document:initech-plan", "edit", w.rita},
+	} {
+		h.expect(true, c[0], c[1], "user:"+c[2])
+	}
+
+	// gary impersonates ivan in globex with every scope
+	impersonate(ga, "", w.ivan, "globex", "*")
+	for _, c := range []struct {
+		resource, permission string
+		want                 bool
+	}{
+		{"document:initech-plan", "edit", false},         // another tenant's document
+		{"document:initech-plan", "view", false},         //
+		{"organization:" + w.initech, "manage", false},   // another tenant's organization
+		{"organization:" + w.initech, "access", false},   //
+		{"document:shared-plan", "view", false},          // hangs from initech too
+		{"document:loose-note", "edit", false},           // hangs from no organization
+		{"organization:" + w.globex, "access", true},     // inside: still allowed
+		{"document:globex-plan", "view", true},           //
+		{"organization:" + w.globex, "manage", false},    // ivan does not manage globex
+		{"platform:trellis", "support_access", false},    // never the platform
+		{"organization:" + w.northwind, "access", false}, // nor the parent
+	} {
+		if got := h.checkAs(c.resource, c.permission, "user:"+w.ivan, gary); got != c.want {
+			t.Errorf("as ivan in globex: check %s#%s with actor = %v, want %v", c.resource, c.permission, got, c.want)
+		}
+	}
+	// bulk checks take the same path
+	bulk := items(t, h.provider().do(200, "POST", "/v1/check/bulk", map[string]any{"items": []map[string]any{
+		{"resource": "document:initech-plan", "permission": "edit", "subject": "user:" + w.ivan, "actor": gary},
+		{"resource": "document:globex-plan", "permission": "view", "subject": "user:" + w.ivan, "actor": gary},
+	}}), "results")
+	wantEqual(t, "bulk allowed", []any{bulk[0]["allowed"], bulk[1]["allowed"]}, []any{false, true})
+
+	// gary impersonates rita, who administers globex's parent, in globex
+	impersonate(ga, "", w.rita, "globex", "*")
+	for _, c := range []struct {
+		resource, permission string
+		want                 bool
+	}{
+		{"organization:" + w.northwind, "manage", false}, // the parent she administers
+		{"organization:" + w.initech, "manage", false},   // globex's sibling
+		{"document:initech-plan", "edit", false},         //
+		{"organization:" + w.globex, "manage", true},     // globex and its subtree: allowed
+		{"organization:" + w.globexEU, "manage", true},   //
+		{"document:globex-eu-plan", "edit", true},        //
+	} {
+		if got := h.checkAs(c.resource, c.permission, "user:"+w.rita, gary); got != c.want {
+			t.Errorf("as rita in globex: check %s#%s with actor = %v, want %v", c.resource, c.permission, got, c.want)
+		}
+	}
+}
