@@ -1,6 +1,9 @@
 package api_test
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 // Finding 3 (check path): a check with actor answers only for resources inside
 // the impersonation's organization subtree — not another tenant's document or
@@ -80,4 +83,57 @@ func TestFinding3ImpersonationConfinedToItsOrganization(t *testing.T) {
 			t.Errorf("as rita in globex: check %s#%s with actor = %v, want %v", c.resource, c.permission, got, c.want)
 		}
 	}
+}
+
+// Issue 13: platform staff (admins, support, auditors) can be impersonated
+// only by platform admins, and a check with actor never reaches the platform.
+func TestFinding3PlatformStaffImpersonatedOnlyByPlatformAdmins(t *testing.T) {
+	h := newHarness(t, docApp)
+	w := newDemoWorld(h)
+	p := h.provider()
+	ga := h.as(w.garyToken)
+	sam, samToken := supportUser(h, "sam@provider.example")
+	audrey := createUser(h, "audrey@provider.example")
+	pat := createUser(h, "pat@provider.example")
+	h.write(rel("platform:trellis", "auditor", "user:"+audrey), rel("platform:trellis", "admin", "user:"+pat))
+	for _, u := range []string{sam, audrey, pat} {
+		putMember(h, testKey, w.globex, u, "member")
+	}
+
+	// an org admin may not act as support staff, an auditor or an admin of the platform
+	staff := func(c caller, target string) {
+		t.Helper()
+		out := c.fails(403, "", "", "POST", "/v1/impersonations",
+			map[string]any{"target": "user:" + target, "organization": "globex", "reason": "ticket 13", "scopes": []string{"*"}})
+		if !strings.Contains(str(out, "detail"), "platform staff") {
+			t.Errorf("refusal %v, want it to say the target is platform staff", out)
+		}
+	}
+	for _, target := range []string{sam, audrey, pat} {
+		staff(ga, target)
+	}
+	denied := 0
+	for _, ev := range auditEvents(h, p, "/v1/organizations/globex/audit") {
+		if ev["action"] == "impersonation.request.denied" && ev["actor"] == "user:"+w.gary {
+			denied++
+		}
+	}
+	wantEqual(t, "impersonation.request.denied events", denied, 3)
+	// nor may support staff act as another staff member
+	staff(h.as(samToken), audrey)
+	if h.checkAs("platform:trellis", "support_access", "user:"+sam, "user:"+w.gary) {
+		t.Error("check platform#support_access with actor allowed although the impersonation was refused")
+	}
+
+	// a platform admin may, and still never reaches the platform through it
+	pa := h.as(h.token(pat, ""))
+	id := impersonate(pa, "", sam, "globex", "*")
+	if h.checkAs("platform:trellis", "support_access", "user:"+sam, "user:"+pat) {
+		t.Error("check platform#support_access with actor allowed: the platform lies outside every organization")
+	}
+	if !h.checkAs("organization:"+w.globex, "access", "user:"+sam, "user:"+pat) {
+		t.Error("check organization access with actor denied inside the impersonation's organization")
+	}
+	listed := items(t, p.do(200, "GET", "/v1/organizations/globex/impersonations", nil), "impersonations")
+	wantEqual(t, "impersonations of globex", pluck(listed, "id"), []string{id})
 }

@@ -285,17 +285,8 @@ func (s *Service) Impersonate(ctx context.Context, p Principal, in CreateImperso
 		} else if err != nil {
 			return err
 		}
-		// acting as a provider admin would be escalation for anyone else
-		platform := engine.ObjectRef{Type: "platform", ID: s.cfg.Platform}
-		if targetAdmin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: targetID}); err != nil {
+		if err := s.mayActAsStaff(ctx, org, actorID, targetID); err != nil {
 			return err
-		} else if targetAdmin {
-			if actorAdmin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: actorID}); err != nil {
-				return err
-			} else if !actorAdmin {
-				return &escalation{org: org.ID, perm: "platform.manage", field: "target",
-					err: fmt.Errorf("%w: target: user %s administers the platform; only platform admins may act as it", trellis.ErrForbidden, targetID)}
-			}
 		}
 		if cur, live, err := s.liveImpersonation(ctx, tx, org.ID, actorID, targetID); err != nil {
 			return err
@@ -319,6 +310,32 @@ func (s *Service) Impersonate(ctx context.Context, p Principal, in CreateImperso
 		return nil
 	})
 	return out, err
+}
+
+// mayActAsStaff refuses to let anyone but a platform admin act as platform
+// staff (its admins, support engineers and auditors): through the target the
+// actor would reach every organization (support) or the platform itself.
+func (s *Service) mayActAsStaff(ctx context.Context, org store.Org, actorID, targetID string) error {
+	platform := engine.ObjectRef{Type: "platform", ID: s.cfg.Platform}
+	target := Principal{Kind: KindUser, ID: targetID}
+	staff := false
+	for _, perm := range []string{permManage, "support_access", permViewAudit} {
+		ok, err := s.holds(ctx, platform, perm, target)
+		if err != nil {
+			return err
+		}
+		if staff = ok; staff {
+			break
+		}
+	}
+	if !staff {
+		return nil
+	}
+	if admin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: actorID}); err != nil || admin {
+		return err
+	}
+	return &escalation{org: org.ID, perm: "platform.manage", field: "target",
+		err: fmt.Errorf("%w: target: user %s is platform staff; only platform admins may act as it", trellis.ErrForbidden, targetID)}
 }
 
 // impersonationFor loads an impersonation for its actor, its target, or a
