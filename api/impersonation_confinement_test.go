@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"slices"
 	"strings"
 	"testing"
 )
@@ -136,4 +137,32 @@ func TestFinding3PlatformStaffImpersonatedOnlyByPlatformAdmins(t *testing.T) {
 	}
 	listed := items(t, p.do(200, "GET", "/v1/organizations/globex/impersonations", nil), "impersonations")
 	wantEqual(t, "impersonations of globex", pluck(listed, "id"), []string{id})
+}
+
+// Finding 3 (directory): an impersonation token reaches its organization's
+// subtree only — not the organizations delegated to the target.
+func TestFinding3ImpersonationTokenDoesNotReachDelegatedOrgs(t *testing.T) {
+	h := newHarness(t, docApp)
+	w := newDemoWorld(h)
+	p := h.provider()
+	ga := h.as(w.garyToken)
+	newcomer := createUser(h, "nina@lone.example")
+	member := map[string]any{"roles": []string{"member"}}
+	p.do(201, "POST", "/v1/organizations/lone/delegations", map[string]any{
+		"grantee": "organization:" + w.initech + "#admin", "scopes": []string{"members"}, "reason": "managed by initech",
+	})
+	// ivan, acting for initech, administers lone's members
+	h.as(h.token(w.ivan, w.initech)).do(200, "GET", "/v1/organizations/lone/members", nil)
+
+	putMember(h, testKey, w.globex, w.ivan, "member")
+	imp := h.as(impersonationToken(ga, impersonate(ga, "", w.ivan, "globex", "*")))
+	imp.do(200, "GET", "/v1/organizations/globex", nil) // inside its organization
+	imp.fails(404, "", "", "GET", "/v1/organizations/lone/members", nil)
+	imp.fails(404, "", "", "PUT", "/v1/organizations/lone/members/"+newcomer, member)
+	imp.fails(404, "", "", "GET", "/v1/organizations/lone", nil)
+	imp.fails(404, "", "", "GET", "/v1/organizations/initech/members", nil) // the target's own organization
+	if listed := orgIDs(h, imp, "/v1/organizations"); slices.Contains(listed, w.lone) || slices.Contains(listed, w.initech) {
+		t.Errorf("organizations listed through the impersonation = %v, want neither lone (%s) nor initech (%s)", listed, w.lone, w.initech)
+	}
+	h.canAccess(false, w.lone, newcomer)
 }

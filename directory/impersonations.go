@@ -561,6 +561,22 @@ func (s *Service) liveImpersonation(ctx context.Context, tx store.Tx, org, actor
 	return store.Impersonation{}, false, nil
 }
 
+// impersonationScope reports whether org lies inside the subtree of p's
+// impersonation's organization (the token's org is that organization:
+// UserPrincipal sets it from the impersonation). Nothing else is in scope:
+// not the organizations delegated to the target, not those it reaches
+// through other memberships; no organization at all is, if p has none.
+func (s *Service) impersonationScope(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
+	if p.Org == "" {
+		return false, nil
+	}
+	path, err := s.path(ctx, tx, org)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(path, p.Org), nil
+}
+
 // impersonationAllows asks the graph whether p's impersonation is live and
 // allows perm (its caveat holds the scope; its expiry ends it), fully
 // consistent so an ended impersonation stops at once. A reading request may
