@@ -60,10 +60,11 @@ func verbatimJSON(s string) bool {
 	return true
 }
 
-// ActorGate decides whether an impersonation of target by actor is live and
-// allows permission.
+// ActorGate decides whether an impersonation of target by actor is live,
+// allows permission and reaches resource (it lies inside the impersonation's
+// organization subtree).
 type ActorGate interface {
-	Live(ctx context.Context, actor, target engine.SubjectRef, permission string) (bool, error)
+	Live(ctx context.Context, actor, target engine.SubjectRef, resource engine.ObjectRef, permission string) (bool, error)
 }
 
 func (s *Server) mountAuthz(g routes) {
@@ -76,7 +77,9 @@ func (s *Server) mountAuthz(g routes) {
 
 // checkOne runs one check, honouring an impersonation actor: the answer is
 // allowed only when the target holds the permission and an impersonation of
-// it by the actor is live with the permission inside its scope.
+// it by the actor is live with the permission inside its scope and the
+// resource inside its organization's subtree. Checks without an actor take
+// the cached path alone.
 func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult, error) {
 	req, err := in.parse()
 	if err != nil {
@@ -93,7 +96,7 @@ func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult
 	if err != nil {
 		return engine.CheckResult{}, err
 	}
-	live, err := s.actors.Live(ctx, actor, req.Subject, req.Permission)
+	live, err := s.actors.Live(ctx, actor, req.Subject, req.Resource, req.Permission)
 	if err != nil {
 		return engine.CheckResult{}, err
 	}

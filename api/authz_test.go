@@ -255,8 +255,8 @@ func TestExplainGivesTheGrantingChain(t *testing.T) {
 	}
 }
 
-// TestImpersonationActor: a check with actor is allowed only while the impersonation is live
-// and the target holds the permission.
+// TestImpersonationActor: a check with actor is allowed only while the impersonation is live,
+// the target holds the permission and the resource lies in the impersonation's organization subtree.
 func TestImpersonationActor(t *testing.T) {
 	h := newHarness(t, docApp)
 	orgTree(h)
@@ -267,6 +267,7 @@ func TestImpersonationActor(t *testing.T) {
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
 	h.must(200, "POST", "/v1/relationships/write", map[string]any{"updates": []any{
 		map[string]any{"operation": "touch", "relationship": rel("impersonation:i1", "target", "user:rene")},
+		map[string]any{"operation": "touch", "relationship": rel("impersonation:i1", "org", "organization:customer")},
 		map[string]any{"operation": "touch", "relationship": map[string]any{"resource": "impersonation:i1", "relation": "actor", "subject": "user:sam", "expiresAt": future}},
 	}})
 	if got := h.must(200, "POST", "/v1/check", body)["allowed"]; got != true {

@@ -48,6 +48,7 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"MandatoryDelegation", TestMandatoryDelegation},
 		{"ImpersonationReadOnlyWithApproval", TestImpersonationReadOnlyWithApproval},
 		{"ImpersonationActionsAuditedAndExpiry", TestImpersonationActionsAuditedAndExpiry},
+		{"Finding10ImpersonationTokenDiesWithItsImpersonation", TestFinding10ImpersonationTokenDiesWithItsImpersonation},
 	} {
 		t.Run(c.name, c.run)
 	}

@@ -113,8 +113,8 @@ func newHarness(t testing.TB, app string) *harness {
 	st := newTestStore(t)
 	dir, err := directory.New(directory.Deps{
 		Store: st, Graph: cached,
-		Signer: func(_ context.Context, user, org, actor string, ttl time.Duration) (string, time.Time, error) {
-			return signer.Issue(federation.AccessClaims{Subject: user, Organization: org, Actor: actor, TTL: ttl})
+		Signer: func(_ context.Context, c directory.AccessClaims) (string, time.Time, error) {
+			return signer.Issue(federation.AccessClaims{Subject: c.User, Organization: c.Org, Actor: c.Actor, Impersonation: c.Impersonation, TTL: c.TTL})
 		},
 	}, directory.Config{Now: clock.Now, LookupTXT: fakeDNS.lookup})
 	if err != nil {

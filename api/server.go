@@ -182,7 +182,7 @@ func (s *Server) principalOf(c echo.Context) (directory.Principal, error) {
 		if err != nil {
 			return directory.Principal{}, err
 		}
-		return s.dir.UserPrincipal(ctx, v.Subject, v.Organization, v.Actor)
+		return s.dir.UserPrincipal(ctx, directory.AccessClaims{User: v.Subject, Org: v.Organization, Actor: v.Actor, Impersonation: v.Impersonation})
 	}
 	return directory.Principal{}, trellis.ErrUnauthenticated
 }

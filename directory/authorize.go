@@ -67,8 +67,12 @@ func keyAllows(list []string, perm string) bool {
 // inScope reports whether org lies inside the principal's organization scope:
 // the token's organization and its subtree, plus the organizations delegated
 // to the principal (a partner's admin acting for the partner administers the
-// customers that delegated to it).
+// customers that delegated to it). An impersonation reaches its
+// organization's subtree only (impersonationScope).
 func (s *Service) inScope(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
+	if p.Impersonation != "" {
+		return s.impersonationScope(ctx, tx, p, org)
+	}
 	if p.Org == "" {
 		return true, nil
 	}
@@ -109,6 +113,11 @@ func (s *Service) can(ctx context.Context, tx store.Tx, p Principal, org store.O
 // it (fully, or through a delegated scope). Seeing is not limited by an
 // impersonation's scope (the target's own visibility applies).
 func (s *Service) visible(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
+	if p.Impersonation != "" { // but it is confined to the impersonation's subtree
+		if ok, err := s.impersonationScope(ctx, tx, p, org); err != nil || !ok {
+			return false, err
+		}
+	}
 	p.Impersonation = ""
 	ok, err := s.can(ctx, tx, p, org, permAccess)
 	if err != nil || ok {

@@ -285,17 +285,8 @@ func (s *Service) Impersonate(ctx context.Context, p Principal, in CreateImperso
 		} else if err != nil {
 			return err
 		}
-		// acting as a provider admin would be escalation for anyone else
-		platform := engine.ObjectRef{Type: "platform", ID: s.cfg.Platform}
-		if targetAdmin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: targetID}); err != nil {
+		if err := s.mayActAsStaff(ctx, org, actorID, targetID); err != nil {
 			return err
-		} else if targetAdmin {
-			if actorAdmin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: actorID}); err != nil {
-				return err
-			} else if !actorAdmin {
-				return &escalation{org: org.ID, perm: "platform.manage", field: "target",
-					err: fmt.Errorf("%w: target: user %s administers the platform; only platform admins may act as it", trellis.ErrForbidden, targetID)}
-			}
 		}
 		if cur, live, err := s.liveImpersonation(ctx, tx, org.ID, actorID, targetID); err != nil {
 			return err
@@ -319,6 +310,32 @@ func (s *Service) Impersonate(ctx context.Context, p Principal, in CreateImperso
 		return nil
 	})
 	return out, err
+}
+
+// mayActAsStaff refuses to let anyone but a platform admin act as platform
+// staff (its admins, support engineers and auditors): through the target the
+// actor would reach every organization (support) or the platform itself.
+func (s *Service) mayActAsStaff(ctx context.Context, org store.Org, actorID, targetID string) error {
+	platform := engine.ObjectRef{Type: "platform", ID: s.cfg.Platform}
+	target := Principal{Kind: KindUser, ID: targetID}
+	staff := false
+	for _, perm := range []string{permManage, "support_access", permViewAudit} {
+		ok, err := s.holds(ctx, platform, perm, target)
+		if err != nil {
+			return err
+		}
+		if staff = ok; staff {
+			break
+		}
+	}
+	if !staff {
+		return nil
+	}
+	if admin, err := s.holds(ctx, platform, permManage, Principal{Kind: KindUser, ID: actorID}); err != nil || admin {
+		return err
+	}
+	return &escalation{org: org.ID, perm: "platform.manage", field: "target",
+		err: fmt.Errorf("%w: target: user %s is platform staff; only platform admins may act as it", trellis.ErrForbidden, targetID)}
 }
 
 // impersonationFor loads an impersonation for its actor, its target, or a
@@ -428,8 +445,10 @@ func (s *Service) EndImpersonation(ctx context.Context, p Principal, id string) 
 }
 
 // ImpersonationToken mints an access token for a live impersonation: sub is
-// the target, act names the actor, org the organization; it expires no later
-// than the impersonation. Only the actor (or a provider admin) gets one.
+// the target, act names the actor, org the organization, imp the
+// impersonation itself (the token works only while that one is live); it
+// expires no later than the impersonation. Only the actor (or a provider
+// admin) gets one.
 func (s *Service) ImpersonationToken(ctx context.Context, p Principal, id string) (Token, error) {
 	if s.signer == nil {
 		return Token{}, fmt.Errorf("%w: token signing is not configured", trellis.ErrUnavailable)
@@ -451,7 +470,7 @@ func (s *Service) ImpersonationToken(ctx context.Context, p Principal, id string
 			return trellis.Conflict("impersonation_"+st, "impersonation %s is %s, not active", im.ID, st)
 		}
 		ttl := min(im.ExpiresAt.Sub(o.now), s.cfg.ImpersonationTokenTTL)
-		tok, exp, err := s.signer(ctx, im.Target, org.ID, im.Actor, ttl.Truncate(time.Second))
+		tok, exp, err := s.signer(ctx, AccessClaims{User: im.Target, Org: org.ID, Actor: im.Actor, Impersonation: im.ID, TTL: ttl.Truncate(time.Second)})
 		if err != nil {
 			return err
 		}
@@ -540,6 +559,22 @@ func (s *Service) liveImpersonation(ctx context.Context, tx store.Tx, org, actor
 		}
 	}
 	return store.Impersonation{}, false, nil
+}
+
+// impersonationScope reports whether org lies inside the subtree of p's
+// impersonation's organization (the token's org is that organization:
+// UserPrincipal sets it from the impersonation). Nothing else is in scope:
+// not the organizations delegated to the target, not those it reaches
+// through other memberships; no organization at all is, if p has none.
+func (s *Service) impersonationScope(ctx context.Context, tx store.Tx, p Principal, org store.Org) (bool, error) {
+	if p.Org == "" {
+		return false, nil
+	}
+	path, err := s.path(ctx, tx, org)
+	if err != nil {
+		return false, err
+	}
+	return slices.Contains(path, p.Org), nil
 }
 
 // impersonationAllows asks the graph whether p's impersonation is live and

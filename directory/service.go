@@ -75,8 +75,8 @@ func (c *Config) Validate() error {
 }
 
 // TokenSigner mints a user access token (the federation signer, adapted by the
-// composition root); actor, when set, is the impersonating user (the "act" claim).
-type TokenSigner func(ctx context.Context, user, org, actor string, ttl time.Duration) (token string, expiresAt time.Time, err error)
+// composition root) carrying c.
+type TokenSigner func(ctx context.Context, c AccessClaims) (token string, expiresAt time.Time, err error)
 
 // Service is the directory: every operation authorizes its caller through the
 // graph, then commits its rows, audit event and outbox of tuple updates in one

@@ -18,6 +18,14 @@ type IssueToken struct {
 	TTL          time.Duration
 }
 
+// AccessClaims are what a user access token says: its user ("sub"), the
+// organization it acts in ("org"), and for an impersonation token the actor
+// ("act") and the impersonation it is bound to ("imp").
+type AccessClaims struct {
+	User, Org, Actor, Impersonation string
+	TTL                             time.Duration // minting only
+}
+
 // Token is a minted user access token.
 type Token struct {
 	AccessToken  string    `json:"accessToken"`
@@ -79,7 +87,7 @@ func (s *Service) IssueToken(ctx context.Context, p Principal, in IssueToken) (T
 			orgID, chain = org.ID, org.ID
 		}
 		// sign before the event commits: a token the signer refuses (ttl) is not audited as issued
-		tok, exp, err := s.signer(ctx, id, orgID, "", in.TTL)
+		tok, exp, err := s.signer(ctx, AccessClaims{User: id, Org: orgID, TTL: in.TTL})
 		if err != nil {
 			return err
 		}
@@ -94,43 +102,58 @@ func (s *Service) IssueToken(ctx context.Context, p Principal, in IssueToken) (T
 }
 
 // UserPrincipal turns a verified access token's claims into a principal: the
-// user must still exist and be active.
-func (s *Service) UserPrincipal(ctx context.Context, userID, org, actor string) (Principal, error) {
+// user must still exist and be active. An impersonation token resolves the
+// impersonation it names and no other: it must be that actor's impersonation
+// of that user in that organization, and live (started, not ended, not
+// expired), its actor still active; the principal then acts in the
+// impersonation's organization.
+func (s *Service) UserPrincipal(ctx context.Context, c AccessClaims) (Principal, error) {
+	var im store.Impersonation
 	err := s.read(ctx, func(tx store.Tx) error {
-		u, err := tx.GetUser(ctx, userID)
+		u, err := tx.GetUser(ctx, c.User)
 		if err != nil {
 			return err
 		}
 		if u.Status != store.StatusActive {
 			return trellis.ErrNotFound
 		}
+		switch {
+		case c.Actor == "" && c.Impersonation == "":
+			return nil
+		case c.Actor == "" || c.Impersonation == "": // an act token bound to no impersonation
+			return errImpersonationOver
+		}
+		if im, err = tx.GetImpersonation(ctx, c.Impersonation); errors.Is(err, trellis.ErrNotFound) {
+			return errImpersonationOver
+		} else if err != nil {
+			return err
+		}
+		if im.Actor != c.Actor || im.Target != c.User || im.Org != c.Org ||
+			s.impersonationStatus(im) != store.ImpersonationActive {
+			return errImpersonationOver
+		}
+		if actor, err := tx.GetUser(ctx, im.Actor); errors.Is(err, trellis.ErrNotFound) || err == nil && actor.Status != store.StatusActive {
+			return errImpersonationOver // a suspended actor acts as nobody
+		} else if err != nil {
+			return err
+		}
 		return nil
 	})
-	if errors.Is(err, trellis.ErrNotFound) {
+	switch {
+	case errors.Is(err, trellis.ErrNotFound):
 		return Principal{}, fmt.Errorf("%w: the token's user is unknown or suspended", trellis.ErrUnauthenticated)
-	} else if err != nil {
+	case errors.Is(err, errImpersonationOver):
+		return Principal{}, fmt.Errorf("%w: %w", trellis.ErrUnauthenticated, err)
+	case err != nil:
 		return Principal{}, err
 	}
-	p := Principal{Kind: KindUser, ID: userID, Org: org}
-	if actor == "" {
-		return p, nil
+	p := Principal{Kind: KindUser, ID: c.User, Org: c.Org}
+	if im.ID != "" {
+		p.Org, p.Impersonator, p.Impersonation = im.Org, "user:"+im.Actor, im.ID
 	}
-	// an impersonation token works only while its impersonation is live
-	var im store.Impersonation
-	live := false
-	if org != "" {
-		err = s.read(ctx, func(tx store.Tx) error {
-			var err error
-			im, live, err = s.liveImpersonation(ctx, tx, org, actor, userID)
-			return err
-		})
-		if err != nil {
-			return Principal{}, err
-		}
-	}
-	if !live {
-		return Principal{}, fmt.Errorf("%w: the impersonation this token was issued for has ended", trellis.ErrUnauthenticated)
-	}
-	p.Impersonator, p.Impersonation = "user:"+actor, im.ID
 	return p, nil
 }
+
+// errImpersonationOver: an impersonation token whose impersonation is not live
+// (or not the one it names).
+var errImpersonationOver = errors.New("the impersonation this token was issued for has ended")

@@ -190,11 +190,12 @@ func (s *Signer) currentKey(now time.Time) (*signingKey, error) {
 
 // AccessClaims is what Issue puts in a token.
 type AccessClaims struct {
-	Subject      string        // user id → "sub"
-	Organization string        // → "org" (omitted when "")
-	Actor        string        // impersonator user id → "act": {"sub": Actor} (RFC 8693), omitted when ""
-	Audience     []string      // → "aud" (optional)
-	TTL          time.Duration // 0 → 15m default (capped at MaxTTL); > MaxTTL → *trellis.ValidationError field "ttl"
+	Subject       string        // user id → "sub"
+	Organization  string        // → "org" (omitted when "")
+	Actor         string        // impersonator user id → "act": {"sub": Actor} (RFC 8693), omitted when ""
+	Impersonation string        // the impersonation an act token is bound to → "imp" (omitted when ""); requires Actor
+	Audience      []string      // → "aud" (optional)
+	TTL           time.Duration // 0 → 15m default (capped at MaxTTL); > MaxTTL → *trellis.ValidationError field "ttl"
 }
 
 // actorClaim is the RFC 8693 §4.1 "act" claim.
@@ -208,6 +209,7 @@ type tokenClaims struct {
 	Subject      string           `json:"sub"`
 	Organization string           `json:"org,omitempty"`
 	Actor        *actorClaim      `json:"act,omitempty"`
+	Imp          string           `json:"imp,omitempty"`
 	Audience     jwt.Audience     `json:"aud,omitempty"`
 	IssuedAt     *jwt.NumericDate `json:"iat"`
 	NotBefore    *jwt.NumericDate `json:"nbf"`
@@ -216,11 +218,14 @@ type tokenClaims struct {
 }
 
 // Issue signs an access token for c. The header carries kid, alg ES256 and typ
-// "at+jwt" (RFC 9068); the claims iss, sub, org, act, aud, iat, nbf, exp and a
+// "at+jwt" (RFC 9068); the claims iss, sub, org, act, imp, aud, iat, nbf, exp and a
 // random 128-bit jti. expiresAt equals the exp claim (whole seconds).
 func (s *Signer) Issue(c AccessClaims) (token string, expiresAt time.Time, err error) {
 	if c.Subject == "" {
 		return "", time.Time{}, trellis.Invalid("subject", "required")
+	}
+	if c.Impersonation != "" && c.Actor == "" {
+		return "", time.Time{}, trellis.Invalid("impersonation", "requires an actor")
 	}
 	for i, a := range c.Audience {
 		if a == "" {
@@ -251,6 +256,7 @@ func (s *Signer) Issue(c AccessClaims) (token string, expiresAt time.Time, err e
 		Issuer:       s.cfg.Issuer,
 		Subject:      c.Subject,
 		Organization: c.Organization,
+		Imp:          c.Impersonation,
 		Audience:     jwt.Audience(c.Audience),
 		IssuedAt:     jwt.NewNumericDate(issuedAt),
 		NotBefore:    jwt.NewNumericDate(issuedAt),
@@ -270,6 +276,7 @@ func (s *Signer) Issue(c AccessClaims) (token string, expiresAt time.Time, err e
 // Verified is what Verify learned from a valid token.
 type Verified struct {
 	Subject, Organization, Actor, ID string
+	Impersonation                    string // the "imp" claim: the impersonation an act token was minted for
 	Audience                         []string
 	IssuedAt, ExpiresAt              time.Time
 }
@@ -352,6 +359,9 @@ func (s *Signer) Verify(token string) (Verified, error) {
 	if c.Actor != nil && c.Actor.Subject == "" {
 		return Verified{}, unauthenticated("malformed act claim")
 	}
+	if c.Imp != "" && c.Actor == nil {
+		return Verified{}, unauthenticated("imp claim without act")
+	}
 	std := jwt.Claims{Expiry: c.Expiry, NotBefore: c.NotBefore, IssuedAt: c.IssuedAt}
 	switch err := std.ValidateWithLeeway(jwt.Expected{Time: now}, Leeway); {
 	case err == nil:
@@ -366,11 +376,12 @@ func (s *Signer) Verify(token string) (Verified, error) {
 	}
 
 	v := Verified{
-		Subject:      c.Subject,
-		Organization: c.Organization,
-		ID:           c.ID,
-		IssuedAt:     c.IssuedAt.Time(),
-		ExpiresAt:    c.Expiry.Time(),
+		Subject:       c.Subject,
+		Organization:  c.Organization,
+		Impersonation: c.Imp,
+		ID:            c.ID,
+		IssuedAt:      c.IssuedAt.Time(),
+		ExpiresAt:     c.Expiry.Time(),
 	}
 	if c.Actor != nil {
 		v.Actor = c.Actor.Subject

@@ -182,8 +182,8 @@ func generateKey() string {
 
 // signerFunc adapts the federation signer to the directory's TokenSigner.
 func signerFunc(s *federation.Signer) directory.TokenSigner {
-	return func(_ context.Context, user, org, actor string, ttl time.Duration) (string, time.Time, error) {
-		return s.Issue(federation.AccessClaims{Subject: user, Organization: org, Actor: actor, TTL: ttl})
+	return func(_ context.Context, c directory.AccessClaims) (string, time.Time, error) {
+		return s.Issue(federation.AccessClaims{Subject: c.User, Organization: c.Org, Actor: c.Actor, Impersonation: c.Impersonation, TTL: c.TTL})
 	}
 }
 
