@@ -3,16 +3,21 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-postgres test build bench bench-scale bench-peer load lint fmt
+.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
 	$(GO) run ./cmd/trellis serve --demo --addr $(ADDR)
 
-## test: vet and run every test with the race detector
+## test: vet and run every test with the race detector, then the authorization model test at full length without it
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m ./...
+	$(GO) test -count=1 -timeout 20m -run '^TestAuthorizationModel$$' ./api/
+
+## fuzz-authz: the authorization model test, long (TRELLIS_AUTHZ_SEED=… replays a run)
+fuzz-authz:
+	TRELLIS_AUTHZ_OPS=$${TRELLIS_AUTHZ_OPS:-100000} $(GO) test -count=1 -timeout 0 -v -run '^TestAuthorizationModel$$' ./api/
 
 build:
 	$(GO) build -o bin/trellis ./cmd/trellis

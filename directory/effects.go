@@ -18,7 +18,7 @@ import (
 // which organizations, to which subjects — and requires the acting principal
 // to hold each of them. No handler can skip it: it sees the updates, not the
 // endpoint. The invariants it enforces are written in doc.go and
-// docs/decisions/0011-authorization-by-effect.md.
+// docs/decisions/0012-authorization-by-effect.md.
 
 // need is one permission on one organization that a change gives or takes.
 // perm "platform" stands for the platform itself (provider admins only).
