@@ -232,7 +232,6 @@ func (m *model) scopes() []string {
 	return out
 }
 
-
 // operation is one request a principal tries; authority is whose authority
 // its effects are held to (nil: the actor's).
 type operation struct {
@@ -312,7 +311,9 @@ func (m *model) next(a *actor) operation {
 	case 13:
 		email := pickOf(m, []string{"ann", "ben", "cal", "dee", "eve", "zed"}) + "@" + pickOf(m, []string{"acme.example", "partner.example"})
 		return operation{name: "invitation.create", method: "POST", path: base + "/invitations", body: map[string]any{"email": email, "roles": m.someRoles()},
-			after: func(out map[string]any) { m.invites = append(m.invites, invite{token: str(out, "token"), email: email, by: a}) }}
+			after: func(out map[string]any) {
+				m.invites = append(m.invites, invite{token: str(out, "token"), email: email, by: a})
+			}}
 	case 14:
 		if len(m.invites) > 0 {
 			inv := pickOf(m, m.invites)
@@ -320,7 +321,9 @@ func (m *model) next(a *actor) operation {
 		}
 	case 15:
 		return operation{name: "service_account.create", method: "POST", path: base + "/service-accounts", body: map[string]any{"name": fmt.Sprintf("bot%d", m.pick(1000)), "roles": m.someRoles()},
-			after: func(out map[string]any) { m.accounts = append(m.accounts, owned{str(out, "id"), str(out, "organization")}) }}
+			after: func(out map[string]any) {
+				m.accounts = append(m.accounts, owned{str(out, "id"), str(out, "organization")})
+			}}
 	case 16:
 		if len(m.accounts) > 0 {
 			sa := pickOf(m, m.accounts)
