@@ -200,6 +200,10 @@ func TestFinding7GrantsUnderADelegationDieWithIt(t *testing.T) {
 	}
 	// an invitation he sent dies with the delegation
 	inv := na.do(201, "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "late@customer.example"})
+	invited := find(t, auditEvents(h, h.provider(), "/v1/organizations/customer/audit"), "invitation.create", "invitation:"+str(inv, "id"))
+	if det, _ := invited["details"].(map[string]any); !slices.Equal(strs(det["delegation"]), []string{d}) {
+		t.Errorf("invitation.create details = %v, want delegation [%s]", invited["details"], d)
+	}
 	ca.do(200, "DELETE", "/v1/delegations/"+d, nil)
 	h.as("").fails(403, "forbidden", "", "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
 	h.expect(false, customer, "manage_members", "user:"+ned)

@@ -242,19 +242,26 @@ func (ev *effects) holdsUncached(ctx context.Context, n need) (bool, error) {
 		return false, err
 	}
 	// held by a delegated scope: the operation records the delegation
+	return true, ev.s.noteDelegation(ctx, ev.tx, ev.o, ev.p, org, perm)
+}
+
+// noteDelegation records on o the live delegation through which p holds perm
+// on org, if any: what a delegate grants names the delegation (audit
+// details.delegation).
+func (s *Service) noteDelegation(ctx context.Context, tx store.Tx, o *op, p Principal, org store.Org, perm string) error {
 	for name, sc := range delegationScopes {
 		if sc.perm != perm {
 			continue
 		}
-		d, err := ev.s.heldDelegation(ctx, ev.tx, ev.p, org, []string{name}, false)
+		d, err := s.heldDelegation(ctx, tx, p, org, []string{name}, false)
 		if err != nil {
-			return false, err
+			return err
 		}
-		if d != nil && !slices.Contains(ev.o.delegations, d.ID) {
-			ev.o.delegations = append(ev.o.delegations, d.ID)
+		if d != nil && !slices.Contains(o.delegations, d.ID) {
+			o.delegations = append(o.delegations, d.ID)
 		}
 	}
-	return true, nil
+	return nil
 }
 
 func (ev *effects) governs(ctx context.Context, orgID string) (bool, error) {

@@ -93,6 +93,11 @@ func (s *Service) Invite(ctx context.Context, p Principal, ref string, in Create
 		if err := s.noEscalation(ctx, tx, p, org, permissionsOf(resolvedRoles), "roles"); err != nil {
 			return err
 		}
+		if p.Kind != KindProvider {
+			if err := s.noteDelegation(ctx, tx, o, p, org, permManageMembers); err != nil {
+				return err
+			}
+		}
 		inv := store.Invitation{ID: newID("inv"), Org: org.ID, Email: email, Roles: roles, TokenHash: tokenHash(token),
 			InvitedBy: p.Actor(), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
 		if err := tx.InsertInvitation(ctx, inv); err != nil {
