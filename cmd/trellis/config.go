@@ -33,6 +33,13 @@ type Config struct {
 	CacheEntries         int
 	CacheMaxBytes        int64
 	CacheTTL             time.Duration
+	// HTTP server timeouts: a client that sends its headers or body too
+	// slowly, or holds an idle connection, is cut off (a slow body cannot
+	// hold a connection and a goroutine for ever).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 }
 
 func defaultConfig() Config {
@@ -46,6 +53,10 @@ func defaultConfig() Config {
 		CacheEntries:         1_000_000,
 		CacheMaxBytes:        256 << 20,
 		CacheTTL:             10 * time.Minute,
+		ReadHeaderTimeout:    10 * time.Second,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          120 * time.Second,
 	}
 }
 
@@ -99,6 +110,14 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--read-header-timeout", c.ReadHeaderTimeout}, {"--read-timeout", c.ReadTimeout}, {"--write-timeout", c.WriteTimeout}, {"--idle-timeout", c.IdleTimeout}} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive (a connection without a deadline can be held open for ever)", t.flag))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -123,6 +142,10 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "check cache memory bound in bytes (approximate) (TRELLIS_CACHE_MAX_BYTES)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "longest a cached answer is served, a safety net behind epochs (TRELLIS_CACHE_TTL)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
+	f.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest a client may take to send a request's headers (TRELLIS_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, headers and body (TRELLIS_READ_TIMEOUT)")
+	f.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest from the end of a request's headers to the end of its response (TRELLIS_WRITE_TIMEOUT)")
+	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
 }
 
 // applyEnv fills every flag not set on the command line from TRELLIS_<FLAG>.

@@ -166,6 +166,7 @@ func TestSchemaValidateCommand(t *testing.T) {
 func TestConfigFromEnvAndValidate(t *testing.T) {
 	t.Setenv("TRELLIS_DATASTORE", "postgres")
 	t.Setenv("TRELLIS_ADDR", "127.0.0.1:9999")
+	t.Setenv("TRELLIS_READ_TIMEOUT", "7s")
 	cfg := defaultConfig()
 	cmd := &cobra.Command{Use: "serve"}
 	bindServeFlags(cmd, &cfg)
@@ -178,15 +179,18 @@ func TestConfigFromEnvAndValidate(t *testing.T) {
 	if cfg.Addr != "127.0.0.1:7777" {
 		t.Errorf("a command-line flag must win over env: %q", cfg.Addr)
 	}
-	if cfg.Datastore != "postgres" {
-		t.Errorf("env not applied: %q", cfg.Datastore)
+	if cfg.Datastore != "postgres" || cfg.ReadTimeout != 7*time.Second {
+		t.Errorf("env not applied: %q, read timeout %v", cfg.Datastore, cfg.ReadTimeout)
+	}
+	if d := defaultConfig(); d.ReadHeaderTimeout <= 0 || d.ReadTimeout <= 0 || d.WriteTimeout <= 0 || d.IdleTimeout <= 0 {
+		t.Errorf("every HTTP server timeout needs a default: %+v", d)
 	}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Errorf("postgres without a URL must be refused naming --database-url: %v", err)
 	}
-	cfg.Datastore, cfg.LogLevel = "cassandra", "loud"
+	cfg.Datastore, cfg.LogLevel, cfg.IdleTimeout = "cassandra", "loud", 0
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--datastore") || !strings.Contains(err.Error(), "--log-level") {
+	if err == nil || !strings.Contains(err.Error(), "--datastore") || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "--idle-timeout") {
 		t.Errorf("every invalid setting must be reported: %v", err)
 	}
 }
