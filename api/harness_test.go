@@ -140,6 +140,7 @@ type testStore interface {
 	store.Store
 	TamperAudit(org string, seq int64, mutate func(*audit.Event)) error
 	DeleteAuditEvent(org string, seq int64) error
+	TamperAuditHead(org string, mutate func(*audit.Head)) error
 }
 
 // newTestStore builds the store a harness uses: memory, unless a test runs

@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/trellis-iam/trellis/audit"
 )
 
 // Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
@@ -26,6 +30,7 @@ type Config struct {
 	StoreURL             string
 	Migrate              bool
 	AdminKey             string
+	AuditKey             string
 	Demo                 bool
 	LogLevel             string
 	RevisionQuantization time.Duration
@@ -110,6 +115,12 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	if c.AuditKey != "" && len(c.AuditKey) < 16 {
+		errs = append(errs, errors.New("--audit-key must be at least 16 characters (32 random bytes, e.g. openssl rand -hex 32, recommended)"))
+	}
+	if c.Store == "postgres" && c.AuditKey == "" && c.AdminKey == "" {
+		errs = append(errs, errors.New("--store postgres needs --audit-key (TRELLIS_AUDIT_KEY) or --admin-key (TRELLIS_ADMIN_KEY): the audit chains' checkpoints are signed with a key that must survive restarts, and a generated admin key does not"))
+	}
 	for _, t := range []struct {
 		flag string
 		d    time.Duration
@@ -135,6 +146,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.StoreURL, "store-url", c.StoreURL, "PostgreSQL URL of the directory store; defaults to --database-url (TRELLIS_STORE_URL)")
 	f.BoolVar(&c.Migrate, "migrate", c.Migrate, "run the directory's and SpiceDB's PostgreSQL migrations at start (TRELLIS_MIGRATE)")
 	f.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "provider admin API key; generated and printed when empty (TRELLIS_ADMIN_KEY)")
+	f.StringVar(&c.AuditKey, "audit-key", c.AuditKey, "secret the audit chains' checkpoints are signed with; derived from --admin-key when empty (TRELLIS_AUDIT_KEY)")
 	f.BoolVar(&c.Demo, "demo", c.Demo, "load the demo organizations, users and app schema (TRELLIS_DEMO)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")
 	f.DurationVar(&c.RevisionQuantization, "revision-quantization", c.RevisionQuantization, "how stale a minimizeLatency read may be (TRELLIS_REVISION_QUANTIZATION)")
@@ -163,4 +175,20 @@ func applyEnv(cmd *cobra.Command) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// auditKey is the key the audit chains' checkpoints are signed with (ADR 0011):
+// HKDF-SHA256 of --audit-key, or of the admin key in use when --audit-key is
+// empty. Every node sharing a database must be given the same secret, and it
+// must not change: checkpoints signed with another key no longer verify.
+func auditKey(c Config, adminKey string) audit.Key {
+	secret := c.AuditKey
+	if secret == "" {
+		secret = adminKey
+	}
+	k, err := hkdf.Key(sha256.New, []byte(secret), nil, "trellis audit checkpoints v1", 32)
+	if err != nil { // only for lengths HKDF cannot produce; 32 bytes it can
+		panic("trellis: deriving the audit key: " + err.Error())
+	}
+	return k
 }

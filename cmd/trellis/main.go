@@ -251,7 +251,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer st.Close()
-	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)}, directory.Config{Logger: log})
+	key := cfg.AdminKey
+	generated := key == ""
+	if generated {
+		key = generateKey()
+	}
+	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
+		directory.Config{Logger: log, AuditKey: auditKey(cfg, key)})
 	if err != nil {
 		return err
 	}
@@ -264,11 +270,6 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {
 			return err
 		}
-	}
-	key := cfg.AdminKey
-	generated := key == ""
-	if generated {
-		key = generateKey()
 	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},

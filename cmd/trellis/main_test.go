@@ -194,3 +194,35 @@ func TestConfigFromEnvAndValidate(t *testing.T) {
 		t.Errorf("every invalid setting must be reported: %v", err)
 	}
 }
+
+// TestAuditKeyFromConfig: the audit chains' checkpoint key comes from
+// --audit-key, else from the admin key, the same at every start; a PostgreSQL
+// store without either is refused (a generated admin key dies with the process).
+func TestAuditKeyFromConfig(t *testing.T) {
+	cfg := defaultConfig()
+	a, b := auditKey(cfg, "admin-one"), auditKey(cfg, "admin-one")
+	if len(a) != 32 || !bytes.Equal(a, b) {
+		t.Fatalf("the key derived from one admin key differs between starts: %x, %x", a, b)
+	}
+	if bytes.Equal(a, auditKey(cfg, "admin-two")) || bytes.Equal(a, []byte("admin-one")) {
+		t.Error("the audit key must be derived (HKDF), not the admin key itself nor equal for two admin keys")
+	}
+	cfg.AuditKey = "a-separate-audit-secret"
+	if c := auditKey(cfg, "admin-one"); bytes.Equal(c, a) || !bytes.Equal(c, auditKey(cfg, "admin-two")) {
+		t.Error("--audit-key must take precedence over the admin key")
+	}
+
+	cfg = defaultConfig()
+	cfg.Store, cfg.StoreURL = "postgres", "postgres://db/trellis"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-key") {
+		t.Errorf("a PostgreSQL store without --audit-key or --admin-key must be refused: %v", err)
+	}
+	cfg.AdminKey = "admin-one"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("with an admin key: %v", err)
+	}
+	cfg.AuditKey = "short"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-key") {
+		t.Errorf("a short --audit-key must be refused: %v", err)
+	}
+}
