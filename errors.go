@@ -41,10 +41,12 @@ func Invalid(field, format string, args ...any) error {
 }
 
 // RuleError is well-formed input that breaks a rule (422), e.g. a schema change
-// that would orphan stored relationships. Code is a stable machine-readable reason.
+// that would orphan stored relationships. Code is a stable machine-readable reason;
+// Field, when set, names the request field that breaks it.
 type RuleError struct {
 	Code    string
 	Message string
+	Field   string
 }
 
 func (e *RuleError) Error() string { return e.Message }
@@ -66,6 +68,11 @@ func WithField(prefix string, err error) error {
 // Rule builds a *RuleError (422).
 func Rule(code, format string, args ...any) error {
 	return &RuleError{Code: code, Message: fmt.Sprintf(format, args...)}
+}
+
+// RuleAt builds a *RuleError (422) that names the request field breaking the rule.
+func RuleAt(field, code, format string, args ...any) error {
+	return &RuleError{Code: code, Field: field, Message: fmt.Sprintf(format, args...)}
 }
 
 // ConflictError is a conflict (409) with a stable machine-readable code, e.g.

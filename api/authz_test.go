@@ -265,11 +265,11 @@ func TestImpersonationActor(t *testing.T) {
 		t.Fatalf("no impersonation: allowed %v", got)
 	}
 	future := time.Now().Add(time.Hour).UTC().Format(time.RFC3339)
-	h.must(200, "POST", "/v1/relationships/write", map[string]any{"updates": []any{
+	h.writeUpdates(
 		map[string]any{"operation": "touch", "relationship": rel("impersonation:i1", "target", "user:rene")},
 		map[string]any{"operation": "touch", "relationship": rel("impersonation:i1", "org", "organization:customer")},
 		map[string]any{"operation": "touch", "relationship": map[string]any{"resource": "impersonation:i1", "relation": "actor", "subject": "user:sam", "expiresAt": future}},
-	}})
+	)
 	if got := h.must(200, "POST", "/v1/check", body)["allowed"]; got != true {
 		t.Fatalf("live impersonation, target holds view: allowed %v", got)
 	}

@@ -67,6 +67,7 @@ func (s *Server) mountDirectory(g routes) {
 	g.GET("/organizations/:org/audit/verify", s.verifyAudit)
 	g.GET("/organizations/:org/audit/export", s.exportAudit)
 	g.GET("/audit", s.listAllAudit)
+	g.GET("/audit/verify", s.verifyPlatformAudit)
 
 	g.POST("/tokens", s.issueToken)
 
@@ -504,6 +505,12 @@ func (s *Server) listAllAudit(c echo.Context) error {
 
 func (s *Server) verifyAudit(c echo.Context) error {
 	v, err := s.dir.VerifyAudit(c.Request().Context(), principal(c), c.Param("org"))
+	return ok(c, v, err)
+}
+
+// verifyPlatformAudit verifies the platform chain (events on no organization).
+func (s *Server) verifyPlatformAudit(c echo.Context) error {
+	v, err := s.dir.VerifyPlatformAudit(c.Request().Context(), principal(c))
 	return ok(c, v, err)
 }
 

@@ -43,6 +43,8 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"DeleteCascade", TestDeleteCascade},
 		{"ServiceAccountKeys", TestServiceAccountKeys},
 		{"AuditLog", TestAuditLog},
+		{"Finding12AuditRewriteDetected", TestFinding12AuditRewriteDetected},
+		{"PlatformAuditVerify", TestPlatformAuditVerify},
 		{"PartnerDelegationNeedsApproval", TestPartnerDelegationNeedsApproval},
 		{"CascadingRevocation", TestCascadingRevocation},
 		{"MandatoryDelegation", TestMandatoryDelegation},

@@ -140,6 +140,7 @@ type testStore interface {
 	store.Store
 	TamperAudit(org string, seq int64, mutate func(*audit.Event)) error
 	DeleteAuditEvent(org string, seq int64) error
+	TamperAuditHead(org string, mutate func(*audit.Head)) error
 }
 
 // newTestStore builds the store a harness uses: memory, unless a test runs
@@ -238,12 +239,65 @@ func (h *harness) write(rels ...map[string]any) string {
 	for _, r := range rels {
 		updates = append(updates, map[string]any{"operation": "touch", "relationship": r})
 	}
+	return h.writeUpdates(updates...)
+}
+
+// writeUpdates applies updates shaped as POST /v1/relationships/write takes
+// them and returns the write's token. App relationships go through that
+// endpoint. A batch naming a system definition (organization, platform,
+// impersonation…) is written to the engine the server uses, as the directory
+// would: the raw-write API refuses those (issue 13 finding 11), and tests
+// use them to build graphs without the directory.
+func (h *harness) writeUpdates(updates ...map[string]any) string {
+	h.t.Helper()
+	system := false
+	batch := make([]engine.RelationshipUpdate, len(updates))
+	for i, u := range updates {
+		batch[i] = h.update(u)
+		system = system || schema.IsSystemDefinition(batch[i].Relationship.Resource.Type)
+	}
+	if system {
+		tok, err := h.graph.WriteRelationships(context.Background(), batch)
+		if err != nil {
+			h.t.Fatalf("write to the engine: %v", err)
+		}
+		return tok
+	}
 	out := h.must(200, "POST", "/v1/relationships/write", map[string]any{"updates": updates})
 	tok, _ := out["writtenAt"].(string)
 	if tok == "" {
 		h.t.Fatalf("write returned no writtenAt: %v", out)
 	}
 	return tok
+}
+
+// update converts one update of the raw-write API's JSON to the engine's form.
+func (h *harness) update(u map[string]any) engine.RelationshipUpdate {
+	h.t.Helper()
+	r, _ := u["relationship"].(map[string]any)
+	str := func(k string) string { s, _ := r[k].(string); return s }
+	res, err := engine.ParseObjectRef("resource", str("resource"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	sub, err := engine.ParseSubjectRef("subject", str("subject"))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	rel := engine.Relationship{Resource: res, Relation: str("relation"), Subject: sub}
+	if c, ok := r["caveat"].(map[string]any); ok {
+		ctx, _ := c["context"].(map[string]any)
+		rel.Caveat = &engine.Caveat{Name: c["name"].(string), Context: ctx}
+	}
+	if at := str("expiresAt"); at != "" {
+		t, err := time.Parse(time.RFC3339, at)
+		if err != nil {
+			h.t.Fatal(err)
+		}
+		rel.ExpiresAt = &t
+	}
+	op, _ := u["operation"].(string)
+	return engine.RelationshipUpdate{Operation: engine.Operation(op), Relationship: rel}
 }
 
 func rel(resource, relation, subject string) map[string]any {

@@ -48,7 +48,9 @@ func problemFor(err error, log *slog.Logger) *Problem {
 		p.Field = ve.Field
 		return p
 	case errors.As(err, &re):
-		return newProblem(http.StatusUnprocessableEntity, re.Code, re.Message)
+		p := newProblem(http.StatusUnprocessableEntity, re.Code, re.Message)
+		p.Field = re.Field
+		return p
 	case errors.As(err, &ce):
 		return newProblem(http.StatusConflict, ce.Code, ce.Message)
 	case errors.Is(err, trellis.ErrUnauthenticated):

@@ -8,6 +8,7 @@ import (
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
 )
 
 func (s *Server) mountRelationships(g routes) {
@@ -44,6 +45,14 @@ func (s *Server) writeRelationships(c echo.Context) error {
 		rel, err := u.Relationship.parse(field + ".relationship")
 		if err != nil {
 			return err
+		}
+		// the directory owns the system definitions' relationships: a raw
+		// write could give a tenant a parent (a cycle, or another tenant's
+		// admins) that its rows do not show
+		if schema.IsSystemDefinition(rel.Resource.Type) {
+			return trellis.RuleAt(field+".relationship.relation", "system_relation",
+				"%s: %s#%s is a system relation, written only by the directory (use its endpoints: organizations, members, groups, roles, delegations, impersonations)",
+				field+".relationship", rel.Resource.Type, rel.Relation)
 		}
 		updates[i] = engine.RelationshipUpdate{Operation: op, Relationship: rel}
 	}

@@ -435,3 +435,79 @@ func TestRelationshipWrittenAtConsistency(t *testing.T) {
 		t.Fatalf("read after delete: %v, want none", got)
 	}
 }
+
+// TestFinding11RawWriteToSystemRelationRefused is issue 13's finding 11: a raw
+// graph write of organization:zeta#parent@organization:cust gave a tenant a
+// parent its directory rows did not show (here a cycle, which made the
+// tenant's checks fail with "max depth exceeded"). Relationships of system
+// definitions are the directory's: POST /v1/relationships/write refuses any
+// update to them with 422 naming the relation, and writes nothing of the batch.
+func TestFinding11RawWriteToSystemRelationRefused(t *testing.T) {
+	h := newHarness(t, docApp)
+	tr := newTree(h)
+	p := h.provider()
+	region, reseller := "organization:"+tr.region, "organization:"+tr.reseller
+	fresh := map[string]any{"fullyConsistent": true}
+	allowed := func(resource, permission, subject string) bool {
+		t.Helper()
+		out := h.must(200, "POST", "/v1/check", map[string]any{"resource": resource, "permission": permission, "subject": subject, "consistency": fresh})
+		return out["allowed"] == true
+	}
+
+	// the attack: the reseller (a tenant root) under its own grandchild
+	attack := rel(reseller, "parent", region)
+	out := mustProblem(h, 422, "system_relation", "updates[0].relationship.relation", "POST", "/v1/relationships/write", relUpdates("touch", attack))
+	if d, _ := out["detail"].(string); !strings.Contains(d, "organization#parent") {
+		t.Errorf("the detail should name the relation organization#parent: %q", d)
+	}
+	// after a valid app update the refusal names its index, and nothing of the batch is written
+	doc := rel("document:plan", "org", region)
+	mustProblem(h, 422, "system_relation", "updates[1].relationship.relation", "POST", "/v1/relationships/write", relUpdates("touch", doc, attack))
+	if got := relRead(h, map[string]any{"resourceType": "document", "resourceId": "plan"}); len(got) != 0 {
+		t.Errorf("a refused batch wrote %v", got)
+	}
+	// the graph and the directory are unchanged, and the tenant's checks still answer
+	if got := relRead(h, map[string]any{"resourceType": "organization", "resourceId": tr.reseller, "relation": "parent"}); len(got) != 0 {
+		t.Fatalf("the reseller has a parent in the graph: %v", got)
+	}
+	wantEqual(t, "reseller's parent in the directory", p.do(200, "GET", "/v1/organizations/reseller", nil)["parent"], nil)
+	if !allowed(region, "manage", "user:"+tr.resellerAdmin) || !allowed(region, "access", "user:"+tr.regionMember) {
+		t.Fatal("after the refused write the tenant's checks no longer allow its admin and member")
+	}
+	if allowed(reseller, "access", "user:"+tr.regionMember) {
+		t.Fatal("the region's member reaches the reseller")
+	}
+
+	// deleting what the directory wrote is refused too: the customer keeps its parent
+	mustProblem(h, 422, "system_relation", "updates[0].relationship.relation", "POST", "/v1/relationships/write",
+		relUpdates("delete", rel("organization:"+tr.customer, "parent", reseller)))
+	wantEqual(t, "customer's parent in the graph", relRead(h, map[string]any{"resourceType": "organization", "resourceId": tr.customer, "relation": "parent"}),
+		[]string{"organization:" + tr.customer + "#parent@" + reseller})
+
+	// every system definition, and any operation
+	for _, c := range []struct{ op, resource, relation, subject string }{
+		{"touch", region, "admin", "user:mallory"},
+		{"create", "group:g1", "member", "user:mallory"},
+		{"touch", "role:r1", "grants_manage", "user:*"},
+		{"touch", "role_binding:b1", "subject", "user:mallory"},
+		{"touch", "service_account:s1", "org", region},
+		{"touch", "impersonation:i1", "target", "user:" + tr.regionMember},
+		{"touch", "platform:trellis", "admin", "user:mallory"},
+		{"delete", "platform:trellis", "support", "user:mallory"},
+	} {
+		out := mustProblem(h, 422, "system_relation", "updates[0].relationship.relation", "POST", "/v1/relationships/write", relUpdates(c.op, rel(c.resource, c.relation, c.subject)))
+		typ, _, _ := strings.Cut(c.resource, ":")
+		if d, _ := out["detail"].(string); !strings.Contains(d, typ+"#"+c.relation) {
+			t.Errorf("%s %s#%s: detail %q does not name the relation", c.op, c.resource, c.relation, d)
+		}
+	}
+	if allowed(region, "manage", "user:mallory") {
+		t.Fatal("a refused write granted mallory")
+	}
+
+	// app definitions that point at organizations stay writable
+	h.must(200, "POST", "/v1/relationships/write", relUpdates("touch", doc))
+	if !allowed("document:plan", "edit", "user:"+tr.resellerAdmin) {
+		t.Error("the reseller's admin should edit a document of its region")
+	}
+}

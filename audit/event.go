@@ -17,11 +17,23 @@ type Event struct {
 	Details      map[string]any `json:"details,omitempty"`
 	PrevHash     string         `json:"prevHash"`
 	Hash         string         `json:"hash"`
+	// Checkpoint is a keyed signature of (organization, seq, hash) (see Key):
+	// whoever rewrites the event, even recomputing every hash after it,
+	// cannot make a matching one without the key. Hash does not cover it.
+	Checkpoint string `json:"checkpoint,omitempty"`
+	// HeadCheckpoint is the checkpoint of the chain's head once this event is
+	// appended, set by Key.Seal for the store to keep with the head. Stores
+	// never keep it with the event: a row that held it would let whoever
+	// deletes the tail move the head back with a valid checkpoint.
+	HeadCheckpoint string `json:"-"`
 }
 
 // Head is the newest (seq, hash) of one organization's chain, stored beside the
-// events so that truncating the tail of the log is detected too.
+// events so that truncating the tail of the log is detected too. Checkpoint is
+// its keyed signature (see Key), distinct from any event's: an older event's
+// checkpoint cannot stand in for the head's after the tail is deleted.
 type Head struct {
-	Seq  int64
-	Hash string
+	Seq        int64
+	Hash       string
+	Checkpoint string
 }

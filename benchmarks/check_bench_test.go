@@ -171,8 +171,9 @@ func BenchmarkCheckInProcess(b *testing.B) {
 }
 
 // BenchmarkCheckHTTPCached is a Trellis HTTP check through the cache, Zipf keys,
-// with no writes and with 1% of requests being relationship writes (a member
-// added in a tenant, which invalidates that tenant's answers).
+// with no writes and with 1% of requests being relationship writes (a viewer
+// added to a tenant's document, which invalidates that tenant's answers; the
+// raw-write API refuses organization relationships, the directory's own).
 func BenchmarkCheckHTTPCached(b *testing.B) {
 	for _, writeEvery := range []int{0, 100} {
 		name := "no-writes"
@@ -184,7 +185,7 @@ func BenchmarkCheckHTTPCached(b *testing.B) {
 			before := c.Stats()
 			runHTTPMixed(b, url, func(i int) (string, string) {
 				if writeEvery > 0 && i%writeEvery == writeEvery-1 {
-					return "/v1/relationships/write", fmt.Sprintf(`{"updates":[{"operation":"touch","relationship":{"resource":"organization:g%d","relation":"member","subject":"user:w%d"}}]}`, i%100, i)
+					return "/v1/relationships/write", fmt.Sprintf(`{"updates":[{"operation":"touch","relationship":{"resource":"document:d%d","relation":"viewer","subject":"user:w%d"}}]}`, i%100, i)
 				}
 				r := reqs[i&(len(reqs)-1)]
 				return "/v1/check", fmt.Sprintf(`{"resource":"%s","permission":"view","subject":"%s"}`, r.Resource, r.Subject)

@@ -107,7 +107,7 @@ func pageOf(events []audit.Event, next int64, size int, err error) ([]audit.Even
 	return events, cursor, nil
 }
 
-// VerifyAudit walks one organization's chain.
+// VerifyAudit walks one organization's chain and its keyed checkpoints.
 func (s *Service) VerifyAudit(ctx context.Context, p Principal, ref string) (audit.Verification, error) {
 	var out audit.Verification
 	err := s.read(ctx, func(tx store.Tx) error {
@@ -115,18 +115,39 @@ func (s *Service) VerifyAudit(ctx context.Context, p Principal, ref string) (aud
 		if err != nil {
 			return err
 		}
-		events, err := tx.AuditChain(ctx, org.ID)
-		if err != nil {
-			return err
-		}
-		head, err := tx.AuditHead(ctx, org.ID)
-		if err != nil {
-			return err
-		}
-		out = audit.Verify(events, head)
-		return nil
+		out, err = s.verifyChain(ctx, tx, org.ID)
+		return err
 	})
 	return out, err
+}
+
+// VerifyPlatformAudit walks the platform chain (events on no organization,
+// e.g. user creation) and its keyed checkpoints: provider admins and platform
+// auditors only, as GET /v1/audit.
+func (s *Service) VerifyPlatformAudit(ctx context.Context, p Principal) (audit.Verification, error) {
+	if err := s.requireAuditor(ctx, p); err != nil {
+		return audit.Verification{}, err
+	}
+	var out audit.Verification
+	err := s.read(ctx, func(tx store.Tx) (err error) {
+		out, err = s.verifyChain(ctx, tx, "")
+		return err
+	})
+	return out, err
+}
+
+// verifyChain checks org's chain ("" = the platform chain) against its head
+// and the audit key's checkpoints (ADR 0011).
+func (s *Service) verifyChain(ctx context.Context, tx store.Tx, org string) (audit.Verification, error) {
+	events, err := tx.AuditChain(ctx, org)
+	if err != nil {
+		return audit.Verification{}, err
+	}
+	head, err := tx.AuditHead(ctx, org)
+	if err != nil {
+		return audit.Verification{}, err
+	}
+	return s.cfg.AuditKey.Verify(org, events, head), nil
 }
 
 // AuditChain returns one organization's whole chain, for NDJSON export.

@@ -3,6 +3,8 @@ package directory
 import (
 	"context"
 	"errors"
+	"fmt"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -24,6 +26,7 @@ type graphFake struct {
 	mu            sync.Mutex
 	rels          map[string]engine.Relationship
 	writes        int
+	batches       [][]engine.RelationshipUpdate // every applied write, in order
 	down          bool
 }
 
@@ -49,6 +52,7 @@ func (g *graphFake) WriteRelationships(_ context.Context, ups []engine.Relations
 		}
 	}
 	g.writes++
+	g.batches = append(g.batches, append([]engine.RelationshipUpdate(nil), ups...))
 	return "rev" + strconv.Itoa(g.writes), nil
 }
 
@@ -209,4 +213,109 @@ func TestDedupeKeepsTheLastUpdateOfARelationship(t *testing.T) {
 	if len(out) != 2 || out[1].Operation != engine.OpDelete || out[0].Relationship.Relation != "admin" {
 		t.Fatalf("dedupe = %+v", out)
 	}
+}
+
+// TestFinding12OutboxEntryAppliedInOneWrite is issue 13's finding 12 (outbox
+// part): an entry of more than 1,000 updates was applied in several SpiceDB
+// writes of 1,000, so a half-applied operation was briefly visible. Now an
+// entry within engine.MaxAtomicUpdates, its delete filters resolved, is one write.
+func TestFinding12OutboxEntryAppliedInOneWrite(t *testing.T) {
+	ctx := context.Background()
+	st, g := memory.New(), newGraphFake()
+	r := NewRelay(st, g, nil)
+	var seed []engine.RelationshipUpdate
+	for i := range 800 {
+		seed = append(seed, touch("group:old", "member", "user", fmt.Sprintf("o%d", i)))
+	}
+	if _, err := g.WriteRelationships(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	var grant []engine.RelationshipUpdate
+	for i := range 1500 {
+		grant = append(grant, touch("group:new", "member", "user", fmt.Sprintf("n%d", i)))
+	}
+	before := g.writes
+	seq := appendEntry(t, st, store.OutboxEntry{Action: "group.replace", Updates: grant,
+		DeleteFilters: []engine.RelationshipFilter{{ResourceType: "group", ResourceID: "old"}}})
+	if err := r.WaitApplied(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	if n := g.writes - before; n != 1 {
+		t.Fatalf("an entry of %d updates (800 resolved deletes, 1,500 touches) took %d writes, want 1", 2300, n)
+	}
+	if last := g.batches[len(g.batches)-1]; len(last) != 2300 {
+		t.Fatalf("the write held %d updates, want 2300", len(last))
+	}
+	if got := len(g.keys()); got != 1500 {
+		t.Fatalf("graph holds %d relationships, want the 1,500 new members", got)
+	}
+}
+
+// TestRelayOrdersAnEntryBeyondOneWrite: an entry larger than one write (here
+// the bound is lowered to 3 updates) is applied in writes ordered so that no
+// intermediate state grants more than before or after: restricting touches
+// first, then deletes of grants, then deletes of restrictions, then new grants.
+func TestRelayOrdersAnEntryBeyondOneWrite(t *testing.T) {
+	ctx := context.Background()
+	st, g := memory.New(), newGraphFake()
+	r := NewRelay(st, g, nil)
+	r.maxUpdates = 3
+	seed := []engine.RelationshipUpdate{
+		touch("organization:gone", "suspended", "user", "*"),
+		touch("organization:gone", "parent", "organization", "root"),
+		touch("organization:gone", "admin", "user", "a1"),
+		touch("organization:gone", "admin", "user", "a2"),
+		touch("organization:gone", "member", "user", "m1"),
+		touch("organization:gone", "member", "user", "m2"),
+	}
+	if _, err := g.WriteRelationships(ctx, seed); err != nil {
+		t.Fatal(err)
+	}
+	before := len(g.batches)
+	seq := appendEntry(t, st, store.OutboxEntry{Action: "mixed",
+		DeleteFilters: []engine.RelationshipFilter{{ResourceType: "organization", ResourceID: "gone"}},
+		Updates: []engine.RelationshipUpdate{
+			touch("organization:next", "member", "user", "m1"),
+			touch("organization:next", "suspended", "user", "*"),
+			touch("organization:next", "admin", "user", "a1"),
+		}})
+	if err := r.WaitApplied(ctx, seq); err != nil {
+		t.Fatal(err)
+	}
+	restricting := map[string]bool{"suspended": true, "parent": true}
+	phase := func(u engine.RelationshipUpdate) int {
+		res := restricting[u.Relationship.Relation]
+		switch {
+		case u.Operation != engine.OpDelete && res:
+			return 0
+		case u.Operation == engine.OpDelete && !res:
+			return 1
+		case u.Operation == engine.OpDelete:
+			return 2
+		}
+		return 3
+	}
+	var order []string
+	last := 0
+	for _, b := range g.batches[before:] {
+		if len(b) > 3 {
+			t.Errorf("a write of %d updates, beyond the bound of 3", len(b))
+		}
+		for _, u := range b {
+			if p := phase(u); p < last {
+				t.Errorf("%s %s applied after a later phase", u.Operation, u.Relationship)
+			} else {
+				last = p
+			}
+			order = append(order, string(u.Operation)+" "+u.Relationship.String())
+		}
+	}
+	if len(order) != 9 {
+		t.Fatalf("applied %d updates, want 9: %v", len(order), order)
+	}
+	want := []string{"organization:next#admin@user:a1", "organization:next#member@user:m1", "organization:next#suspended@user:*"}
+	if got := g.keys(); !slices.Equal(got, want) {
+		t.Fatalf("graph after the entry = %v, want %v", got, want)
+	}
+	t.Logf("order: %v", order)
 }

@@ -34,6 +34,10 @@ type Config struct {
 	LookupTXT             func(ctx context.Context, name string) ([]string, error)
 	Now                   func() time.Time
 	Logger                *slog.Logger
+	// AuditKey signs the audit chains' checkpoints (ADR 0011). It must be the
+	// same on every node and across restarts (trellis serve derives it from
+	// its configuration); when empty, a random key for this Service only.
+	AuditKey audit.Key
 }
 
 // Validate fills defaults and checks bounds.
@@ -70,6 +74,10 @@ func (c *Config) Validate() error {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
+	}
+	if len(c.AuditKey) == 0 {
+		c.AuditKey = make(audit.Key, 32)
+		_, _ = rand.Read(c.AuditKey)
 	}
 	return nil
 }
@@ -281,7 +289,7 @@ func (s *Service) appendEvents(ctx context.Context, tx store.Tx, o *op) error {
 		if err != nil {
 			return err
 		}
-		audit.Seal(head, &ev)
+		s.cfg.AuditKey.Seal(head, &ev)
 		if err := tx.AppendAudit(ctx, ev); err != nil {
 			return err
 		}

@@ -111,7 +111,7 @@ func serverOptions(cfg EmbeddedConfig) []server.ConfigOption {
 		server.WithClusterDispatchCacheConfig(server.CacheConfig{Name: "cluster_dispatch", Enabled: false}),
 		server.WithNamespaceCacheConfig(nsCache),
 		server.WithEnableRelationshipExpiration(true),
-		server.WithMaximumUpdatesPerWrite(MaxUpdatesPerWrite),
+		server.WithMaximumUpdatesPerWrite(MaxAtomicUpdates), // one outbox entry, one write
 		server.WithEnableMemoryProtectionMiddleware(false),
 	}
 }

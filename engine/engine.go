@@ -177,5 +177,14 @@ type Engine interface {
 	Ready(ctx context.Context) error
 }
 
-// MaxUpdatesPerWrite is the largest WriteRelationships batch (SpiceDB's own limit).
+// MaxUpdatesPerWrite is the largest raw write a client may send
+// (POST /v1/relationships/write): SpiceDB's default per-call limit.
 const MaxUpdatesPerWrite = 1000
+
+// MaxAtomicUpdates is the largest WriteRelationships call, applied atomically
+// as one SpiceDB write: the embedded server is configured for it, so one
+// directory operation (an outbox entry) becomes visible all at once. A remote
+// SpiceDB cluster must run with --write-relationships-max-updates-per-call=10000
+// (its default, 1000, refuses larger writes). The bound also keeps one write
+// under SpiceDB's 4 MiB gRPC message limit for directory-sized relationships.
+const MaxAtomicUpdates = 10_000

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
 	"strings"
@@ -284,6 +285,21 @@ func runEngineSuite(t *testing.T, newEngine func(t *testing.T) Engine) {
 		}
 	})
 
+	// one directory operation is one write: MaxAtomicUpdates updates in one call
+	// (SpiceDB's default limit is 1,000; the servers Trellis starts raise it)
+	t.Run("atomic write of MaxAtomicUpdates", func(t *testing.T) {
+		big := make([]Relationship, MaxAtomicUpdates)
+		for i := range big {
+			big[i] = mkRel("document:big", "viewer", fmt.Sprintf("user:b%d", i))
+		}
+		write(t, e, OpTouch, big...)
+		got, err := ReadAll(ctx, e, RelationshipFilter{ResourceType: "document", ResourceID: "big"}, 0)
+		if err != nil || len(got) != MaxAtomicUpdates {
+			t.Fatalf("read back %d of %d relationships: %v", len(got), MaxAtomicUpdates, err)
+		}
+		write(t, e, OpDelete, big...)
+	})
+
 	t.Run("errors", func(t *testing.T) {
 		_, err := e.Check(ctx, checkOf("nosuchtype:x", "view", "user:ann"))
 		wantValidation(t, err, "resource")
@@ -291,7 +307,7 @@ func runEngineSuite(t *testing.T, newEngine func(t *testing.T) Engine) {
 		wantValidation(t, err, "permission")
 		_, err = e.WriteRelationships(ctx, []RelationshipUpdate{{Operation: OpTouch, Relationship: mkRel("document:chk", "no_such_relation", "user:ann")}})
 		wantValidation(t, err, "updates[0].relationship.relation")
-		_, err = e.WriteRelationships(ctx, make([]RelationshipUpdate, MaxUpdatesPerWrite+1))
+		_, err = e.WriteRelationships(ctx, make([]RelationshipUpdate, MaxAtomicUpdates+1))
 		wantValidation(t, err, "updates")
 		_, err = e.ReadRelationships(ctx, ReadRequest{Filter: RelationshipFilter{ResourceType: "document"}, Cursor: "garbage"})
 		var ve *trellis.ValidationError

@@ -365,8 +365,8 @@ var operations = map[Operation]v1.RelationshipUpdate_Operation{
 
 // WriteRelationships applies updates atomically and returns the written revision.
 func (s *SpiceDB) WriteRelationships(ctx context.Context, updates []RelationshipUpdate) (string, error) {
-	if len(updates) > MaxUpdatesPerWrite {
-		return "", trellis.Invalid("updates", "at most %d updates per write", MaxUpdatesPerWrite)
+	if len(updates) > MaxAtomicUpdates {
+		return "", trellis.Invalid("updates", "at most %d updates per write", MaxAtomicUpdates)
 	}
 	req := &v1.WriteRelationshipsRequest{}
 	for i, u := range updates {

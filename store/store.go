@@ -296,9 +296,11 @@ type AuditFilter struct {
 
 // AuditRows are the audit log: per-organization chains plus their heads.
 type AuditRows interface {
-	// AuditHead is the newest (seq, hash) of org's chain; the zero Head when empty.
+	// AuditHead is the newest (seq, hash, checkpoint) of org's chain; the zero Head when empty.
 	AuditHead(ctx context.Context, org string) (audit.Head, error)
-	// AppendAudit stores a sealed event and moves its chain's head.
+	// AppendAudit stores a sealed event with its checkpoint and moves its
+	// chain's head to (ev.Seq, ev.Hash, ev.HeadCheckpoint). The event's row
+	// never keeps HeadCheckpoint (it reads back empty).
 	AppendAudit(ctx context.Context, ev audit.Event) error
 	// ListAudit returns matching events in append order and the cursor of the
 	// last one (0 when none), for the next page.

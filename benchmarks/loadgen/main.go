@@ -156,7 +156,8 @@ func zipfBodies(c config) []request {
 	out := make([]request, 1<<16)
 	for i := range out {
 		if c.writeEvery > 0 && i%c.writeEvery == c.writeEvery-1 {
-			out[i] = request{"/v1/relationships/write", fmt.Appendf(nil, `{"updates":[{"operation":"touch","relationship":{"resource":"organization:g%d","relation":"member","subject":"user:w%d"}}]}`, i%c.tenants, i)}
+			// a viewer on a tenant's document: a write confined to that tenant
+			out[i] = request{"/v1/relationships/write", fmt.Appendf(nil, `{"updates":[{"operation":"touch","relationship":{"resource":"document:d%d","relation":"viewer","subject":"user:w%d"}}]}`, i%c.tenants, i)}
 			continue
 		}
 		k := int(z.Uint64())
@@ -326,53 +327,110 @@ const appSchema = `definition document {
 	permission edit = org->manage
 }`
 
-// seed writes the app schema and tenants x (reseller -> customer -> region + document).
+// seed writes the app schema and tenants x (reseller -> customer -> region +
+// document). The organizations, users and memberships go through the
+// directory's endpoints (the raw-write API refuses organization relationships,
+// which the directory owns); the documents, an app type, are raw writes. The
+// graph is the one the raw seed wrote before: direct parent, admin and member
+// relationships, and the reseller under the platform.
 func seed(client *http.Client, c config) error {
-	post := func(method, path string, v any) error {
+	call := func(method, path string, v any) (map[string]any, error) {
 		raw, _ := json.Marshal(v)
 		req, _ := http.NewRequest(method, c.url+path, bytes.NewReader(raw))
 		req.Header.Set("Authorization", "Bearer "+c.key)
+		req.Header.Set("Content-Type", "application/json")
 		resp, err := client.Do(req)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != 200 {
-			return fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
+		if resp.StatusCode != 200 && resp.StatusCode != 201 {
+			return nil, fmt.Errorf("%s %s: %d %s", method, path, resp.StatusCode, body)
 		}
-		return nil
+		out := map[string]any{}
+		_ = json.Unmarshal(body, &out)
+		return out, nil
 	}
-	if err := post("PUT", "/v1/schema", map[string]any{"text": appSchema}); err != nil {
+	if _, err := call("PUT", "/v1/schema", map[string]any{"text": appSchema}); err != nil {
 		return err
 	}
-	var batch []any
-	flush := func() error {
-		if len(batch) == 0 {
-			return nil
+	start := time.Now()
+	regions := make([]string, c.tenants) // region organization id of each tenant
+	tenant := func(t int) error {
+		org := func(kind, parent string) (string, error) {
+			slug := fmt.Sprintf("lg-%s%d", kind, t)
+			body := map[string]any{"name": slug, "slug": slug}
+			if parent != "" {
+				body["parent"] = parent
+			}
+			out, err := call("POST", "/v1/organizations", body)
+			id, _ := out["id"].(string)
+			return id, err
 		}
-		err := post("POST", "/v1/relationships/write", map[string]any{"updates": batch})
-		batch = batch[:0]
-		return err
-	}
-	add := func(res, rel, sub string) error {
-		batch = append(batch, map[string]any{"operation": "touch", "relationship": map[string]any{"resource": res, "relation": rel, "subject": sub}})
-		if len(batch) == 1000 {
-			return flush()
+		member := func(org, user, role string) error {
+			if _, err := call("POST", "/v1/users", map[string]any{"id": user, "email": user + "@load.example"}); err != nil {
+				return err
+			}
+			_, err := call("PUT", "/v1/organizations/"+org+"/members/"+user, map[string]any{"roles": []string{role}})
+			return err
 		}
-		return nil
-	}
-	for t := 0; t < c.tenants; t++ {
-		r, cu, g := fmt.Sprintf("organization:r%d", t), fmt.Sprintf("organization:c%d", t), fmt.Sprintf("organization:g%d", t)
-		rels := [][3]string{{r, "admin", fmt.Sprintf("user:radmin%d", t)}, {cu, "parent", r}, {g, "parent", cu}, {fmt.Sprintf("document:d%d", t), "org", g}}
+		r, err := org("r", "")
+		if err != nil {
+			return err
+		}
+		cu, err := org("c", r)
+		if err != nil {
+			return err
+		}
+		if regions[t], err = org("g", cu); err != nil {
+			return err
+		}
+		if err := member(r, fmt.Sprintf("radmin%d", t), "admin"); err != nil {
+			return err
+		}
 		for u := 0; u < c.users; u++ {
-			rels = append(rels, [3]string{g, "member", fmt.Sprintf("user:u%d_%d", t, u)})
-		}
-		for _, x := range rels {
-			if err := add(x[0], x[1], x[2]); err != nil {
+			if err := member(regions[t], fmt.Sprintf("u%d_%d", t, u), "member"); err != nil {
 				return err
 			}
 		}
+		return nil
 	}
-	return flush()
+	// a few tenants at a time: each directory write waits for its graph write
+	var next atomic.Int64
+	errs := make(chan error, 8)
+	for range cap(errs) {
+		go func() {
+			for t := int(next.Add(1)) - 1; t < c.tenants; t = int(next.Add(1)) - 1 {
+				if err := tenant(t); err != nil {
+					next.Store(int64(c.tenants)) // the others stop at their next tenant
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	var failed error
+	for range cap(errs) {
+		if err := <-errs; err != nil && failed == nil {
+			failed = err
+		}
+	}
+	if failed != nil {
+		return failed
+	}
+	var batch []any
+	for t, g := range regions {
+		batch = append(batch, map[string]any{"operation": "touch", "relationship": map[string]any{
+			"resource": fmt.Sprintf("document:d%d", t), "relation": "org", "subject": "organization:" + g}})
+		if len(batch) == 1000 || t == len(regions)-1 {
+			if _, err := call("POST", "/v1/relationships/write", map[string]any{"updates": batch}); err != nil {
+				return err
+			}
+			batch = batch[:0]
+		}
+	}
+	fmt.Printf("seeded %d tenants x %d members through the directory in %v\n", c.tenants, c.users, time.Since(start).Round(time.Millisecond))
+	return nil
 }

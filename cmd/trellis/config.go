@@ -1,6 +1,8 @@
 package main
 
 import (
+	"crypto/hkdf"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"os"
@@ -9,6 +11,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
+
+	"github.com/trellis-iam/trellis/audit"
 )
 
 // Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
@@ -26,6 +30,7 @@ type Config struct {
 	StoreURL             string
 	Migrate              bool
 	AdminKey             string
+	AuditKey             string
 	Demo                 bool
 	LogLevel             string
 	RevisionQuantization time.Duration
@@ -33,6 +38,13 @@ type Config struct {
 	CacheEntries         int
 	CacheMaxBytes        int64
 	CacheTTL             time.Duration
+	// HTTP server timeouts: a client that sends its headers or body too
+	// slowly, or holds an idle connection, is cut off (a slow body cannot
+	// hold a connection and a goroutine for ever).
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
 }
 
 func defaultConfig() Config {
@@ -46,6 +58,10 @@ func defaultConfig() Config {
 		CacheEntries:         1_000_000,
 		CacheMaxBytes:        256 << 20,
 		CacheTTL:             10 * time.Minute,
+		ReadHeaderTimeout:    10 * time.Second,
+		ReadTimeout:          30 * time.Second,
+		WriteTimeout:         60 * time.Second,
+		IdleTimeout:          120 * time.Second,
 	}
 }
 
@@ -99,6 +115,20 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	if c.AuditKey != "" && len(c.AuditKey) < 16 {
+		errs = append(errs, errors.New("--audit-key must be at least 16 characters (32 random bytes, e.g. openssl rand -hex 32, recommended)"))
+	}
+	if c.Store == "postgres" && c.AuditKey == "" && c.AdminKey == "" {
+		errs = append(errs, errors.New("--store postgres needs --audit-key (TRELLIS_AUDIT_KEY) or --admin-key (TRELLIS_ADMIN_KEY): the audit chains' checkpoints are signed with a key that must survive restarts, and a generated admin key does not"))
+	}
+	for _, t := range []struct {
+		flag string
+		d    time.Duration
+	}{{"--read-header-timeout", c.ReadHeaderTimeout}, {"--read-timeout", c.ReadTimeout}, {"--write-timeout", c.WriteTimeout}, {"--idle-timeout", c.IdleTimeout}} {
+		if t.d <= 0 {
+			errs = append(errs, fmt.Errorf("%s must be positive (a connection without a deadline can be held open for ever)", t.flag))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -116,6 +146,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.StoreURL, "store-url", c.StoreURL, "PostgreSQL URL of the directory store; defaults to --database-url (TRELLIS_STORE_URL)")
 	f.BoolVar(&c.Migrate, "migrate", c.Migrate, "run the directory's and SpiceDB's PostgreSQL migrations at start (TRELLIS_MIGRATE)")
 	f.StringVar(&c.AdminKey, "admin-key", c.AdminKey, "provider admin API key; generated and printed when empty (TRELLIS_ADMIN_KEY)")
+	f.StringVar(&c.AuditKey, "audit-key", c.AuditKey, "secret the audit chains' checkpoints are signed with; derived from --admin-key when empty (TRELLIS_AUDIT_KEY)")
 	f.BoolVar(&c.Demo, "demo", c.Demo, "load the demo organizations, users and app schema (TRELLIS_DEMO)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error (TRELLIS_LOG_LEVEL)")
 	f.DurationVar(&c.RevisionQuantization, "revision-quantization", c.RevisionQuantization, "how stale a minimizeLatency read may be (TRELLIS_REVISION_QUANTIZATION)")
@@ -123,6 +154,10 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "check cache memory bound in bytes (approximate) (TRELLIS_CACHE_MAX_BYTES)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "longest a cached answer is served, a safety net behind epochs (TRELLIS_CACHE_TTL)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
+	f.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest a client may take to send a request's headers (TRELLIS_READ_HEADER_TIMEOUT)")
+	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, headers and body (TRELLIS_READ_TIMEOUT)")
+	f.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest from the end of a request's headers to the end of its response (TRELLIS_WRITE_TIMEOUT)")
+	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
 }
 
 // applyEnv fills every flag not set on the command line from TRELLIS_<FLAG>.
@@ -140,4 +175,20 @@ func applyEnv(cmd *cobra.Command) error {
 		}
 	})
 	return errors.Join(errs...)
+}
+
+// auditKey is the key the audit chains' checkpoints are signed with (ADR 0011):
+// HKDF-SHA256 of --audit-key, or of the admin key in use when --audit-key is
+// empty. Every node sharing a database must be given the same secret, and it
+// must not change: checkpoints signed with another key no longer verify.
+func auditKey(c Config, adminKey string) audit.Key {
+	secret := c.AuditKey
+	if secret == "" {
+		secret = adminKey
+	}
+	k, err := hkdf.Key(sha256.New, []byte(secret), nil, "trellis audit checkpoints v1", 32)
+	if err != nil { // only for lengths HKDF cannot produce; 32 bytes it can
+		panic("trellis: deriving the audit key: " + err.Error())
+	}
+	return k
 }

@@ -251,7 +251,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer st.Close()
-	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)}, directory.Config{Logger: log})
+	key := cfg.AdminKey
+	generated := key == ""
+	if generated {
+		key = generateKey()
+	}
+	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
+		directory.Config{Logger: log, AuditKey: auditKey(cfg, key)})
 	if err != nil {
 		return err
 	}
@@ -265,16 +271,17 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
-	key := cfg.AdminKey
-	generated := key == ""
-	if generated {
-		key = generateKey()
-	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
 		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
 	})
-	srv := &http.Server{Handler: handler, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{
+		Handler:           handler,
+		ReadHeaderTimeout: cfg.ReadHeaderTimeout,
+		ReadTimeout:       cfg.ReadTimeout,
+		WriteTimeout:      cfg.WriteTimeout,
+		IdleTimeout:       cfg.IdleTimeout,
+	}
 	fmt.Fprintf(out, "Trellis %s listening on %s\n", version, base)
 	if generated {
 		fmt.Fprintf(out, "Admin key (generated; set TRELLIS_ADMIN_KEY to choose one): %s\n", key)

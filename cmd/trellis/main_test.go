@@ -166,6 +166,7 @@ func TestSchemaValidateCommand(t *testing.T) {
 func TestConfigFromEnvAndValidate(t *testing.T) {
 	t.Setenv("TRELLIS_DATASTORE", "postgres")
 	t.Setenv("TRELLIS_ADDR", "127.0.0.1:9999")
+	t.Setenv("TRELLIS_READ_TIMEOUT", "7s")
 	cfg := defaultConfig()
 	cmd := &cobra.Command{Use: "serve"}
 	bindServeFlags(cmd, &cfg)
@@ -178,15 +179,50 @@ func TestConfigFromEnvAndValidate(t *testing.T) {
 	if cfg.Addr != "127.0.0.1:7777" {
 		t.Errorf("a command-line flag must win over env: %q", cfg.Addr)
 	}
-	if cfg.Datastore != "postgres" {
-		t.Errorf("env not applied: %q", cfg.Datastore)
+	if cfg.Datastore != "postgres" || cfg.ReadTimeout != 7*time.Second {
+		t.Errorf("env not applied: %q, read timeout %v", cfg.Datastore, cfg.ReadTimeout)
+	}
+	if d := defaultConfig(); d.ReadHeaderTimeout <= 0 || d.ReadTimeout <= 0 || d.WriteTimeout <= 0 || d.IdleTimeout <= 0 {
+		t.Errorf("every HTTP server timeout needs a default: %+v", d)
 	}
 	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--database-url") {
 		t.Errorf("postgres without a URL must be refused naming --database-url: %v", err)
 	}
-	cfg.Datastore, cfg.LogLevel = "cassandra", "loud"
+	cfg.Datastore, cfg.LogLevel, cfg.IdleTimeout = "cassandra", "loud", 0
 	err := cfg.Validate()
-	if err == nil || !strings.Contains(err.Error(), "--datastore") || !strings.Contains(err.Error(), "--log-level") {
+	if err == nil || !strings.Contains(err.Error(), "--datastore") || !strings.Contains(err.Error(), "--log-level") || !strings.Contains(err.Error(), "--idle-timeout") {
 		t.Errorf("every invalid setting must be reported: %v", err)
+	}
+}
+
+// TestAuditKeyFromConfig: the audit chains' checkpoint key comes from
+// --audit-key, else from the admin key, the same at every start; a PostgreSQL
+// store without either is refused (a generated admin key dies with the process).
+func TestAuditKeyFromConfig(t *testing.T) {
+	cfg := defaultConfig()
+	a, b := auditKey(cfg, "admin-one"), auditKey(cfg, "admin-one")
+	if len(a) != 32 || !bytes.Equal(a, b) {
+		t.Fatalf("the key derived from one admin key differs between starts: %x, %x", a, b)
+	}
+	if bytes.Equal(a, auditKey(cfg, "admin-two")) || bytes.Equal(a, []byte("admin-one")) {
+		t.Error("the audit key must be derived (HKDF), not the admin key itself nor equal for two admin keys")
+	}
+	cfg.AuditKey = "a-separate-audit-secret"
+	if c := auditKey(cfg, "admin-one"); bytes.Equal(c, a) || !bytes.Equal(c, auditKey(cfg, "admin-two")) {
+		t.Error("--audit-key must take precedence over the admin key")
+	}
+
+	cfg = defaultConfig()
+	cfg.Store, cfg.StoreURL = "postgres", "postgres://db/trellis"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-key") {
+		t.Errorf("a PostgreSQL store without --audit-key or --admin-key must be refused: %v", err)
+	}
+	cfg.AdminKey = "admin-one"
+	if err := cfg.Validate(); err != nil {
+		t.Errorf("with an admin key: %v", err)
+	}
+	cfg.AuditKey = "short"
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "--audit-key") {
+		t.Errorf("a short --audit-key must be refused: %v", err)
 	}
 }

@@ -57,6 +57,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"delegations/via", testDelegationsVia},
 		{"impersonations", testImpersonations},
 		{"audit/heads and append", testAuditHeads},
+		{"audit/checkpoints", testAuditCheckpoints},
 		{"audit/list filters and cursor", testAuditList},
 		{"audit/chain", testAuditChain},
 		{"outbox", testOutbox},

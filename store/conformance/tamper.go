@@ -23,6 +23,9 @@ type Tamperer interface {
 	// DeleteAuditEvent removes the stored event seq of org's chain from the
 	// chain and the log, leaving the head alone.
 	DeleteAuditEvent(org string, seq int64) error
+	// TamperAuditHead lets mutate edit org's stored head (seq, hash,
+	// checkpoint) in place; org must have one.
+	TamperAuditHead(org string, mutate func(h *audit.Head)) error
 }
 
 // RunTamper runs the tests of the Tamperer hooks. newStore is as for Run.
@@ -33,6 +36,7 @@ func RunTamper(t *testing.T, newStore func(t *testing.T) Tamperer) {
 	}{
 		{"TamperAudit", testTamperAudit},
 		{"DeleteAuditEvent", testDeleteAuditEvent},
+		{"TamperAuditHead", testTamperAuditHead},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -119,5 +123,27 @@ func testDeleteAuditEvent(t *testing.T, s Tamperer) {
 	})
 	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1 4]" {
 		t.Errorf("chain after a later append: %s", got)
+	}
+}
+
+func testTamperAuditHead(t *testing.T, s Tamperer) {
+	chainFixture(t, s)
+	err := s.TamperAuditHead("org_a1", func(h *audit.Head) {
+		*h = audit.Head{Seq: 2, Hash: "hash-org_a1-2", Checkpoint: "forged"}
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if h := Head(t, s, "org_a1"); h != (audit.Head{Seq: 2, Hash: "hash-org_a1-2", Checkpoint: "forged"}) {
+		t.Errorf("head after tampering: %+v", h)
+	}
+	if h := Head(t, s, "org_b2"); h != (audit.Head{Seq: 1, Hash: "hash-org_b2-1"}) {
+		t.Errorf("another chain's head moved: %+v", h)
+	}
+	if got := fmt.Sprint(chainSeqs(t, s, "org_a1")); got != "[1 2 3]" {
+		t.Errorf("the events moved with the head: %s", got)
+	}
+	if err := s.TamperAuditHead("org_zz", func(*audit.Head) {}); !errors.Is(err, trellis.ErrNotFound) {
+		t.Errorf("TamperAuditHead of a chain without a head: %v", err)
 	}
 }

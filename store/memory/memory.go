@@ -172,6 +172,21 @@ func (s *Store) TamperAudit(org string, seq int64, mutate func(ev *audit.Event))
 	return nil
 }
 
+// TamperAuditHead lets mutate edit org's stored head in place, as an attacker
+// with raw access to storage would after rewriting events: a test hook, like
+// TamperAudit. org must have a head.
+func (s *Store) TamperAuditHead(org string, mutate func(h *audit.Head)) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h, ok := s.heads[org]
+	if !ok {
+		return fmt.Errorf("%w: audit head of organization %q", trellis.ErrNotFound, org)
+	}
+	mutate(&h)
+	s.heads[org] = h
+	return nil
+}
+
 // DeleteAuditEvent removes the stored event seq of org's chain from the chain
 // and the global log, leaving the head where it was: like TamperAudit, an
 // attacker's edit for tests of audit verification.
@@ -790,6 +805,7 @@ func (t *tx) AppendAudit(_ context.Context, ev audit.Event) error {
 	}
 	t.lastPos++
 	row := &auditRow{pos: t.lastPos, ev: cloneEvent(ev)}
+	row.ev.HeadCheckpoint = "" // the head's, kept with the head only
 	n := len(t.events)
 	t.events = append(t.events, row)
 	t.undo = append(t.undo, func() {
@@ -798,7 +814,7 @@ func (t *tx) AppendAudit(_ context.Context, ev audit.Event) error {
 		t.lastPos--
 	})
 	set(t, t.chains, org, append(t.chains[org], row))
-	set(t, t.heads, org, audit.Head{Seq: ev.Seq, Hash: ev.Hash})
+	set(t, t.heads, org, audit.Head{Seq: ev.Seq, Hash: ev.Hash, Checkpoint: ev.HeadCheckpoint})
 	return nil
 }
 

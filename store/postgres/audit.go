@@ -12,7 +12,7 @@ import (
 	"github.com/trellis-iam/trellis/store"
 )
 
-const eventSelect = `SELECT position, seq, at, actor, impersonator, action, target, organization, details, prev_hash, hash
+const eventSelect = `SELECT position, seq, at, actor, impersonator, action, target, organization, details, prev_hash, hash, checkpoint
 	FROM audit_events `
 
 // positioned is an event and its position in the global log.
@@ -28,7 +28,7 @@ func scanEvent(r scanner) (positioned, error) {
 	)
 	ev := &p.ev
 	err := r.Scan(&p.pos, &ev.Seq, &ev.At, &ev.Actor, &ev.Impersonator, &ev.Action, &ev.Target, &ev.Organization,
-		&details, &ev.PrevHash, &ev.Hash)
+		&details, &ev.PrevHash, &ev.Hash, &ev.Checkpoint)
 	if err != nil {
 		return positioned{}, err
 	}
@@ -50,11 +50,11 @@ func events(rows []positioned) []audit.Event {
 func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
 	scan := func(r scanner) (audit.Head, error) {
 		var h audit.Head
-		err := r.Scan(&h.Seq, &h.Hash)
+		err := r.Scan(&h.Seq, &h.Hash, &h.Checkpoint)
 		return h, err
 	}
 	empty := func() error { return nil } // an empty chain has the zero head
-	return one(ctx, t, "get audit head", empty, scan, `SELECT seq, hash FROM audit_heads WHERE org = $1`, org)
+	return one(ctx, t, "get audit head", empty, scan, `SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
 }
 
 // AppendAudit checks ev.Seq against the head with a read, not a failing
@@ -81,13 +81,13 @@ func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 	}
 	_, err = t.exec(ctx, "append audit event",
 		`WITH event AS (
-			INSERT INTO audit_events (org, seq, at, actor, impersonator, action, target, organization, details, prev_hash, hash)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10)
+			INSERT INTO audit_events (org, seq, at, actor, impersonator, action, target, organization, details, prev_hash, hash, checkpoint)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10, $11)
 		)
-		INSERT INTO audit_heads (org, seq, hash) VALUES ($1, $2, $10)
-		ON CONFLICT (org) DO UPDATE SET seq = excluded.seq, hash = excluded.hash`,
+		INSERT INTO audit_heads (org, seq, hash, checkpoint) VALUES ($1, $2, $10, $12)
+		ON CONFLICT (org) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, checkpoint = excluded.checkpoint`,
 		org, ev.Seq, ev.At, validUTF8(ev.Actor), validUTF8(ev.Impersonator), validUTF8(ev.Action), validUTF8(ev.Target),
-		details, ev.PrevHash, ev.Hash)
+		details, ev.PrevHash, ev.Hash, ev.Checkpoint, ev.HeadCheckpoint)
 	return err
 }
 

@@ -216,10 +216,31 @@ func (s *Store) TamperAudit(org string, seq int64, mutate func(ev *audit.Event))
 		}
 		_, err = t.exec(ctx, "tampering with an audit event",
 			`UPDATE audit_events SET seq = $2, at = $3, actor = $4, impersonator = $5, action = $6, target = $7,
-				organization = $8, details = $9, prev_hash = $10, hash = $11
+				organization = $8, details = $9, prev_hash = $10, hash = $11, checkpoint = $12
 			WHERE position = $1`,
 			pos, ev.Seq, ev.At, validUTF8(ev.Actor), validUTF8(ev.Impersonator), validUTF8(ev.Action),
-			validUTF8(ev.Target), ev.Organization, details, ev.PrevHash, ev.Hash)
+			validUTF8(ev.Target), ev.Organization, details, ev.PrevHash, ev.Hash, ev.Checkpoint)
+		return err
+	})
+}
+
+// TamperAuditHead lets mutate edit org's stored head in place, as an attacker
+// with raw access to the database would after rewriting events: a test hook,
+// like TamperAudit. org must have a head.
+func (s *Store) TamperAuditHead(org string, mutate func(h *audit.Head)) error {
+	ctx := context.Background()
+	return s.InTx(ctx, func(stx store.Tx) error {
+		t := stx.(*tx)
+		h, err := t.AuditHead(ctx, org)
+		if err != nil {
+			return err
+		}
+		if h == (audit.Head{}) {
+			return fmt.Errorf("%w: audit head of organization %q", trellis.ErrNotFound, org)
+		}
+		mutate(&h)
+		_, err = t.exec(ctx, "tampering with an audit head",
+			`UPDATE audit_heads SET seq = $2, hash = $3, checkpoint = $4 WHERE org = $1`, org, h.Seq, h.Hash, h.Checkpoint)
 		return err
 	})
 }
