@@ -145,6 +145,26 @@ func newModel(t *testing.T, seed uint64) *model {
 		{4, 4, []string{"member"}}, {1, 5, []string{"admin"}}, {1, 6, []string{"member"}}} {
 		putMember(h, testKey, m.orgs[mb.org], m.users[mb.user], mb.roles...)
 	}
+	// what the escalations of issue 13 went through, present from the start:
+	// a group holding admin, a role-less group, a partner delegated members on
+	// a subtree, a local delegate holding members and roles
+	for _, g := range []struct {
+		org   int
+		name  string
+		roles []string
+	}{{0, "Admins", []string{"admin"}}, {2, "Staff", []string{"member"}}, {0, "People", []string{"people"}}} {
+		out := p.do(201, "POST", "/v1/organizations/"+m.orgs[g.org]+"/groups", map[string]any{"name": g.name, "roles": g.roles})
+		m.groups = append(m.groups, owned{str(out, "id"), m.orgs[g.org]})
+	}
+	for _, d := range []map[string]any{
+		{"org": m.orgs[3], "grantee": "organization:" + m.orgs[1] + "#admin", "scopes": []string{"members"}, "subtree": true},
+		{"org": m.orgs[2], "grantee": "user:" + m.users[3], "scopes": []string{"members", "roles"}},
+		{"org": m.orgs[0], "grantee": "user:" + m.users[4], "scopes": []string{"audit"}, "subtree": true},
+	} {
+		org := d["org"].(string)
+		delete(d, "org")
+		m.delegations = append(m.delegations, str(p.do(201, "POST", "/v1/organizations/"+org+"/delegations", d), "id"))
+	}
 	m.actors = append(m.actors, &actor{name: "provider", key: testKey, provider: true})
 	m.state = m.read()
 	return m
@@ -204,7 +224,10 @@ func (m *model) user(org string) string {
 }
 
 func (m *model) someRoles() []string {
-	all := []string{"member", "admin", "owner", "people", "auditor", "ghost"}
+	all := []string{"member", "member", "admin", "admin", "people", "people", "auditor"}
+	if m.pick(10) == 0 {
+		all = append(all, "owner", "ghost")
+	}
 	for _, r := range m.roles {
 		all = append(all, r.id)
 	}
@@ -496,10 +519,16 @@ func splitTriple(s string) (subject, org, perm string) {
 	return parts[0], parts[1], parts[2]
 }
 
+// diff lists the triples true in b and not in a, for subjects both track (a
+// subject newly tracked — a service account that got a key — is not a change).
 func diff(a, b map[string]bool) []string {
+	inA := map[string]bool{}
+	for k := range a {
+		inA[strings.SplitN(k, " ", 2)[0]] = true
+	}
 	var out []string
 	for k, v := range b {
-		if v && !a[k] {
+		if v && !a[k] && inA[strings.SplitN(k, " ", 2)[0]] {
 			out = append(out, k)
 		}
 	}
@@ -514,8 +543,23 @@ func (m *model) read() map[string]bool {
 	for _, u := range m.users {
 		subjects = append(subjects, engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: u}})
 	}
-	for _, sa := range m.accounts[:min(4, len(m.accounts))] {
-		subjects = append(subjects, engine.SubjectRef{Object: engine.ObjectRef{Type: "service_account", ID: sa.id}})
+	// service accounts: those with keys (they act: the reference needs what
+	// they hold), and the first few as subjects of grants
+	tracked := map[string]bool{}
+	for i, sa := range m.accounts {
+		if i < 4 {
+			tracked["service_account:"+sa.id] = true
+		}
+	}
+	for _, a := range m.actors {
+		if strings.HasPrefix(a.subject, "service_account:") {
+			tracked[a.subject] = true
+		}
+	}
+	for _, sa := range m.accounts {
+		if tracked["service_account:"+sa.id] {
+			subjects = append(subjects, engine.SubjectRef{Object: engine.ObjectRef{Type: "service_account", ID: sa.id}})
+		}
 	}
 	var reqs []engine.CheckRequest
 	for _, o := range m.orgs {
