@@ -48,7 +48,7 @@ func BenchmarkDirectoryWrite(b *testing.B) {
 	const orgs, members = 20, 50
 	type tenant struct {
 		slug, admin, group string
-		users             []string
+		users              []string
 	}
 	var tenants []tenant
 	for i := range orgs {

@@ -311,6 +311,13 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 		switch r.Relation {
 		case "owner", "admin":
 			needs, err := reach(ctx, tx, id, s.catalogue...)
+			if err == nil && r.Relation == "admin" {
+				// an organization's admins are a set other organizations
+				// delegate to: joining it gains what they delegated
+				var held []need
+				held, err = s.setHoldings(ctx, tx, o, "organization", id, []string{"admin", "active_admin"}, seen)
+				needs = append(needs, held...)
+			}
 			return effect{needs: needs, subjects: subject}, err
 		case "member":
 			return effect{needs: needsOn(id, permAccess), subjects: subject}, nil
@@ -377,7 +384,7 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 		case "org":
 			return effect{needs: needsOn(r.Subject.Object.ID, permManageMembers)}, nil
 		case "member":
-			needs, err := s.groupHoldings(ctx, tx, o, id, seen)
+			needs, err := s.setHoldings(ctx, tx, o, "group", id, []string{"member"}, seen)
 			return effect{needs: needs, subjects: subject}, err
 		}
 	case "service_account":
@@ -520,27 +527,31 @@ func (s *Service) bindingsOf(ctx context.Context, o *op, role string) ([]string,
 	return out, nil
 }
 
-// groupHoldings: everything a group's members hold through the group —
-// its roles, the delegations naming it, and, transitively, the groups it is
-// nested in — as stored and as written by o.
-func (s *Service) groupHoldings(ctx context.Context, tx store.Tx, o *op, group string, seen map[string]bool) ([]need, error) {
-	if seen[group] {
-		return nil, nil
-	}
-	seen[group] = true
+// setHoldings: everything the members of a subject set (group:<id>#member,
+// organization:<id>#admin) hold through it — the relationships naming the set
+// as their subject (roles, delegations, groups it is nested in, each
+// weighed in turn) — as stored and as written by o.
+func (s *Service) setHoldings(ctx context.Context, tx store.Tx, o *op, typ, id string, relations []string, seen map[string]bool) ([]need, error) {
 	var held []engine.Relationship
-	for _, typ := range []string{"organization", "role_binding", "group"} {
-		rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: typ,
-			Subject: &engine.SubjectFilter{Type: "group", ID: group, Relation: "member"}}, 0)
-		if err != nil {
-			return nil, err
+	for _, relation := range relations {
+		key := typ + ":" + id + "#" + relation
+		if seen[key] {
+			continue
 		}
-		held = append(held, rels...)
-	}
-	for _, u := range o.updates {
-		r := u.Relationship
-		if r.Subject.Object.Type == "group" && r.Subject.Object.ID == group && r.Subject.Relation == "member" {
-			held = append(held, r)
+		seen[key] = true
+		for _, resType := range []string{"organization", "role_binding", "group"} {
+			rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: resType,
+				Subject: &engine.SubjectFilter{Type: typ, ID: id, Relation: relation}}, 0)
+			if err != nil {
+				return nil, err
+			}
+			held = append(held, rels...)
+		}
+		for _, u := range o.updates {
+			r := u.Relationship
+			if r.Subject.Object.Type == typ && r.Subject.Object.ID == id && r.Subject.Relation == relation {
+				held = append(held, r)
+			}
 		}
 	}
 	var out []need
