@@ -39,6 +39,20 @@ func (e *heldEngine) hold(org string) (release func()) {
 	return sync.OnceFunc(func() { close(ch) })
 }
 
+// waitEntered waits for a held read to start; a preview that never reads the
+// held organization fails the test rather than hanging it.
+func (e *heldEngine) waitEntered(t *testing.T, org string) {
+	t.Helper()
+	select {
+	case got := <-e.entered:
+		if got != org {
+			t.Fatalf("held read of %s, want %s", got, org)
+		}
+	case <-time.After(time.Minute):
+		t.Fatalf("no read of organization %s's relationships started within a minute", org)
+	}
+}
+
 func (e *heldEngine) ReadRelationships(ctx context.Context, req engine.ReadRequest) (engine.ReadPage, error) {
 	if req.Filter.ResourceType == "organization" {
 		e.mu.Lock()
@@ -206,9 +220,7 @@ func TestFinding8MovePreviewBounded(t *testing.T) {
 	release := held.hold(tr.customer)
 	defer release()
 	slow := h.postAsync(tr.resellerToken, "/v1/organizations/customer/move", map[string]any{"parent": "sibling", "dryRun": true})
-	if got := <-held.entered; got != tr.customer {
-		t.Fatalf("held %s", got)
-	}
+	held.waitEntered(t, tr.customer)
 	busy := h.as(tr.resellerToken).fails(409, "move_preview_running", "", "POST", "/v1/organizations/customer/move", map[string]any{"parent": "sibling", "dryRun": true})
 	if !strings.Contains(str(busy, "detail"), "already being computed") {
 		t.Errorf("409 detail %q", busy["detail"])
@@ -217,7 +229,7 @@ func TestFinding8MovePreviewBounded(t *testing.T) {
 	release2 := held.hold(tr.sibling)
 	defer release2()
 	slow2 := h.postAsync(tr.resellerToken, "/v1/organizations/sibling/move", map[string]any{"parent": "customer", "dryRun": true})
-	<-held.entered
+	held.waitEntered(t, tr.sibling)
 	full := h.as(tr.resellerToken).fails(503, "move_previews_busy", "", "POST", "/v1/organizations/region/move", map[string]any{"parent": "sibling", "dryRun": true})
 	if !strings.Contains(str(full, "detail"), "2 move previews") {
 		t.Errorf("503 detail %q", full["detail"])
@@ -235,7 +247,7 @@ func TestFinding8MovePreviewBounded(t *testing.T) {
 	releaseB := heldB.hold(trB.customer)
 	defer releaseB()
 	late := hb.postAsync(trB.resellerToken, "/v1/organizations/customer/move", map[string]any{"parent": "sibling", "dryRun": true})
-	<-heldB.entered
+	heldB.waitEntered(t, trB.customer)
 	timedOut := (<-late).want(t, "a preview past its time bound", 503)
 	if timedOut["code"] != "move_preview_timeout" || !strings.Contains(str(timedOut, "detail"), "not computed within 2s") {
 		t.Errorf("503 past the time bound: %v", timedOut)
@@ -296,6 +308,9 @@ func TestFinding12RolesOfFormerAncestorUnboundAfterMove(t *testing.T) {
 		}
 	}
 	unbound := items(t, preview, "rolesUnbound")
+	if len(unbound) != 2 {
+		t.Fatalf("preview rolesUnbound = %v, want the reseller's role in the customer and in the region", unbound)
+	}
 	wantEqual(t, "roles unbound", [][]string{
 		{str(unbound[0], "organization"), str(unbound[0], "key"), str(unbound[0], "definedOn")},
 		{str(unbound[1], "organization"), str(unbound[1], "key"), str(unbound[1], "definedOn")},
