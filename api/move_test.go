@@ -6,18 +6,14 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/trellis-iam/trellis/api"
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
-	"github.com/trellis-iam/trellis/federation"
-	"github.com/trellis-iam/trellis/schema"
 )
 
 // heldEngine is the directory's engine with a latch: once armed for an
@@ -75,48 +71,12 @@ func (e *heldEngine) ReadRelationships(ctx context.Context, req engine.ReadReque
 // reading the graph through a heldEngine.
 func newHeldHarness(t *testing.T, cfg directory.Config) (*harness, *heldEngine) {
 	t.Helper()
-	ctx := context.Background()
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: 10000})
-	if err != nil {
-		t.Fatal(err)
-	}
-	schemas := schema.NewManager(cached)
-	if _, err := schemas.Bootstrap(ctx, docApp); err != nil {
-		t.Fatal(err)
-	}
-	clock := &testClock{now: time.Now().UTC().Truncate(time.Second)}
-	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: "http://trellis.test", Now: clock.Now})
-	if err != nil {
-		t.Fatal(err)
-	}
-	held := &heldEngine{Engine: cached, held: map[string]chan struct{}{}, entered: make(chan string, 4)}
-	st := newTestStore(t)
-	cfg.Now, cfg.LookupTXT = clock.Now, fakeDNS.lookup
-	dir, err := directory.New(directory.Deps{
-		Store: st, Graph: held,
-		Signer: func(_ context.Context, user, org, actor string, ttl time.Duration) (string, time.Time, error) {
-			return signer.Issue(federation.AccessClaims{Subject: user, Organization: org, Actor: actor, TTL: ttl})
-		},
-	}, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv := httptest.NewServer(api.New(api.Deps{
-		Engine: cached, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: cached},
-		Directory: dir, Tokens: signer, AdminKey: testKey,
-	}))
-	t.Cleanup(func() {
-		srv.Close()
-		cached.Close()
-		if err := eng.Close(); err != nil {
-			t.Errorf("close engine: %v", err)
-		}
+	var held *heldEngine
+	h := newHarnessWith(t, docApp, cfg, func(e engine.Engine) engine.Engine {
+		held = &heldEngine{Engine: e, held: map[string]chan struct{}{}, entered: make(chan string, 4)}
+		return held
 	})
-	return &harness{t: t, url: srv.URL, eng: eng, graph: cached, store: st, dir: dir, clock: clock}, held
+	return h, held
 }
 
 // answer is one response read off the test goroutine.
