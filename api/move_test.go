@@ -316,4 +316,15 @@ func TestFinding12RolesOfFormerAncestorUnboundAfterMove(t *testing.T) {
 	olgaToken := h.token(olga, other)
 	putMember(h, olgaToken, tr.customer, hank, "member", "local-auditor")
 	h.expect(true, customer, "view_audit", "user:"+hank)
+
+	// an admin (not the provider) moving the region out from under the customer
+	// unbinds the customer's role there, within the same authorization
+	putMember(h, olgaToken, tr.region, tr.regionMember, "member", "local-auditor")
+	h.expect(true, region, "view_audit", "user:"+tr.regionMember)
+	out := h.as(olgaToken).do(200, "POST", "/v1/organizations/region/move", map[string]any{"parent": "reseller-two"})
+	if got := items(t, out, "rolesUnbound"); len(got) != 1 || got[0]["key"] != "local-auditor" || !slices.Equal(strs(got[0]["members"]), []string{tr.regionMember}) {
+		t.Errorf("rolesUnbound of the region's move: %v", got)
+	}
+	h.expect(false, region, "view_audit", "user:"+tr.regionMember)
+	h.expect(true, customer, "view_audit", "user:"+hank)
 }
