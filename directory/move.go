@@ -398,6 +398,25 @@ func (s *Service) MoveOrganization(ctx context.Context, p Principal, ref string,
 	if in.Parent == nil {
 		return MoveResult{}, trellis.Invalid("parent", "is required: the new parent's id or slug (\"\" moves to the top level)")
 	}
+	// one computation per organization at a time, a few at once in all, from
+	// the plan (a walk of the subtree) to the answer; the move itself holds its
+	// place until written, so a preview never races it. Who may not move the
+	// organization is answered before it takes a place.
+	var org store.Org
+	if err := s.read(ctx, func(tx store.Tx) error {
+		var err error
+		if org, err = s.visibleOrg(ctx, tx, p, ref); err != nil {
+			return err
+		}
+		return s.authorizeAbove(ctx, tx, p, org)
+	}); err != nil {
+		return MoveResult{}, err
+	}
+	leave, err := s.moves.enter(org, s.cfg.MovePreviews)
+	if err != nil {
+		return MoveResult{}, err
+	}
+	defer leave()
 	var plan movePlan
 	if err := s.read(ctx, func(tx store.Tx) error {
 		var err error
@@ -406,13 +425,6 @@ func (s *Service) MoveOrganization(ctx context.Context, p Principal, ref string,
 	}); err != nil {
 		return MoveResult{}, err
 	}
-	// one computation per organization at a time, a few at once in all; the
-	// move itself holds its place until written, so a preview never races it
-	leave, err := s.moves.enter(plan.org, s.cfg.MovePreviews)
-	if err != nil {
-		return MoveResult{}, err
-	}
-	defer leave()
 	res := MoveResult{Organization: plan.org.ID, DryRun: in.DryRun, RolesUnbound: plan.unbound}
 	if res.RolesUnbound == nil {
 		res.RolesUnbound = []RoleUnbinding{}
