@@ -91,3 +91,21 @@ func (e *ConflictError) Is(target error) bool { return target == ErrConflict }
 func Conflict(code, format string, args ...any) error {
 	return &ConflictError{Code: code, Message: fmt.Sprintf(format, args...)}
 }
+
+// UnavailableError is a bound on work that was reached (503): the server
+// cannot answer this request now, and says why and what to do in Message.
+// Code is a stable machine-readable reason. errors.Is(err, ErrUnavailable) holds.
+type UnavailableError struct {
+	Code    string
+	Message string
+}
+
+func (e *UnavailableError) Error() string { return e.Message }
+
+// Is makes an *UnavailableError match ErrUnavailable.
+func (e *UnavailableError) Is(target error) bool { return target == ErrUnavailable }
+
+// Unavailable builds an *UnavailableError (503).
+func Unavailable(code, format string, args ...any) error {
+	return &UnavailableError{Code: code, Message: fmt.Sprintf(format, args...)}
+}

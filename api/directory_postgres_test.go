@@ -40,6 +40,7 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"Invitations", TestInvitations},
 		{"SuspendAndReactivate", TestSuspendAndReactivate},
 		{"MoveWithPreview", TestMoveWithPreview},
+		{"Finding12RolesOfFormerAncestorUnboundAfterMove", TestFinding12RolesOfFormerAncestorUnboundAfterMove},
 		{"DeleteCascade", TestDeleteCascade},
 		{"ServiceAccountKeys", TestServiceAccountKeys},
 		{"AuditLog", TestAuditLog},

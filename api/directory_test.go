@@ -1060,6 +1060,10 @@ func TestMoveWithPreview(t *testing.T) {
 	wantEqual(t, "lost", impactSet(t, impact, "lost"), lost)
 	wantEqual(t, "gained", impactSet(t, impact, "gained"), gained)
 	totals, _ := impact["totals"].(map[string]any)
+	if n, _ := totals["relationships"].(float64); n < 1 {
+		t.Errorf("totals.relationships = %v, want the count of relationships the preview loaded", totals["relationships"])
+	}
+	delete(totals, "relationships")
 	wantEqual(t, "totals", totals, map[string]any{"gained": float64(len(gained)), "lost": float64(len(lost)), "organizations": float64(2)})
 	// nothing changed
 	wantEqual(t, "parent after preview", p.do(200, "GET", "/v1/organizations/customer", nil)["parent"], tr.reseller)

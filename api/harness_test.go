@@ -90,6 +90,14 @@ func (c *testClock) Advance(d time.Duration) {
 // newHarness starts SpiceDB in process, applies app as the app schema and serves the API.
 func newHarness(t testing.TB, app string) *harness {
 	t.Helper()
+	return newHarnessWith(t, app, directory.Config{}, nil)
+}
+
+// newHarnessWith is newHarness with the directory configured by cfg (its clock
+// and resolver are the harness's) and, when wrap is set, reading and writing
+// the graph through wrap(the cached engine).
+func newHarnessWith(t testing.TB, app string, cfg directory.Config, wrap func(engine.Engine) engine.Engine) *harness {
+	t.Helper()
 	ctx := context.Background()
 	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
 	if err != nil {
@@ -111,12 +119,17 @@ func newHarness(t testing.TB, app string) *harness {
 		t.Fatal(err)
 	}
 	st := newTestStore(t)
+	graph := engine.Engine(cached)
+	if wrap != nil {
+		graph = wrap(cached)
+	}
+	cfg.Now, cfg.LookupTXT = clock.Now, fakeDNS.lookup
 	dir, err := directory.New(directory.Deps{
-		Store: st, Graph: cached,
+		Store: st, Graph: graph,
 		Signer: func(_ context.Context, c directory.AccessClaims) (string, time.Time, error) {
 			return signer.Issue(federation.AccessClaims{Subject: c.User, Organization: c.Org, Actor: c.Actor, Impersonation: c.Impersonation, TTL: c.TTL})
 		},
-	}, directory.Config{Now: clock.Now, LookupTXT: fakeDNS.lookup})
+	}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -36,6 +36,7 @@ func problemFor(err error, log *slog.Logger) *Problem {
 	var ve *trellis.ValidationError
 	var re *trellis.RuleError
 	var ce *trellis.ConflictError
+	var ue *trellis.UnavailableError
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
 	switch {
@@ -61,6 +62,8 @@ func problemFor(err error, log *slog.Logger) *Problem {
 		return newProblem(http.StatusNotFound, "not_found", "not found")
 	case errors.Is(err, trellis.ErrConflict):
 		return newProblem(http.StatusConflict, "conflict", err.Error())
+	case errors.As(err, &ue): // a bound on work, whose reason the client may read
+		return newProblem(http.StatusServiceUnavailable, ue.Code, ue.Message)
 	case errors.Is(err, trellis.ErrUnavailable):
 		log.Warn("unavailable", "err", err)
 		return newProblem(http.StatusServiceUnavailable, "unavailable", "the authorization engine or a store is unavailable; retry later")

@@ -38,6 +38,15 @@ type Config struct {
 	// same on every node and across restarts (trellis serve derives it from
 	// its configuration); when empty, a random key for this Service only.
 	AuditKey audit.Key
+
+	// A move computes its impact before it is applied (dry run or not), in a
+	// scratch engine: MovePreviewTimeout bounds that computation (10 s; past
+	// it, 503), MovePreviewMaxRelationships the relationships it loads (20,000;
+	// past it, 422), MovePreviews how many run at once in this process (2; one
+	// per organization at a time).
+	MovePreviewTimeout          time.Duration
+	MovePreviewMaxRelationships int
+	MovePreviews                int
 }
 
 // Validate fills defaults and checks bounds.
@@ -65,6 +74,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Platform == "" {
 		c.Platform = "trellis"
+	}
+	if err := c.validateMovePreviews(); err != nil {
+		return err
 	}
 	if c.LookupTXT == nil {
 		c.LookupTXT = net.DefaultResolver.LookupTXT
@@ -99,6 +111,7 @@ type Service struct {
 	cfg        Config
 	catalogue  []string
 	schemaText func(ctx context.Context) (string, error)
+	moves      moveGate // move previews running (move.go)
 }
 
 // Deps are what the directory is built from.
