@@ -221,3 +221,26 @@ func TestFinding12DelegationNamesOnlyVisibleGroups(t *testing.T) {
 	ours := str(ca.do(201, "POST", "/v1/organizations/region/groups", map[string]any{"name": "Region staff"}), "id")
 	ca.do(201, "POST", "/v1/organizations/customer/delegations", map[string]any{"grantee": "group:" + ours, "scopes": []string{"audit"}})
 }
+
+// TestRoleChangeOfOneHolderKeepsTheOthers: a custom role's binding in an
+// organization is shared by its holders; changing or removing one holder's
+// roles must not unbind the others (the binding structure used to be deleted
+// with the first holder's change).
+func TestRoleChangeOfOneHolderKeepsTheOthers(t *testing.T) {
+	h := newHarness(t, docApp)
+	tr := newTree(h)
+	hank, _ := peopleManager(h, tr)
+	ivy := createUser(h, "ivy@customer.example")
+	putMember(h, testKey, tr.customer, ivy, "member", "people-manager")
+	customer := "organization:" + tr.customer
+	h.expect(true, customer, "manage_members", "user:"+hank)
+	h.expect(true, customer, "manage_members", "user:"+ivy)
+	ca := h.as(tr.customerToken)
+	ca.do(200, "PUT", "/v1/organizations/customer/members/"+hank, map[string]any{"roles": []string{"member"}})
+	h.expect(false, customer, "manage_members", "user:"+hank)
+	h.expect(true, customer, "manage_members", "user:"+ivy)
+	putMember(h, testKey, tr.customer, hank, "member", "people-manager")
+	ca.do(204, "DELETE", "/v1/organizations/customer/members/"+hank, nil)
+	h.expect(false, customer, "manage_members", "user:"+hank)
+	h.expect(true, customer, "manage_members", "user:"+ivy)
+}

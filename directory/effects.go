@@ -9,6 +9,7 @@ import (
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 )
 
@@ -56,17 +57,35 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 		(strings.HasPrefix(o.action, "delegation.create") || strings.HasPrefix(o.action, "delegation.approve")) {
 		return fmt.Errorf("%w: an API key limited to %s cannot delegate administration", trellis.ErrForbidden, strings.Join(p.Permissions, ", "))
 	}
-	if len(o.updates) == 0 {
+	if len(o.updates) == 0 && len(o.filters) == 0 {
 		return nil
 	}
 	if ok, err := s.isProvider(ctx, p); err != nil || ok {
 		return err
 	}
 	ev := &effects{s: s, tx: tx, o: o, p: p, held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}}
-	for _, u := range o.updates {
-		gain, changed, err := ev.net(ctx, u)
+	// delete filters (a deleted group, role, service account or organization)
+	// take away what their stored relationships of system definitions give;
+	// app relationships they remove only named the deleted object
+	var removed []engine.RelationshipUpdate
+	for _, f := range o.filters {
+		found, err := s.relay.matching(ctx, f)
 		if err != nil {
 			return err
+		}
+		for _, r := range found {
+			if schema.IsSystemDefinition(r.Resource.Type) {
+				removed = append(removed, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
+			}
+		}
+	}
+	for i, u := range append(removed, o.updates...) {
+		gain, changed := false, true
+		if i >= len(removed) { // a filter's match is stored by construction
+			var err error
+			if gain, changed, err = ev.net(ctx, u); err != nil {
+				return err
+			}
 		}
 		if !changed {
 			continue

@@ -211,17 +211,37 @@ func (o *op) delete(rels ...engine.Relationship) {
 }
 
 // replace deletes the relationships of before that after lacks and touches after.
+// A role binding's structure (its role, its place on the organization) is
+// shared by every holder of the role there: one holder's change keeps it.
 func (o *op) replace(before, after []engine.Relationship) {
 	keep := map[string]bool{}
 	for _, r := range after {
 		keep[r.String()] = true
 	}
 	for _, r := range before {
-		if !keep[r.String()] {
+		if !keep[r.String()] && !bindingStructure(r) {
 			o.delete(r)
 		}
 	}
 	o.touch(after...)
+}
+
+// revoke deletes a subject's relationships, keeping shared binding structure.
+func (o *op) revoke(rels ...engine.Relationship) {
+	for _, r := range rels {
+		if !bindingStructure(r) {
+			o.delete(r)
+		}
+	}
+}
+
+// bindingStructure: role_binding#role and organization#binding, which every
+// subject bound to a custom role in an organization shares (grantTuples). A
+// binding without subjects grants nothing; deleting the role or the
+// organization removes it.
+func bindingStructure(r engine.Relationship) bool {
+	return r.Resource.Type == "role_binding" && r.Relation == "role" ||
+		r.Resource.Type == "organization" && r.Relation == "binding"
 }
 
 // record appends an audit event to org's chain ("" = the platform chain).

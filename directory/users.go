@@ -386,7 +386,7 @@ func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID str
 		if err := tx.DeleteMembership(ctx, org.ID, userID); err != nil {
 			return err
 		}
-		o.delete(before...)
+		o.revoke(before...)
 		o.record(org.ID, "member.remove", "user:"+userID, map[string]any{"roles": m.Roles})
 		return nil
 	})
