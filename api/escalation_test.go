@@ -244,3 +244,20 @@ func TestRoleChangeOfOneHolderKeepsTheOthers(t *testing.T) {
 	h.expect(false, customer, "manage_members", "user:"+hank)
 	h.expect(true, customer, "manage_members", "user:"+ivy)
 }
+
+// TestInvitationGrantsNoMoreThanWhenSent: an invitation is the inviter's
+// grant of what its roles carried when it was sent; a role widened meanwhile
+// (by someone else) is not granted through it (found by TestAuthorizationModel:
+// a key limited to manage_members invited with a role later given manage_roles).
+func TestInvitationGrantsNoMoreThanWhenSent(t *testing.T) {
+	h := newHarness(t, docApp)
+	tr := newTree(h)
+	p := h.provider()
+	p.do(201, "POST", "/v1/organizations/customer/roles", map[string]any{"key": "helper", "permissions": []string{"view_audit"}})
+	inv := h.as(tr.customerToken).do(201, "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "wes@customer.example", "roles": []string{"helper"}})
+	p.do(200, "PATCH", "/v1/organizations/customer/roles/helper", map[string]any{"permissions": []string{"view_audit", "manage_roles"}})
+	h.as("").fails(409, "invitation_widened", "", "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
+	p.do(200, "PATCH", "/v1/organizations/customer/roles/helper", map[string]any{"permissions": []string{"view_audit"}})
+	m := h.as("").do(200, "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
+	h.expect(true, "organization:"+tr.customer, "view_audit", "user:"+str(m, "user"))
+}

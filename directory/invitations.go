@@ -99,7 +99,7 @@ func (s *Service) Invite(ctx context.Context, p Principal, ref string, in Create
 			}
 		}
 		inv := store.Invitation{ID: newID("inv"), Org: org.ID, Email: email, Roles: roles, TokenHash: tokenHash(token),
-			InvitedBy: p.Actor(), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
+			InvitedBy: p.Actor(), Permissions: permissionsOf(resolvedRoles), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
 		if err := tx.InsertInvitation(ctx, inv); err != nil {
 			return err
 		}
@@ -222,6 +222,18 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 			// lifting a suspension re-grants every role of the membership: an
 			// admin decision (PUT …/members), not an inviter's
 			return trellis.Conflict("membership_suspended", "user %s's membership in organization %s is suspended", u.ID, org.Slug)
+		}
+		if inv.Permissions != nil {
+			// the inviter's grant was what the roles carried when it was sent
+			now, err := s.resolveRoles(ctx, tx, org, inv.Roles, "roles")
+			if err != nil {
+				return err
+			}
+			for _, perm := range permissionsOf(now) {
+				if !slices.Contains(inv.Permissions, perm) {
+					return trellis.Conflict("invitation_widened", "the invitation's roles now grant %s, which they did not when it was sent: ask for a new invitation", perm)
+				}
+			}
 		}
 		before, err := s.memberTuples(ctx, tx, org, m)
 		if err != nil {

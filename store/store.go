@@ -216,17 +216,20 @@ type RoleRows interface {
 // Invitation invites an email into an organization with roles. Only the
 // SHA-256 of its token is stored.
 type Invitation struct {
-	ID         string
-	Org        string
-	Email      string
-	Roles      []string
-	TokenHash  []byte
-	InvitedBy  string
-	CreatedAt  time.Time
-	ExpiresAt  time.Time
-	AcceptedAt *time.Time
-	AcceptedBy string
-	RevokedAt  *time.Time
+	ID        string
+	Org       string
+	Email     string
+	Roles     []string
+	TokenHash []byte
+	InvitedBy string
+	// Permissions are what Roles carried when it was sent (nil: unknown,
+	// sent before they were kept): acceptance grants no more.
+	Permissions []string
+	CreatedAt   time.Time
+	ExpiresAt   time.Time
+	AcceptedAt  *time.Time
+	AcceptedBy  string
+	RevokedAt   *time.Time
 }
 
 // InvitationRows are the invitation table.

@@ -954,6 +954,7 @@ func cloneRole(r store.Role) store.Role {
 
 func cloneInvitation(inv store.Invitation) store.Invitation {
 	inv.Roles = slices.Clone(inv.Roles)
+	inv.Permissions = slices.Clone(inv.Permissions)
 	inv.TokenHash = bytes.Clone(inv.TokenHash)
 	inv.AcceptedAt = clonePtr(inv.AcceptedAt)
 	inv.RevokedAt = clonePtr(inv.RevokedAt)
