@@ -41,11 +41,11 @@ var _ Engine = (*SpiceDB)(nil)
 
 // NewSpiceDB wraps a connection to a SpiceDB v1 API. A new engine knows no
 // revision yet, while the datastore may hold writes an earlier process made
-// moments ago (a restart on PostgreSQL): its reads go to the head revision
-// until a write or CatchUp records one (minimizeLatency could otherwise pick a
-// quantized revision older than those writes).
+// moments ago (a restart on PostgreSQL): whoever starts it calls CatchUp
+// before serving (trellis serve does), so that minimizeLatency never picks a
+// quantized revision older than those writes.
 func NewSpiceDB(conn grpc.ClientConnInterface) *SpiceDB {
-	s := &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn), watch: v1.NewWatchServiceClient(conn), full: true}
+	s := &SpiceDB{perms: v1.NewPermissionsServiceClient(conn), schema: v1.NewSchemaServiceClient(conn), watch: v1.NewWatchServiceClient(conn)}
 	s.conn, _ = conn.(*grpc.ClientConn)
 	return s
 }
