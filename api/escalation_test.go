@@ -261,3 +261,21 @@ func TestInvitationGrantsNoMoreThanWhenSent(t *testing.T) {
 	m := h.as("").do(200, "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
 	h.expect(true, "organization:"+tr.customer, "view_audit", "user:"+str(m, "user"))
 }
+
+// TestFinding1JoiningAnAdminSetGainsItsDelegations: a delegation to an
+// organization's admins is held by whoever joins that set, so making someone
+// an admin there grants the delegated scope too — the grantor of that admin
+// role must hold it (found by TestAuthorizationModel).
+func TestFinding1JoiningAnAdminSetGainsItsDelegations(t *testing.T) {
+	h := newHarness(t, docApp)
+	tr := newTree(h)
+	partner, pat, bob := newPartner(h)
+	desk := createOrg(h, testKey, "Partner desk", "partner-desk", partner)
+	h.as(tr.customerToken).do(201, "POST", "/v1/organizations/customer/delegations", map[string]any{"grantee": "organization:" + desk + "#admin", "scopes": []string{"members"}})
+	// pat governs the desk from above but holds nothing on the customer
+	pa := h.as(h.token(pat, partner))
+	pa.fails(403, "forbidden", "", "PUT", "/v1/organizations/partner-desk/members/"+bob, map[string]any{"roles": []string{"admin"}})
+	h.expect(false, "organization:"+tr.customer, "manage_members", "user:"+bob)
+	// a plain member role is his to give
+	pa.do(201, "PUT", "/v1/organizations/partner-desk/members/"+bob, map[string]any{"roles": []string{"member"}})
+}
