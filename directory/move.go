@@ -277,76 +277,75 @@ func (s *Service) planUnbinding(ctx context.Context, tx store.Tx, plan *movePlan
 				plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
 			}
 		}
+		// unbind drops the lost custom roles from one holder's keys: the holder
+		// is listed on each role's unbinding, its tuples revoked (subject nil:
+		// it has none, an invitation), and the keys kept returned (fallback
+		// when none is left), with whether any was lost
+		unbind := func(keys []string, subject *engine.SubjectRef, holders func(*RoleUnbinding) *[]string, id string, fallback []string) ([]string, bool, error) {
+			keep, gone, err := lost(keys)
+			if err != nil || len(gone) == 0 {
+				return keys, false, err
+			}
+			for _, r := range gone {
+				list := holders(entry(r.custom))
+				*list = append(*list, id)
+			}
+			if subject != nil {
+				revoke(*subject, gone)
+			}
+			if len(keep) == 0 {
+				keep = fallback
+			}
+			return keep, true, nil
+		}
 		members, err := tx.ListMembers(ctx, x.ID, store.Page{})
 		if err != nil {
 			return err
 		}
 		for _, m := range members {
-			keep, gone, err := lost(m.Roles)
+			var subject *engine.SubjectRef
+			if m.Status == store.StatusActive {
+				u := subj("user", m.User)
+				subject = &u
+			}
+			roles, changed, err := unbind(m.Roles, subject, func(u *RoleUnbinding) *[]string { return &u.Members }, m.User, []string{RoleMember})
 			if err != nil {
 				return err
 			}
-			if len(gone) == 0 {
-				continue
+			if changed {
+				m.Roles = roles
+				plan.members = append(plan.members, m)
 			}
-			for _, r := range gone {
-				e := entry(r.custom)
-				e.Members = append(e.Members, m.User)
-			}
-			if m.Status == store.StatusActive {
-				revoke(subj("user", m.User), gone)
-			}
-			if len(keep) == 0 {
-				keep = []string{RoleMember}
-			}
-			m.Roles = keep
-			plan.members = append(plan.members, m)
 		}
 		groups, err := tx.ListGroups(ctx, x.ID)
 		if err != nil {
 			return err
 		}
 		for _, g := range groups {
-			keep, gone, err := lost(g.Roles)
+			members := groupMembers(g.ID)
+			roles, changed, err := unbind(g.Roles, &members, func(u *RoleUnbinding) *[]string { return &u.Groups }, g.ID, []string{})
 			if err != nil {
 				return err
 			}
-			if len(gone) == 0 {
-				continue
+			if changed {
+				g.Roles = roles
+				plan.groups = append(plan.groups, g)
 			}
-			for _, r := range gone {
-				e := entry(r.custom)
-				e.Groups = append(e.Groups, g.ID)
-			}
-			revoke(groupMembers(g.ID), gone)
-			if keep == nil {
-				keep = []string{}
-			}
-			g.Roles = keep
-			plan.groups = append(plan.groups, g)
 		}
 		accounts, err := tx.ListServiceAccounts(ctx, x.ID)
 		if err != nil {
 			return err
 		}
 		for _, sa := range accounts {
-			keep, gone, err := lost(sa.Roles)
+			account := subj("service_account", sa.ID)
+			roles, changed, err := unbind(sa.Roles, &account, func(u *RoleUnbinding) *[]string { return &u.ServiceAccounts }, sa.ID, []string{RoleMember})
 			if err != nil {
 				return err
 			}
-			if len(gone) == 0 {
-				continue
+			if changed {
+				sa.Roles = roles
+				plan.accounts = append(plan.accounts, sa)
 			}
-			for _, r := range gone {
-				e := entry(r.custom)
-				e.ServiceAccounts = append(e.ServiceAccounts, sa.ID)
-			}
-			revoke(subj("service_account", sa.ID), gone)
-			if len(keep) == 0 {
-				keep = []string{RoleMember}
-			}
-			sa.Roles = keep
-			plan.accounts = append(plan.accounts, sa)
 		}
 		invitations, err := tx.ListInvitations(ctx, x.ID)
 		if err != nil {
@@ -356,22 +355,14 @@ func (s *Service) planUnbinding(ctx context.Context, tx store.Tx, plan *movePlan
 			if inv.AcceptedAt != nil || inv.RevokedAt != nil {
 				continue
 			}
-			keep, gone, err := lost(inv.Roles)
+			roles, changed, err := unbind(inv.Roles, nil, func(u *RoleUnbinding) *[]string { return &u.Invitations }, inv.ID, []string{RoleMember})
 			if err != nil {
 				return err
 			}
-			if len(gone) == 0 {
-				continue
+			if changed {
+				inv.Roles = roles
+				plan.invitations = append(plan.invitations, inv)
 			}
-			for _, r := range gone {
-				e := entry(r.custom)
-				e.Invitations = append(e.Invitations, inv.ID)
-			}
-			if len(keep) == 0 {
-				keep = []string{RoleMember}
-			}
-			inv.Roles = keep
-			plan.invitations = append(plan.invitations, inv)
 		}
 	}
 	for _, x := range plan.orgs { // in subtree order, then by binding id
