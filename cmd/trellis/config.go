@@ -45,6 +45,12 @@ type Config struct {
 	ReadTimeout       time.Duration
 	WriteTimeout      time.Duration
 	IdleTimeout       time.Duration
+	// Move previews (and moves, which compute the same impact): how many at
+	// once in this process, how long each may take, how many relationships
+	// each may load; zero values take the directory's defaults.
+	MovePreviews                int
+	MovePreviewTimeout          time.Duration
+	MovePreviewMaxRelationships int
 }
 
 func defaultConfig() Config {
@@ -158,6 +164,9 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, headers and body (TRELLIS_READ_TIMEOUT)")
 	f.DurationVar(&c.WriteTimeout, "write-timeout", c.WriteTimeout, "longest from the end of a request's headers to the end of its response (TRELLIS_WRITE_TIMEOUT)")
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
+	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
+	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
+	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 
 // applyEnv fills every flag not set on the command line from TRELLIS_<FLAG>.

@@ -257,7 +257,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		key = generateKey()
 	}
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
-		directory.Config{Logger: log, AuditKey: auditKey(cfg, key)})
+		directory.Config{Logger: log, AuditKey: auditKey(cfg, key), MovePreviews: cfg.MovePreviews,
+			MovePreviewTimeout: cfg.MovePreviewTimeout, MovePreviewMaxRelationships: cfg.MovePreviewMaxRelationships})
 	if err != nil {
 		return err
 	}

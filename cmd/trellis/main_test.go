@@ -167,6 +167,7 @@ func TestConfigFromEnvAndValidate(t *testing.T) {
 	t.Setenv("TRELLIS_DATASTORE", "postgres")
 	t.Setenv("TRELLIS_ADDR", "127.0.0.1:9999")
 	t.Setenv("TRELLIS_READ_TIMEOUT", "7s")
+	t.Setenv("TRELLIS_MOVE_PREVIEW_TIMEOUT", "3s")
 	cfg := defaultConfig()
 	cmd := &cobra.Command{Use: "serve"}
 	bindServeFlags(cmd, &cfg)
@@ -179,8 +180,8 @@ func TestConfigFromEnvAndValidate(t *testing.T) {
 	if cfg.Addr != "127.0.0.1:7777" {
 		t.Errorf("a command-line flag must win over env: %q", cfg.Addr)
 	}
-	if cfg.Datastore != "postgres" || cfg.ReadTimeout != 7*time.Second {
-		t.Errorf("env not applied: %q, read timeout %v", cfg.Datastore, cfg.ReadTimeout)
+	if cfg.Datastore != "postgres" || cfg.ReadTimeout != 7*time.Second || cfg.MovePreviewTimeout != 3*time.Second {
+		t.Errorf("env not applied: %q, read timeout %v, move preview timeout %v", cfg.Datastore, cfg.ReadTimeout, cfg.MovePreviewTimeout)
 	}
 	if d := defaultConfig(); d.ReadHeaderTimeout <= 0 || d.ReadTimeout <= 0 || d.WriteTimeout <= 0 || d.IdleTimeout <= 0 {
 		t.Errorf("every HTTP server timeout needs a default: %+v", d)
