@@ -204,10 +204,26 @@ func (m *model) org(a *actor) string {
 	return o
 }
 
+// groupsIn lists the groups of the given organizations.
+func (m *model) groupsIn(orgs []string) []owned {
+	var out []owned
+	for _, g := range m.groups {
+		if slices.Contains(orgs, g.org) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
 // user picks a user, often one with access to org (groups take only members).
 func (m *model) user(org string) string {
 	if m.pick(25) == 0 {
 		return "usr_nosuchuser000"
+	}
+	for id, slug := range m.slugs {
+		if slug == org {
+			org = id // the state is keyed by id; paths take either
+		}
 	}
 	if m.pick(2) == 0 {
 		var in []string
@@ -288,6 +304,9 @@ func (m *model) next(a *actor) operation {
 	case 6, 7:
 		if len(m.groups) > 0 {
 			g := pickOf(m, m.groups)
+			if mine := m.groupsIn(m.where(a.subject, "govern", "manage_members")); len(mine) > 0 && m.pick(3) != 0 {
+				g = pickOf(m, mine) // a group the actor may manage: the rules, not the front door
+			}
 			member := m.user(g.org)
 			if m.pick(4) == 0 {
 				member = "group:" + pickOf(m, m.groups).id
@@ -363,7 +382,16 @@ func (m *model) next(a *actor) operation {
 		}
 	case 17:
 		scopes := pickOf(m, [][]string{{"read-only"}, {"*"}, {"manage_members", "access"}, m.somePerms()})
+		if mine := m.where(a.subject, "govern"); len(mine) > 0 && m.pick(4) != 0 {
+			org = pickOf(m, mine) // where the actor may impersonate
+		}
 		target := m.user(org)
+		for range 4 {
+			if "user:"+target != a.subject {
+				break
+			}
+			target = m.user(org)
+		}
 		body := map[string]any{"target": "user:" + target, "organization": org, "reason": "model", "scopes": scopes, "duration": 3600}
 		return operation{name: "impersonation.create", method: "POST", path: "/v1/impersonations", body: body,
 			after: func(out map[string]any) {
