@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trellis-iam/trellis/audit"
+	"github.com/trellis-iam/trellis/engine"
 )
 
 // Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
@@ -51,23 +52,27 @@ type Config struct {
 	MovePreviews                int
 	MovePreviewTimeout          time.Duration
 	MovePreviewMaxRelationships int
+	// MemdbWarnRelationships: past this many relationships in the in-memory
+	// datastore, serve logs a warning and /readyz reports it.
+	MemdbWarnRelationships int
 }
 
 func defaultConfig() Config {
 	return Config{
-		Addr:                 "127.0.0.1:8080",
-		Datastore:            "memory",
-		Store:                "memory",
-		LogLevel:             "info",
-		RevisionQuantization: time.Second,
-		DispatchCache:        "64MiB",
-		CacheEntries:         1_000_000,
-		CacheMaxBytes:        256 << 20,
-		CacheTTL:             10 * time.Minute,
-		ReadHeaderTimeout:    10 * time.Second,
-		ReadTimeout:          30 * time.Second,
-		WriteTimeout:         60 * time.Second,
-		IdleTimeout:          120 * time.Second,
+		Addr:                   "127.0.0.1:8080",
+		Datastore:              "memory",
+		Store:                  "memory",
+		LogLevel:               "info",
+		RevisionQuantization:   time.Second,
+		DispatchCache:          "64MiB",
+		CacheEntries:           1_000_000,
+		CacheMaxBytes:          256 << 20,
+		CacheTTL:               10 * time.Minute,
+		ReadHeaderTimeout:      10 * time.Second,
+		ReadTimeout:            30 * time.Second,
+		WriteTimeout:           60 * time.Second,
+		IdleTimeout:            120 * time.Second,
+		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
 	}
 }
 
@@ -121,6 +126,9 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	if c.MemdbWarnRelationships < 0 {
+		errs = append(errs, errors.New("--memdb-warn-relationships must be 0 (never warn) or positive"))
+	}
 	if c.AuditKey != "" && len(c.AuditKey) < 16 {
 		errs = append(errs, errors.New("--audit-key must be at least 16 characters (32 random bytes, e.g. openssl rand -hex 32, recommended)"))
 	}
@@ -166,6 +174,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
+	f.IntVar(&c.MemdbWarnRelationships, "memdb-warn-relationships", c.MemdbWarnRelationships, "with --datastore memory: warn in the log and in /readyz past this many relationships (memdb's uncached checks slow down with size); 0 = never (TRELLIS_MEMDB_WARN_RELATIONSHIPS)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

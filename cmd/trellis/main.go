@@ -214,6 +214,10 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}()
 	registry := prometheus.NewRegistry()
 	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	var guard *engine.MemdbGuard // memdb's size, measured from after the demo on
+	if counting, ok := eng.(engine.CountingEngine); ok && cfg.Datastore == "memory" && cfg.SpiceDBEndpoint == "" && cfg.MemdbWarnRelationships > 0 {
+		guard = engine.NewMemdbGuard(counting, uint64(cfg.MemdbWarnRelationships), log, registry)
+	}
 	var graph engine.Engine = eng
 	if cfg.CacheEntries > 0 {
 		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
@@ -272,9 +276,21 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	var warnings func() []string
+	if guard != nil {
+		if err := guard.Measure(ctx); err != nil {
+			return fmt.Errorf("memdb size: %w", err)
+		}
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		guardDone := make(chan struct{})
+		go func() { defer close(guardDone); guard.Run(guardCtx, time.Minute) }()
+		defer func() { stopGuard(); <-guardDone }()
+		warnings = guard.Warnings
+	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
 		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
+		Warnings: warnings,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -284,6 +300,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		IdleTimeout:       cfg.IdleTimeout,
 	}
 	fmt.Fprintf(out, "Trellis %s listening on %s\n", version, base)
+	if guard != nil {
+		fmt.Fprintf(out, "Datastore: memdb, in memory (for the demo, tests and small data: lost at exit, slower past ~%d relationships; production: --datastore postgres)\n", cfg.MemdbWarnRelationships)
+	}
 	if generated {
 		fmt.Fprintf(out, "Admin key (generated; set TRELLIS_ADMIN_KEY to choose one): %s\n", key)
 	}
