@@ -49,7 +49,7 @@ func testSCIMMappings(t *testing.T, s store.Store) {
 func testSCIMResources(t *testing.T, s store.Store) {
 	u2, u1 := scimRow("org_a1", store.SCIMUser, "usr_b2", "Bob@Example.com"), scimRow("org_a1", store.SCIMUser, "usr_a1", "ann@example.com")
 	u1.Roles, u1.Doc = nil, nil
-	g1 := scimRow("org_a1", store.SCIMGroup, "grp_a1", "Bob@Example.com") // names are per kind
+	g1 := scimRow("org_a1", store.SCIMGroup, "grp_a1", "Bob@Example.com")   // names are per kind
 	other := scimRow("org_b2", store.SCIMUser, "usr_a1", "bob@example.com") // and per organization
 	other.Pending = "members: usr_zz"
 	for _, r := range []store.SCIMResource{u2, u1, g1, other} {
