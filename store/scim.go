@@ -49,6 +49,8 @@ type SCIMResource struct {
 	Version    int64
 	Doc        []byte   // the SCIM representation (JSON) as the provider set it
 	Roles      []string // roles provisioning granted (source scim): a group's mapped roles
+	Active     bool     // a user: the provider wants its membership active
+	Members    []string // a group: the member values the provider set (user or group ids)
 	// Pending is what the last write left unapplied (members not yet
 	// provisioned, roles that did not resolve…), for repair; "" = none.
 	Pending   string

@@ -15,7 +15,7 @@ func scimTokenRow(id, org string) store.SCIMToken {
 
 func scimRow(org, kind, id, name string) store.SCIMResource {
 	return store.SCIMResource{Org: org, Kind: kind, ID: id, Name: name, ExternalID: "ext-" + id, Version: 1,
-		Doc: []byte(`{"userName":"` + name + `"}`), Roles: []string{"admin"}, CreatedAt: at(1), UpdatedAt: at(2)}
+		Doc: []byte(`{"userName":"` + name + `"}`), Roles: []string{"admin"}, Active: true, Members: []string{"usr_a1", "grp_b2"}, CreatedAt: at(1), UpdatedAt: at(2)}
 }
 
 func testSCIMTokens(t *testing.T, s store.Store) {

@@ -45,6 +45,7 @@ func cloneSCIMToken(k store.SCIMToken) store.SCIMToken {
 func cloneSCIMResource(r store.SCIMResource) store.SCIMResource {
 	r.Doc = bytes.Clone(r.Doc)
 	r.Roles = slices.Clone(r.Roles)
+	r.Members = slices.Clone(r.Members)
 	return r
 }
 

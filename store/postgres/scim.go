@@ -91,12 +91,12 @@ func (t *tx) PutSCIMMappings(ctx context.Context, org string, m []store.SCIMMapp
 
 // ---- provisioned resources
 
-const scimResourceSelect = `SELECT org, kind, id, name, external_id, version, doc, roles, pending, created_at, updated_at
+const scimResourceSelect = `SELECT org, kind, id, name, external_id, version, doc, roles, active, members, pending, created_at, updated_at
 	FROM scim_resources `
 
 func scanSCIMResource(r scanner) (store.SCIMResource, error) {
 	var x store.SCIMResource
-	err := r.Scan(&x.Org, &x.Kind, &x.ID, &x.Name, &x.ExternalID, &x.Version, &x.Doc, &x.Roles, &x.Pending, &x.CreatedAt, &x.UpdatedAt)
+	err := r.Scan(&x.Org, &x.Kind, &x.ID, &x.Name, &x.ExternalID, &x.Version, &x.Doc, &x.Roles, &x.Active, &x.Members, &x.Pending, &x.CreatedAt, &x.UpdatedAt)
 	return x, err
 }
 
@@ -117,12 +117,12 @@ func (t *tx) ListSCIMResources(ctx context.Context, org, kind string, p store.Pa
 
 func (t *tx) PutSCIMResource(ctx context.Context, r store.SCIMResource) error {
 	_, err := t.exec(ctx, "put SCIM resource",
-		`INSERT INTO scim_resources (org, kind, id, name, external_id, version, doc, roles, pending, created_at, updated_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
+		`INSERT INTO scim_resources (org, kind, id, name, external_id, version, doc, roles, active, members, pending, created_at, updated_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (org, kind, id) DO UPDATE SET name = EXCLUDED.name, external_id = EXCLUDED.external_id,
-			version = EXCLUDED.version, doc = EXCLUDED.doc, roles = EXCLUDED.roles, pending = EXCLUDED.pending,
+			version = EXCLUDED.version, doc = EXCLUDED.doc, roles = EXCLUDED.roles, active = EXCLUDED.active, members = EXCLUDED.members, pending = EXCLUDED.pending,
 			created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
-		r.Org, r.Kind, r.ID, r.Name, r.ExternalID, r.Version, r.Doc, r.Roles, r.Pending, r.CreatedAt, r.UpdatedAt)
+		r.Org, r.Kind, r.ID, r.Name, r.ExternalID, r.Version, r.Doc, r.Roles, r.Active, r.Members, r.Pending, r.CreatedAt, r.UpdatedAt)
 	return err
 }
 

@@ -33,6 +33,8 @@ CREATE TABLE scim_resources (
     version     bigint NOT NULL,
     doc         bytea,
     roles       text[],
+    active      boolean NOT NULL,
+    members     text[],
     pending     text NOT NULL,
     created_at  timestamptz NOT NULL,
     updated_at  timestamptz NOT NULL,
