@@ -460,10 +460,26 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 		o.replace(before, after)
 	}
 	row.Roles = scimRoles
-	// members
+	// members: only values not in the group yet are looked up
 	type member struct{ kind, id string }
+	cur, err := tx.GroupMembers(ctx, g.ID)
+	if err != nil {
+		return nil, err
+	}
+	have := map[member]bool{}
+	for _, m := range cur {
+		have[member{m.Kind, m.ID}] = true
+	}
 	want := map[member]bool{}
 	for _, v := range row.Members {
+		if have[member{"user", v}] {
+			want[member{"user", v}] = true
+			continue
+		}
+		if have[member{"group", v}] {
+			want[member{"group", v}] = true
+			continue
+		}
 		kind, err := s.scimMemberKind(ctx, tx, org, v)
 		if err != nil {
 			return nil, err
@@ -474,14 +490,8 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 		}
 		want[member{kind, v}] = true
 	}
-	cur, err := tx.GroupMembers(ctx, g.ID)
-	if err != nil {
-		return nil, err
-	}
-	have := map[member]bool{}
 	for _, m := range cur {
 		k := member{m.Kind, m.ID}
-		have[k] = true
 		if want[k] {
 			continue
 		}

@@ -164,13 +164,15 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 		k   store.SCIMToken
 		org store.Org
 	)
+	// the token is checked before the path's organization is looked up: who
+	// holds no valid token learns nothing about which organizations exist
 	err := s.read(ctx, func(tx store.Tx) error {
 		var err error
 		if k, err = tx.GetSCIMToken(ctx, id); err != nil {
 			return err
 		}
-		if org, err = resolveOrg(ctx, tx, ref); err != nil {
-			return ErrSCIMOrgUnknown
+		if subtle.ConstantTimeCompare(tokenHash(secret), k.Hash) != 1 || s.scimTokenView(k).Status != "active" {
+			return trellis.ErrNotFound
 		}
 		creator := principalOf(k.CreatedBy)
 		switch creator.Kind {
@@ -183,9 +185,14 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 				return trellis.ErrNotFound
 			}
 		case KindServiceAccount:
-			_, err = tx.GetServiceAccount(ctx, creator.ID)
+			if _, err = tx.GetServiceAccount(ctx, creator.ID); err != nil {
+				return err
+			}
 		}
-		return err
+		if org, err = resolveOrg(ctx, tx, ref); err != nil || org.ID != k.Org {
+			return ErrSCIMOrgUnknown // unknown, or another organization's: the same answer
+		}
+		return nil
 	})
 	switch {
 	case errors.Is(err, ErrSCIMOrgUnknown):
@@ -194,12 +201,6 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 		return Principal{}, "", fail
 	case err != nil:
 		return Principal{}, "", err
-	}
-	if subtle.ConstantTimeCompare(tokenHash(secret), k.Hash) != 1 || s.scimTokenView(k).Status != "active" {
-		return Principal{}, "", fail
-	}
-	if k.Org != org.ID {
-		return Principal{}, "", ErrSCIMOrgUnknown // another organization's token: as if unknown
 	}
 	now := s.cfg.Now().UTC()
 	if k.LastUsedAt == nil || now.Sub(*k.LastUsedAt) >= lastUsedEvery {
