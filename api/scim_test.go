@@ -170,7 +170,7 @@ func TestSCIMEntraLifecycle(t *testing.T) {
 	out := w.must(201, "POST", "/scim/v2/acme/Users", map[string]any{
 		"schemas": []string{scimCore, scimEnterprise}, "externalId": "ann-oid", "userName": "ann@acme.example", "active": true,
 		"displayName": "Ann Archer", "emails": []any{map[string]any{"primary": true, "type": "work", "value": "ann@acme.example"}},
-		"name":        map[string]any{"formatted": "Ann Archer", "familyName": "Archer", "givenName": "Ann"},
+		"name":         map[string]any{"formatted": "Ann Archer", "familyName": "Archer", "givenName": "Ann"},
 		scimEnterprise: map[string]any{"department": "Engineering"},
 	})
 	ann := str(out, "id")
@@ -257,8 +257,8 @@ func TestSCIMOktaLifecycle(t *testing.T) {
 	h := w.h
 	bob := map[string]any{
 		"schemas": []string{scimCore}, "userName": "bob@acme.example", "externalId": "00u1bob",
-		"name":   map[string]any{"givenName": "Bob", "familyName": "Baker"},
-		"emails": []any{map[string]any{"primary": true, "value": "bob@acme.example", "type": "work"}},
+		"name":        map[string]any{"givenName": "Bob", "familyName": "Baker"},
+		"emails":      []any{map[string]any{"primary": true, "value": "bob@acme.example", "type": "work"}},
 		"displayName": "Bob Baker", "locale": "en-US", "groups": []any{}, "password": "hunter2-never-kept", "active": true,
 	}
 	out := w.must(201, "POST", "/scim/v2/acme/Users", bob)

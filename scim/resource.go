@@ -35,7 +35,7 @@ type attr struct {
 	sub      []attr
 }
 
-func str(name string) attr    { return attr{name: name, typ: "string"} }
+func str(name string) attr     { return attr{name: name, typ: "string"} }
 func boolean(name string) attr { return attr{name: name, typ: "boolean"} }
 
 func multiComplex(name string, sub ...attr) attr {
