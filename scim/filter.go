@@ -25,7 +25,34 @@ func parseFilter(raw string) (expr filter.Expression, err error) {
 	if perr != nil || e == nil {
 		return nil, errorf(http.StatusBadRequest, "invalidFilter", "filter %q cannot be parsed", raw)
 	}
-	return e, nil
+	return e, checkFilter(e)
+}
+
+// checkFilter refuses comparisons that cannot apply, whatever the data:
+// ordering or substring operators on booleans or null.
+func checkFilter(e filter.Expression) error {
+	switch x := e.(type) {
+	case *filter.LogicalExpression:
+		if err := checkFilter(x.Left); err != nil {
+			return err
+		}
+		return checkFilter(x.Right)
+	case *filter.NotExpression:
+		return checkFilter(x.Expression)
+	case *filter.ValuePath:
+		return checkFilter(x.ValueFilter)
+	case *filter.AttributeExpression:
+		switch x.CompareValue.(type) {
+		case bool, nil:
+			if x.Operator != filter.EQ && x.Operator != filter.NE && x.Operator != filter.PR {
+				return errorf(http.StatusBadRequest, "invalidFilter", "operator %s does not apply to %v", x.Operator, x.CompareValue)
+			}
+		}
+		return nil
+	case nil:
+		return errorf(http.StatusBadRequest, "invalidFilter", "empty filter expression")
+	}
+	return nil
 }
 
 // parsePath parses a PATCH path; every failure is invalidPath.
