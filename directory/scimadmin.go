@@ -71,9 +71,9 @@ func (s *Service) PutSCIMMappings(ctx context.Context, p Principal, ref string, 
 				if r == RoleOwner {
 					return trellis.Invalid(fmt.Sprintf("mappings[%d].roles[%d]", i, j), "owner is held by users and service accounts only")
 				}
-				if _, err := s.resolveRoles(ctx, tx, org, []string{r}, fmt.Sprintf("mappings[%d].roles[%d]", i, j)); err != nil {
-					return err
-				}
+			}
+			if _, err := s.resolveRoles(ctx, tx, org, m.Roles, fmt.Sprintf("mappings[%d].roles", i)); err != nil {
+				return err
 			}
 		}
 		if err := tx.PutSCIMMappings(ctx, org.ID, ms); err != nil {
