@@ -67,7 +67,9 @@ func TestPatchEntraAndOkta(t *testing.T) {
 		{"Entra string boolean", users, []patchOp{{Op: "replace", Path: "active", Value: "False"}},
 			func(m map[string]any) any { n, _ := users.normalize(m); return n["active"] }, false},
 		{"Entra value map with a dotted key", users, []patchOp{{Op: "replace", Value: map[string]any{"name.givenName": "G", "userName": "c@x.example"}}},
-			func(m map[string]any) any { return m["name"].(map[string]any)["givenName"].(string) + m["userName"].(string) }, "Gc@x.example"},
+			func(m map[string]any) any {
+				return m["name"].(map[string]any)["givenName"].(string) + m["userName"].(string)
+			}, "Gc@x.example"},
 		{"Entra remove member by filter", groups, []patchOp{{Op: "remove", Path: `members[value eq "usr_1"]`}},
 			func(m map[string]any) any { return m["members"] }, []any{map[string]any{"value": "usr_2"}}},
 		{"Entra remove members by value", groups, []patchOp{{Op: "remove", Path: "members", Value: []any{map[string]any{"value": "usr_2"}}}},
