@@ -31,7 +31,6 @@ type attr struct {
 	name     string
 	typ      string // string | boolean | complex | reference | dateTime
 	multi    bool
-	readOnly bool
 	sub      []attr
 }
 
