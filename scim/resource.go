@@ -28,10 +28,10 @@ const (
 // attr describes one attribute the server keeps: its canonical name, type,
 // whether it is multi-valued and its sub-attributes.
 type attr struct {
-	name     string
-	typ      string // string | boolean | complex | reference | dateTime
-	multi    bool
-	sub      []attr
+	name  string
+	typ   string // string | boolean | complex | reference | dateTime
+	multi bool
+	sub   []attr
 }
 
 func str(name string) attr     { return attr{name: name, typ: "string"} }
