@@ -60,6 +60,14 @@ func TestSCIMCrossOrganizationIsolation(t *testing.T) {
 	if got, _ := h.call("GET", "/v1/organizations/globex/members/"+both, nil); got != 200 {
 		t.Fatalf("globex's membership after acme deleted its SCIM user: %d", got)
 	}
+	// globex cannot plant a user in acme's verified domain (acme's provisioning would
+	// link it), neither at creation nor by changing an email later
+	if got, out, _ := w.scim(w.globexSCI, "POST", "/scim/v2/globex/Users", map[string]any{"userName": "ceo@acme.example"}); got != 400 || out["scimType"] != "invalidValue" {
+		t.Fatalf("globex planting an acme.example user: %d %v", got, out)
+	}
+	if got, out, _ := w.scim(w.globexSCI, "PATCH", "/scim/v2/globex/Users/"+str(g1, "id"), patchOps(op("replace", "emails", []any{map[string]any{"value": "ceo@acme.example", "primary": true}}))); got != 400 || out["scimType"] != "invalidValue" {
+		t.Fatalf("globex moving its user into acme.example: %d %v", got, out)
+	}
 	// an unverified-domain user of nobody's org is not linked by acme either
 	createUser(h, "stranger@elsewhere.example")
 	if got, out, _ := w.scim(w.acmeSCIM, "POST", "/scim/v2/acme/Users", map[string]any{"userName": "stranger@elsewhere.example"}); got != 409 || out["scimType"] != "uniqueness" {
@@ -97,6 +105,11 @@ func TestSCIMTokens(t *testing.T) {
 	g := createUser(h, "boss@globex.example")
 	putMember(h, testKey, "globex", g, "admin")
 	h.as(h.token(g, "")).fails(404, "", "", "GET", "/v1/organizations/acme/scim/tokens", nil)
+	// an impersonation mints no lasting authority: no SCIM token
+	second := createUser(h, "second@acme.example")
+	putMember(h, testKey, "acme", second, "admin")
+	im := impersonate(admin, "", second, "acme", "*")
+	h.as(impersonationToken(admin, im)).fails(403, "", "", "POST", "/v1/organizations/acme/scim/tokens", nil)
 	// expiry is bounded; expired tokens stop
 	admin.fails(400, "", "expiresAt", "POST", "/v1/organizations/acme/scim/tokens", map[string]any{"expiresAt": "2001-01-01T00:00:00Z"})
 	short := admin.do(201, "POST", "/v1/organizations/acme/scim/tokens", map[string]any{"expiresAt": h.clock.Now().Add(3600e9).Format("2006-01-02T15:04:05Z07:00")})

@@ -190,6 +190,9 @@ func (s *Service) SCIMPutUser(ctx context.Context, p Principal, ref, id string, 
 func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org store.Org, in SCIMUserState) (store.User, error) {
 	u, err := tx.GetUserByEmail(ctx, in.Email)
 	if errors.Is(err, trellis.ErrNotFound) {
+		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+			return u, err
+		}
 		return s.insertUser(ctx, tx, o, "", in.Email, in.DisplayName, "")
 	} else if err != nil {
 		return u, err
@@ -223,6 +226,27 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 		return u, trellis.Conflict("uniqueness", "email %s belongs to a user this organization cannot provision: its domain is not verified by the organization", in.Email)
 	}
 	return u, nil
+}
+
+// emailDomainOpen refuses an email whose domain another organization (not
+// org or an ancestor) verified: provisioning must not plant a user that
+// organization's own provisioning would later link as one of its people.
+func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, org store.Org, email string) error {
+	_, domain, _ := strings.Cut(email, "@")
+	owner, err := tx.OrgByVerifiedDomain(ctx, domain)
+	if errors.Is(err, trellis.ErrNotFound) {
+		return nil
+	} else if err != nil {
+		return err
+	}
+	path, err := s.path(ctx, tx, org)
+	if err != nil {
+		return err
+	}
+	if !slices.Contains(path, owner.ID) {
+		return trellis.Invalid("emails", "the domain of %s is verified by another organization", email)
+	}
+	return nil
 }
 
 // scimApplyUser makes the user's membership what the provider wants: present,
@@ -279,6 +303,9 @@ func (s *Service) scimUpdateUserRow(ctx context.Context, tx store.Tx, o *op, org
 		}
 	}
 	if u.Email != in.Email {
+		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+			return err
+		}
 		if other, err := tx.GetUserByEmail(ctx, in.Email); err == nil && other.ID != u.ID {
 			return trellis.Conflict("uniqueness", "email %s is in use by another user", in.Email)
 		} else if err != nil && !errors.Is(err, trellis.ErrNotFound) {
