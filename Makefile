@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer load lint fmt
+.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer bench-scim scim-conformance load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -42,6 +42,14 @@ bench:
 ## bench-scale: tenant scaling to 10,000 tenants and 1.1 M relationships, PostgreSQL and memdb, once (about 20 min)
 bench-scale:
 	$(GO) test -run '^$$' -bench 'BenchmarkPostgres' -benchmem -count 1 -timeout 90m ./benchmarks/ | tee benchmarks/last-scale-run.txt
+
+## bench-scim: SCIM provisioning over HTTP on PostgreSQL, 10,000 users and 500 groups (TRELLIS_SCIM_USERS/GROUPS to change)
+bench-scim:
+	$(GO) test -run '^$$' -bench 'BenchmarkSCIMProvisionPostgres' -benchtime 1x -count 1 -timeout 90m ./benchmarks/ | tee benchmarks/last-scim-run.txt
+
+## scim-conformance: the RFC 7644 conformance table (testdata/scim/conformance.json) over HTTP
+scim-conformance:
+	$(GO) test -count=1 -v -run '^TestSCIMConformance$$' ./api/ | grep -E '^(---|===|ok|FAIL|PASS)|conformance:'
 
 ## lint: gofmt, go vet and staticcheck must be clean
 lint:

@@ -52,6 +52,11 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"ImpersonationReadOnlyWithApproval", TestImpersonationReadOnlyWithApproval},
 		{"ImpersonationActionsAuditedAndExpiry", TestImpersonationActionsAuditedAndExpiry},
 		{"Finding10ImpersonationTokenDiesWithItsImpersonation", TestFinding10ImpersonationTokenDiesWithItsImpersonation},
+		{"SCIMEntraLifecycle", TestSCIMEntraLifecycle},
+		{"SCIMOktaLifecycle", TestSCIMOktaLifecycle},
+		{"SCIMCrossOrganizationIsolation", TestSCIMCrossOrganizationIsolation},
+		{"SCIMStatusDriftAndRepair", TestSCIMStatusDriftAndRepair},
+		{"SCIMBulk", TestSCIMBulk},
 	} {
 		t.Run(c.name, c.run)
 	}

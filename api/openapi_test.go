@@ -243,6 +243,17 @@ func TestOpenAPISecurityAndErrors(t *testing.T) {
 			} else if ct := rec.Header().Get(echo.HeaderContentType); ct != "application/problem+json" {
 				t.Errorf("%s %s: Content-Type %q, want application/problem+json", key, probe, ct)
 			}
+		} else if strings.HasPrefix(path, "/scim/v2/") {
+			// SCIM: the organization's SCIM token, errors in the SCIM error schema
+			if len(sec) != 1 || sec[0].(map[string]any)["scimBearer"] == nil {
+				t.Errorf("%s: security does not require scimBearer", key)
+			}
+			req := httptest.NewRequest(method, regexp.MustCompile(`\{[^}]+\}`).ReplaceAllString(path, "x"), strings.NewReader("{}"))
+			rec := httptest.NewRecorder()
+			e.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnauthorized || rec.Header().Get(echo.HeaderContentType) != "application/scim+json" {
+				t.Errorf("%s without credentials: status %d, Content-Type %q, want 401 application/scim+json", key, rec.Code, rec.Header().Get(echo.HeaderContentType))
+			}
 		} else if !hasSec || len(sec) != 0 {
 			t.Errorf("%s: public operation should declare \"security\": []", key)
 		}
@@ -274,8 +285,12 @@ func TestOpenAPISecurityAndErrors(t *testing.T) {
 				obj, _ = v.(map[string]any)
 			}
 			content, _ := obj["content"].(map[string]any)
-			if _, ok := content["application/problem+json"]; !ok || len(content) != 1 {
-				t.Errorf("%s: response %s is not application/problem+json", key, code)
+			errType := "application/problem+json"
+			if strings.HasPrefix(path, "/scim/v2/") {
+				errType = "application/scim+json"
+			}
+			if _, ok := content[errType]; !ok || len(content) != 1 {
+				t.Errorf("%s: response %s is not %s", key, code, errType)
 			}
 		}
 	}

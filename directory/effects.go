@@ -104,7 +104,7 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 // mintsAuthority: actions whose result is lasting authority for someone,
 // whatever tuples they write (a pending delegation writes none yet).
 func mintsAuthority(action string) bool {
-	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account."} {
+	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account.", "scim_token."} {
 		if strings.HasPrefix(action, prefix) {
 			return true
 		}

@@ -117,6 +117,14 @@ func (s *Service) UserPrincipal(ctx context.Context, c AccessClaims) (Principal,
 		if u.Status != store.StatusActive {
 			return trellis.ErrNotFound
 		}
+		if c.Org != "" {
+			// a suspended membership (SCIM active:false) ends the user's tokens for that organization
+			if m, err := tx.GetMembership(ctx, c.Org, u.ID); err == nil && m.Status == store.StatusSuspended {
+				return trellis.ErrNotFound
+			} else if err != nil && !errors.Is(err, trellis.ErrNotFound) {
+				return err
+			}
+		}
 		switch {
 		case c.Actor == "" && c.Impersonation == "":
 			return nil

@@ -78,6 +78,8 @@ type tables struct {
 	delegations    map[string]store.Delegation
 	impersonations map[string]store.Impersonation
 
+	scim scimTables // scim.go
+
 	events  []*auditRow            // every chain, in append order
 	chains  map[string][]*auditRow // org ("" = platform) -> its chain
 	heads   map[string]audit.Head
@@ -104,6 +106,7 @@ func New() *Store {
 		apiKeys:        map[string]store.APIKey{},
 		delegations:    map[string]store.Delegation{},
 		impersonations: map[string]store.Impersonation{},
+		scim:           newSCIMTables(),
 		chains:         map[string][]*auditRow{},
 		heads:          map[string]audit.Head{},
 	}}

@@ -1,0 +1,228 @@
+package benchmarks
+
+// SCIM provisioning throughput over HTTP on PostgreSQL (both the directory
+// store and SpiceDB's datastore), as a customer admin's SCIM token: users
+// created with POST /Users by `scimWorkers` concurrent clients, then groups
+// with their members by POST /Groups, while another tenant's cached checks
+// run beside it (their latency is reported before and during provisioning).
+//
+//	make bench-scim                        # 10,000 users, 500 groups
+//	TRELLIS_SCIM_USERS=1000 make bench-scim
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/directory"
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/federation"
+	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/store/postgres"
+)
+
+const (
+	scimBenchKey = "bench-admin-key"
+	scimWorkers  = 4
+)
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+type scimClient struct {
+	b   *testing.B
+	url string
+	c   *http.Client
+}
+
+func (c scimClient) do(key, method, path string, body any, want int) map[string]any {
+	raw, _ := json.Marshal(body)
+	req, _ := http.NewRequest(method, c.url+path, bytes.NewReader(raw))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+key)
+	resp, err := c.c.Do(req)
+	if err != nil {
+		c.b.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, _ := io.ReadAll(resp.Body)
+	if resp.StatusCode != want {
+		c.b.Fatalf("%s %s: %d, want %d: %s", method, path, resp.StatusCode, want, out)
+	}
+	m := map[string]any{}
+	_ = json.Unmarshal(out, &m)
+	return m
+}
+
+func BenchmarkSCIMProvisionPostgres(b *testing.B) {
+	users, groups := envInt("TRELLIS_SCIM_USERS", 10000), envInt("TRELLIS_SCIM_GROUPS", 500)
+	ctx := context.Background()
+	srv := startPostgres(b)
+	eng, _ := postgresEngine(b, srv)
+	cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: 100000})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { cached.Close() })
+	storeURL := srv.NewDatabase(b)
+	if err := postgres.Migrate(ctx, storeURL); err != nil {
+		b.Fatal(err)
+	}
+	st, err := postgres.Open(ctx, storeURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = st.Close() })
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: "http://bench"})
+	if err != nil {
+		b.Fatal(err)
+	}
+	dir, err := directory.New(directory.Deps{Store: st, Graph: cached,
+		Signer: func(_ context.Context, c directory.AccessClaims) (string, time.Time, error) {
+			return signer.Issue(federation.AccessClaims{Subject: c.User, Organization: c.Org, TTL: c.TTL})
+		}}, directory.Config{})
+	if err != nil {
+		b.Fatal(err)
+	}
+	hs := httptest.NewServer(api.New(api.Deps{Engine: cached, Schemas: schema.NewManager(cached), Directory: dir, Tokens: signer, AdminKey: scimBenchKey}))
+	b.Cleanup(hs.Close)
+	c := scimClient{b: b, url: hs.URL, c: &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 64}}}
+
+	// the provisioned tenant, its admin and the admin's SCIM token
+	c.do(scimBenchKey, "POST", "/v1/organizations", map[string]any{"name": "Acme", "slug": "acme"}, 201)
+	c.do(scimBenchKey, "POST", "/v1/organizations/acme/domains", map[string]any{"domain": "acme.example"}, 201)
+	c.do(scimBenchKey, "POST", "/v1/organizations/acme/domains/acme.example/verify", map[string]any{"method": "manual", "reason": "bench"}, 200)
+	admin := c.do(scimBenchKey, "POST", "/v1/users", map[string]any{"email": "root@acme.example"}, 201)["id"].(string)
+	c.do(scimBenchKey, "PUT", "/v1/organizations/acme/members/"+admin, map[string]any{"roles": []string{"admin"}}, 201)
+	adminTok := c.do(scimBenchKey, "POST", "/v1/tokens", map[string]any{"subject": "user:" + admin}, 201)["accessToken"].(string)
+	tok := c.do(adminTok, "POST", "/v1/organizations/acme/scim/tokens", map[string]any{"name": "bench"}, 201)["token"].(string)
+
+	// the other tenant, whose checks run beside provisioning
+	other := c.do(scimBenchKey, "POST", "/v1/organizations", map[string]any{"name": "Other", "slug": "other"}, 201)["id"].(string)
+	var checkers []string
+	for i := range 50 {
+		u := c.do(scimBenchKey, "POST", "/v1/users", map[string]any{"email": fmt.Sprintf("o%d@other.example", i)}, 201)["id"].(string)
+		c.do(scimBenchKey, "PUT", "/v1/organizations/other/members/"+u, map[string]any{"roles": []string{"member"}}, 201)
+		checkers = append(checkers, u)
+	}
+	if _, err := cached.WriteRelationships(ctx, []engine.RelationshipUpdate{{Operation: engine.OpTouch, Relationship: engine.Relationship{
+		Resource: engine.ObjectRef{Type: "document", ID: "other-doc"}, Relation: "org", Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "organization", ID: other}}}}}); err != nil {
+		b.Fatal(err)
+	}
+	checkOnce := func(i int) time.Duration {
+		start := time.Now()
+		out := c.do(scimBenchKey, "POST", "/v1/check", map[string]any{"resource": "document:other-doc", "permission": "view", "subject": "user:" + checkers[i%len(checkers)]}, 200)
+		if out["allowed"] != true {
+			b.Fatalf("other tenant's check denied: %v", out)
+		}
+		return time.Since(start)
+	}
+	for i := range len(checkers) { // warm the cache
+		checkOnce(i)
+	}
+	quantiles := func(d []time.Duration) (time.Duration, time.Duration) {
+		slices.Sort(d)
+		return d[len(d)/2], d[len(d)*99/100]
+	}
+	var before []time.Duration
+	for i := range 2000 {
+		before = append(before, checkOnce(i))
+	}
+	p50b, p99b := quantiles(before)
+
+	// checks beside provisioning, one client
+	stop := make(chan struct{})
+	var during []time.Duration
+	var checks sync.WaitGroup
+	checks.Add(1)
+	go func() {
+		defer checks.Done()
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			during = append(during, checkOnce(i))
+		}
+	}()
+
+	b.ResetTimer()
+	ids := make([]string, users)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range scimWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= users {
+					return
+				}
+				out := c.do(tok, "POST", "/scim/v2/acme/Users", map[string]any{
+					"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": fmt.Sprintf("u%d@acme.example", i),
+					"externalId": fmt.Sprintf("ext-%d", i), "name": map[string]any{"givenName": "U", "familyName": strconv.Itoa(i)},
+					"emails": []any{map[string]any{"type": "work", "primary": true, "value": fmt.Sprintf("u%d@acme.example", i)}}, "active": true,
+				}, 201)
+				ids[i] = out["id"].(string)
+			}
+		}()
+	}
+	wg.Wait()
+	userTime := time.Since(start)
+	start = time.Now()
+	next.Store(0)
+	per := users / groups
+	for range scimWorkers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				g := int(next.Add(1)) - 1
+				if g >= groups {
+					return
+				}
+				var members []any
+				for _, id := range ids[g*per : (g+1)*per] {
+					members = append(members, map[string]any{"value": id})
+				}
+				c.do(tok, "POST", "/scim/v2/acme/Groups", map[string]any{
+					"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": fmt.Sprintf("group-%d", g), "members": members,
+				}, 201)
+			}
+		}()
+	}
+	wg.Wait()
+	groupTime := time.Since(start)
+	b.StopTimer()
+	close(stop)
+	checks.Wait()
+	p50d, p99d := quantiles(during)
+	b.ReportMetric(float64(users)/userTime.Seconds(), "users/s")
+	b.ReportMetric(float64(groups)/groupTime.Seconds(), "groups/s")
+	b.ReportMetric(float64(users)/groupTime.Seconds(), "memberships/s")
+	b.ReportMetric(float64(p50b.Microseconds()), "check-p50-before-µs")
+	b.ReportMetric(float64(p99b.Microseconds()), "check-p99-before-µs")
+	b.ReportMetric(float64(p50d.Microseconds()), "check-p50-during-µs")
+	b.ReportMetric(float64(p99d.Microseconds()), "check-p99-during-µs")
+	b.Logf("%d users in %v (%.0f/s), %d groups with %d members each in %v; other tenant's checks p50/p99 %v/%v before, %v/%v during (%d checks)",
+		users, userTime.Round(time.Millisecond), float64(users)/userTime.Seconds(), groups, per, groupTime.Round(time.Millisecond), p50b, p99b, p50d, p99d, len(during))
+}
