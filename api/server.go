@@ -54,6 +54,8 @@ type Server struct {
 	adminKey [32]byte
 	hasAdmin bool
 	log      *slog.Logger
+	// confinement places objects for API keys bound to an organization
+	confinement *engine.Confinement
 }
 
 // TokenVerifier checks user access tokens (the federation signer).
@@ -68,6 +70,7 @@ func New(d Deps) *echo.Echo {
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
+	s.confinement = engine.NewConfinement(d.Engine)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -107,6 +110,7 @@ func New(d Deps) *echo.Echo {
 	s.mountRelationships(graph)
 	s.mountSchema(graph)
 	if s.dir != nil {
+		s.mountAPIKeys(v1)
 		s.mountDirectory(v1)
 		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
 	}
@@ -140,17 +144,23 @@ func (r routes) PATCH(path string, h echo.HandlerFunc)  { r.add(http.MethodPatch
 func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelete, path, h) }
 
 // authenticate resolves the bearer token into a principal: the provider admin
-// key (compared as SHA-256 digests in constant time), a service account's API
-// key, or a user access token signed by Trellis.
+// key (compared as SHA-256 digests in constant time), a provider API key
+// (which must hold the route's scope), a service account's API key, or a user
+// access token signed by Trellis.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p, err := s.principalOf(c)
+		p, key, err := s.principalOf(c)
 		if err != nil {
 			return err
 		}
+		if key != nil {
+			if err := requireScope(c, key); err != nil {
+				return err
+			}
+		}
 		m := c.Request().Method
 		p.Reading = m == http.MethodGet || m == http.MethodHead // safe methods only read
-		return next(&principalContext{Context: c, p: p})
+		return next(&principalContext{Context: c, p: p, key: key})
 	}
 }
 
@@ -158,33 +168,38 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // allocation (echo's c.Set makes a map on every request).
 type principalContext struct {
 	echo.Context
-	p directory.Principal
+	p   directory.Principal
+	key *directory.KeyGrant // the provider API key used, if any
 }
 
-func (s *Server) principalOf(c echo.Context) (directory.Principal, error) {
+func (s *Server) principalOf(c echo.Context) (directory.Principal, *directory.KeyGrant, error) {
 	h := c.Request().Header.Get(echo.HeaderAuthorization)
 	scheme, token, ok := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return directory.Principal{}, trellis.ErrUnauthenticated
+		return directory.Principal{}, nil, trellis.ErrUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(token))
 	if s.hasAdmin && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
-		return directory.Provider("admin-key"), nil
+		return directory.Provider("admin-key"), nil, nil
 	}
 	ctx := c.Request().Context()
 	switch {
 	case s.dir == nil:
+	case directory.IsProviderKey(token):
+		return s.dir.AuthenticateProviderKey(ctx, token)
 	case directory.IsAPIKey(token):
-		return s.dir.AuthenticateKey(ctx, token)
+		p, err := s.dir.AuthenticateKey(ctx, token)
+		return p, nil, err
 	case s.tokens != nil && strings.Count(token, ".") == 2:
 		v, err := s.tokens.Verify(token)
 		if err != nil {
-			return directory.Principal{}, err
+			return directory.Principal{}, nil, err
 		}
-		return s.dir.UserPrincipal(ctx, directory.AccessClaims{User: v.Subject, Org: v.Organization, Actor: v.Actor, Impersonation: v.Impersonation})
+		p, err := s.dir.UserPrincipal(ctx, directory.AccessClaims{User: v.Subject, Org: v.Organization, Actor: v.Actor, Impersonation: v.Impersonation})
+		return p, nil, err
 	}
-	return directory.Principal{}, trellis.ErrUnauthenticated
+	return directory.Principal{}, nil, trellis.ErrUnauthenticated
 }
 
 // providerOnly guards the raw graph and schema endpoints: provider admins only.
