@@ -110,7 +110,7 @@ func (c *Confinement) userInside(ctx context.Context, org, user string) (bool, e
 	cursor, read := "", 0
 	for {
 		page, err := c.gate.Engine.ReadRelationships(ctx, ReadRequest{
-			Filter: RelationshipFilter{ResourceType: orgType, Subject: &SubjectFilter{Type: "user", ID: user}},
+			Filter:      RelationshipFilter{ResourceType: orgType, Subject: &SubjectFilter{Type: "user", ID: user}},
 			Consistency: Consistency{Mode: FullyConsistent}, PageSize: 1000, Cursor: cursor,
 		})
 		if err != nil {
