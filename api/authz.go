@@ -347,7 +347,7 @@ func (s *Server) explain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	paths := make([][]relationshipJSON, 0, len(ex.Paths))
+	kept := make([][]engine.Relationship, 0, len(ex.Paths))
 	for _, p := range ex.Paths {
 		if bound { // a path through another tenant's objects is not shown to a bound key
 			inside, err := s.pathInside(ctx, org, p)
@@ -358,11 +358,11 @@ func (s *Server) explain(c echo.Context) error {
 				continue
 			}
 		}
-		steps := make([]relationshipJSON, len(p))
-		for j, r := range p {
-			steps[j] = toRelationshipJSON(r)
-		}
-		paths = append(paths, steps)
+		kept = append(kept, p)
+	}
+	paths, err := s.explainPaths(ctx, kept)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"allowed": ex.Permissionship == engine.HasPermission, "permissionship": string(ex.Permissionship),
