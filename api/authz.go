@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -119,10 +120,12 @@ func (s *Server) check(c echo.Context) error {
 		return err
 	}
 	org, _ := confined(c)
+	start := time.Now()
 	res, err := s.checkOne(c.Request().Context(), in, org)
 	if err != nil {
 		return err
 	}
+	s.observeCheck(start, res.Cached)
 	out := toCheckResult(res)
 	if raw, ok := out.appendJSON(make([]byte, 0, 160)); ok && c.Request().URL.RawQuery == "" { // ?pretty: echo indents
 		return c.JSONBlob(http.StatusOK, raw)

@@ -22,6 +22,8 @@ type Problem struct {
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
 	Field  string `json:"field,omitempty"`
+	// Instance identifies this occurrence: urn:trellis:request:<X-Request-Id>.
+	Instance string `json:"instance,omitempty"`
 }
 
 const problemBase = "https://trellis.dev/problems/"
@@ -85,7 +87,10 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		p := problemFor(err, log)
+		p := problemFor(err, requestLogger(log, c))
+		if id := c.Response().Header().Get(HeaderRequestID); id != "" {
+			p.Instance = "urn:trellis:request:" + id
+		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
 		if p.Status == http.StatusUnauthorized {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="trellis"`)

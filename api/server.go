@@ -40,7 +40,16 @@ type Deps struct {
 	Tokens   TokenVerifier
 	AdminKey string
 	Logger   *slog.Logger
-	Metrics  prometheus.Gatherer // served at /metrics; nil serves an empty registry
+	// Metrics is served at /metrics; nil serves the server's own series and
+	// the default registry's (SpiceDB's, Go's and the process's).
+	Metrics prometheus.Gatherer
+	// Registerer receives the HTTP and check series; nil: Metrics when it is
+	// a Registerer too, else a registry of the server's own.
+	Registerer prometheus.Registerer
+	// AccessLog, when set, logs requests (JSON lines in `trellis serve`):
+	// every error, and successes with probability AccessLogSample (0 to 1).
+	AccessLog       *slog.Logger
+	AccessLogSample float64
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -55,7 +64,10 @@ type Server struct {
 	hasAdmin bool
 	log      *slog.Logger
 	// confinement places objects for API keys bound to an organization
-	confinement *engine.Confinement
+	confinement  *engine.Confinement
+	metrics      *httpMetrics
+	access       *slog.Logger
+	accessSample float64
 }
 
 // TokenVerifier checks user access tokens (the federation signer).
@@ -71,6 +83,7 @@ func New(d Deps) *echo.Echo {
 		s.checker = d.Engine
 	}
 	s.confinement = engine.NewConfinement(d.Engine)
+	s.access, s.accessSample = d.AccessLog, d.AccessLogSample
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -81,14 +94,23 @@ func New(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	root := routes{e: e, mw: []echo.MiddlewareFunc{middleware.Recover()}}
+	own := prometheus.NewRegistry()
+	metrics, reg := d.Metrics, d.Registerer
+	if metrics == nil {
+		metrics = prometheus.Gatherers{own, prometheus.DefaultGatherer}
+	}
+	if reg == nil {
+		if r, ok := d.Metrics.(prometheus.Registerer); ok {
+			reg = r
+		} else {
+			reg = own
+		}
+	}
+	s.metrics = newHTTPMetrics(reg)
+	root := routes{e: e, mw: []echo.MiddlewareFunc{s.observe, middleware.Recover()}}
 
 	root.GET("/healthz", s.healthz)
 	root.GET("/readyz", s.readyz)
-	metrics := d.Metrics
-	if metrics == nil {
-		metrics = prometheus.NewRegistry()
-	}
 	root.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
 	root.GET("/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDocument)

@@ -51,6 +51,11 @@ type Config struct {
 	MovePreviews                int
 	MovePreviewTimeout          time.Duration
 	MovePreviewMaxRelationships int
+	// Observability (ADR 0014): the log format, the JSON access log and
+	// the fraction of successful requests it samples (errors always).
+	LogFormat       string
+	AccessLog       bool
+	AccessLogSample float64
 }
 
 func defaultConfig() Config {
@@ -68,6 +73,8 @@ func defaultConfig() Config {
 		ReadTimeout:          30 * time.Second,
 		WriteTimeout:         60 * time.Second,
 		IdleTimeout:          120 * time.Second,
+		LogFormat:            "text",
+		AccessLogSample:      1,
 	}
 }
 
@@ -108,6 +115,12 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	if c.AccessLogSample < 0 || c.AccessLogSample > 1 {
+		errs = append(errs, errors.New("--access-log-sample must be between 0 and 1"))
 	}
 	if c.RevisionQuantization <= 0 {
 		errs = append(errs, errors.New("--revision-quantization must be positive"))
@@ -166,6 +179,9 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
+	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (TRELLIS_LOG_FORMAT)")
+	f.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "log requests as JSON lines on stderr, with their X-Request-Id (TRELLIS_ACCESS_LOG)")
+	f.Float64Var(&c.AccessLogSample, "access-log-sample", c.AccessLogSample, "fraction of successful requests the access log keeps, 0 to 1; errors are always logged (TRELLIS_ACCESS_LOG_SAMPLE)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

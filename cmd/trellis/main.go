@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
 
 	"github.com/trellis-iam/trellis/api"
@@ -168,10 +167,22 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// accessLog is the JSON access log on stderr, or nil when it is off.
+func accessLog(cfg Config) *slog.Logger {
+	if !cfg.AccessLog {
+		return nil
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
 func generateKey() string {
@@ -189,7 +200,7 @@ func signerFunc(s *federation.Signer) directory.TokenSigner {
 
 // serve builds every part in order and runs until ctx ends.
 func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, error) }) error {
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	engine.LogTo(log) // embedded SpiceDB's own logs
 	if cfg.Migrate {
 		spicedbURL, storeURL := "", ""
@@ -212,8 +223,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			log.Warn("engine shutdown", "err", err)
 		}
 	}()
+	// Trellis's own series; /metrics also serves the default registry's:
+	// embedded SpiceDB's, Go's and the process's
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	var graph engine.Engine = eng
 	if cfg.CacheEntries > 0 {
 		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
@@ -274,7 +286,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
-		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
+		Directory: dir, Tokens: signer, AdminKey: key, Logger: log,
+		Metrics: prometheus.Gatherers{registry, prometheus.DefaultGatherer}, Registerer: registry,
+		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
 	})
 	srv := &http.Server{
 		Handler:           handler,
