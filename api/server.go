@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
@@ -50,6 +51,10 @@ type Deps struct {
 	// every error, and successes with probability AccessLogSample (0 to 1).
 	AccessLog       *slog.Logger
 	AccessLogSample float64
+	// RateLimits are the token buckets per API key and per organization
+	// (429 with Retry-After); zero: none.
+	RateLimits RateLimits
+	Now        func() time.Time // the buckets' clock; time.Now when nil
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -66,6 +71,7 @@ type Server struct {
 	// confinement places objects for API keys bound to an organization
 	confinement  *engine.Confinement
 	metrics      *httpMetrics
+	limits       *limiters
 	access       *slog.Logger
 	accessSample float64
 }
@@ -84,6 +90,10 @@ func New(d Deps) *echo.Echo {
 	}
 	s.confinement = engine.NewConfinement(d.Engine)
 	s.access, s.accessSample = d.AccessLog, d.AccessLogSample
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s.limits = newLimiters(d.RateLimits, d.Now)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -179,6 +189,9 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 			if err := requireScope(c, key); err != nil {
 				return err
 			}
+		}
+		if err := s.limit(c, p, key); err != nil {
+			return err
 		}
 		m := c.Request().Method
 		p.Reading = m == http.MethodGet || m == http.MethodHead // safe methods only read

@@ -56,6 +56,13 @@ type Config struct {
 	LogFormat       string
 	AccessLog       bool
 	AccessLogSample float64
+	// Rate limits (token buckets; 0 = none): per API key, per organization,
+	// and whether an app's checks through a key count too.
+	RateLimitKey      float64
+	RateLimitKeyBurst int
+	RateLimitOrg      float64
+	RateLimitOrgBurst int
+	RateLimitChecks   bool
 }
 
 func defaultConfig() Config {
@@ -118,6 +125,15 @@ func (c *Config) Validate() error {
 	}
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	for _, r := range []struct {
+		flag  string
+		rate  float64
+		burst int
+	}{{"--rate-limit-key", c.RateLimitKey, c.RateLimitKeyBurst}, {"--rate-limit-org", c.RateLimitOrg, c.RateLimitOrgBurst}} {
+		if r.rate < 0 || r.burst < 0 || r.rate > 0 && r.burst == 0 {
+			errs = append(errs, fmt.Errorf("%s must be 0 (off) or positive, with a positive %s-burst", r.flag, r.flag))
+		}
 	}
 	if c.AccessLogSample < 0 || c.AccessLogSample > 1 {
 		errs = append(errs, errors.New("--access-log-sample must be between 0 and 1"))
@@ -182,6 +198,11 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (TRELLIS_LOG_FORMAT)")
 	f.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "log requests as JSON lines on stderr, with their X-Request-Id (TRELLIS_ACCESS_LOG)")
 	f.Float64Var(&c.AccessLogSample, "access-log-sample", c.AccessLogSample, "fraction of successful requests the access log keeps, 0 to 1; errors are always logged (TRELLIS_ACCESS_LOG_SAMPLE)")
+	f.Float64Var(&c.RateLimitKey, "rate-limit-key", c.RateLimitKey, "requests a second per API key (a key's own rateLimit wins); 0 = none (TRELLIS_RATE_LIMIT_KEY)")
+	f.IntVar(&c.RateLimitKeyBurst, "rate-limit-key-burst", c.RateLimitKeyBurst, "burst of --rate-limit-key (TRELLIS_RATE_LIMIT_KEY_BURST)")
+	f.Float64Var(&c.RateLimitOrg, "rate-limit-org", c.RateLimitOrg, "requests a second per organization (its tokens and keys together); 0 = none (TRELLIS_RATE_LIMIT_ORG)")
+	f.IntVar(&c.RateLimitOrgBurst, "rate-limit-org-burst", c.RateLimitOrgBurst, "burst of --rate-limit-org (TRELLIS_RATE_LIMIT_ORG_BURST)")
+	f.BoolVar(&c.RateLimitChecks, "rate-limit-checks", c.RateLimitChecks, "count checks, lookups and explains through API keys too (else only keys with their own rateLimit) (TRELLIS_RATE_LIMIT_CHECKS)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

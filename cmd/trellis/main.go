@@ -289,6 +289,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		Directory: dir, Tokens: signer, AdminKey: key, Logger: log,
 		Metrics: prometheus.Gatherers{registry, prometheus.DefaultGatherer}, Registerer: registry,
 		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
+		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
+			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
 	})
 	srv := &http.Server{
 		Handler:           handler,
