@@ -110,7 +110,7 @@ func TestRequestIDsMetricsAndAccessLog(t *testing.T) {
 		{"trellis_http_requests_total", map[string]string{"method": "POST", "route": "/v1/check", "code": "401"}, 1},
 		{"trellis_http_requests_total", map[string]string{"method": "GET", "route": "/v1/*", "code": "404"}, 1},
 		{"trellis_http_request_duration_seconds", map[string]string{"method": "POST", "route": "/v1/check"}, 10},
-		{"trellis_http_requests_in_flight", nil, 1}, // the scrape itself
+		{"trellis_http_requests_in_flight", nil, 1},                                 // the scrape itself
 		{"trellis_check_duration_seconds", map[string]string{"cached": "false"}, 2}, // the first view and the first edit
 		{"trellis_check_duration_seconds", map[string]string{"cached": "true"}, 6},
 	} {
