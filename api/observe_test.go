@@ -28,6 +28,7 @@ func serveDirect(t *testing.T, h http.Handler, method, path, body string, header
 	}
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
+	checkContract(t, req, rec.Code, rec.Header(), rec.Body.Bytes())
 	return rec
 }
 
