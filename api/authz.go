@@ -126,6 +126,7 @@ func (s *Server) check(c echo.Context) error {
 		return err
 	}
 	s.observeCheck(start, res.Cached)
+	s.logDecision(c, in, res, start)
 	out := toCheckResult(res)
 	if raw, ok := out.appendJSON(make([]byte, 0, 160)); ok && c.Request().URL.RawQuery == "" { // ?pretty: echo indents
 		return c.JSONBlob(http.StatusOK, raw)
@@ -162,6 +163,7 @@ func (s *Server) checkBulk(c echo.Context) error {
 	}
 	results := make([]checkResultJSON, len(reqs))
 	ctx := c.Request().Context()
+	start := time.Now()
 	org, bound := confined(c)
 	if bound && !anyActor {
 		for i, r := range reqs {
@@ -183,6 +185,7 @@ func (s *Server) checkBulk(c echo.Context) error {
 				return trellis.WithField(fmt.Sprintf("items[%d]", i), err)
 			}
 			results[i] = toCheckResult(res)
+			s.logDecision(c, item, res, start)
 		}
 	} else if len(reqs) > 0 {
 		out, err := s.checker.CheckBulk(ctx, reqs)
@@ -191,6 +194,7 @@ func (s *Server) checkBulk(c echo.Context) error {
 		}
 		for i, r := range out {
 			results[i] = toCheckResult(r)
+			s.logDecision(c, in.Items[i], r, start)
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"results": results})

@@ -55,6 +55,8 @@ type Deps struct {
 	// (429 with Retry-After); zero: none.
 	RateLimits RateLimits
 	Now        func() time.Time // the buckets' clock; time.Now when nil
+	// DecisionLog, when set, receives every check answer (the caller closes it).
+	DecisionLog *DecisionLog
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -72,6 +74,7 @@ type Server struct {
 	confinement  *engine.Confinement
 	metrics      *httpMetrics
 	limits       *limiters
+	decisions    *DecisionLog
 	access       *slog.Logger
 	accessSample float64
 }
@@ -89,7 +92,7 @@ func New(d Deps) *echo.Echo {
 		s.checker = d.Engine
 	}
 	s.confinement = engine.NewConfinement(d.Engine)
-	s.access, s.accessSample = d.AccessLog, d.AccessLogSample
+	s.access, s.accessSample, s.decisions = d.AccessLog, d.AccessLogSample, d.DecisionLog
 	if d.Now == nil {
 		d.Now = time.Now
 	}

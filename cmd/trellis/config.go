@@ -63,6 +63,15 @@ type Config struct {
 	RateLimitOrg      float64
 	RateLimitOrgBurst int
 	RateLimitChecks   bool
+	// Decision log: "" (off), "stdout" or a file path; the resource types it
+	// keeps (empty: all) and the fraction it samples.
+	DecisionLog       string
+	DecisionLogTypes  []string
+	DecisionLogSample float64
+	// OTLPEndpoint, when set, exports traces over OTLP/HTTP (host:port);
+	// OTLPInsecure sends them in plaintext.
+	OTLPEndpoint string
+	OTLPInsecure bool
 }
 
 func defaultConfig() Config {
@@ -82,6 +91,7 @@ func defaultConfig() Config {
 		IdleTimeout:          120 * time.Second,
 		LogFormat:            "text",
 		AccessLogSample:      1,
+		DecisionLogSample:    1,
 	}
 }
 
@@ -134,6 +144,9 @@ func (c *Config) Validate() error {
 		if r.rate < 0 || r.burst < 0 || r.rate > 0 && r.burst == 0 {
 			errs = append(errs, fmt.Errorf("%s must be 0 (off) or positive, with a positive %s-burst", r.flag, r.flag))
 		}
+	}
+	if c.DecisionLogSample <= 0 || c.DecisionLogSample > 1 {
+		errs = append(errs, errors.New("--decision-log-sample must be above 0 and at most 1"))
 	}
 	if c.AccessLogSample < 0 || c.AccessLogSample > 1 {
 		errs = append(errs, errors.New("--access-log-sample must be between 0 and 1"))
@@ -203,6 +216,11 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.Float64Var(&c.RateLimitOrg, "rate-limit-org", c.RateLimitOrg, "requests a second per organization (its tokens and keys together); 0 = none (TRELLIS_RATE_LIMIT_ORG)")
 	f.IntVar(&c.RateLimitOrgBurst, "rate-limit-org-burst", c.RateLimitOrgBurst, "burst of --rate-limit-org (TRELLIS_RATE_LIMIT_ORG_BURST)")
 	f.BoolVar(&c.RateLimitChecks, "rate-limit-checks", c.RateLimitChecks, "count checks, lookups and explains through API keys too (else only keys with their own rateLimit) (TRELLIS_RATE_LIMIT_CHECKS)")
+	f.StringVar(&c.DecisionLog, "decision-log", c.DecisionLog, "write every check's decision as NDJSON to stdout or to this file (appended); off when empty (TRELLIS_DECISION_LOG)")
+	f.StringSliceVar(&c.DecisionLogTypes, "decision-log-types", c.DecisionLogTypes, "log only checks on these resource types, comma-separated (TRELLIS_DECISION_LOG_TYPES)")
+	f.Float64Var(&c.DecisionLogSample, "decision-log-sample", c.DecisionLogSample, "fraction of checks the decision log keeps, above 0 to 1 (TRELLIS_DECISION_LOG_SAMPLE)")
+	f.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "export OpenTelemetry traces over OTLP/HTTP to host:port; off when empty (TRELLIS_OTLP_ENDPOINT)")
+	f.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "send traces in plaintext (TRELLIS_OTLP_INSECURE)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

@@ -177,6 +177,32 @@ func newLogger(level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// decisionLog opens the decision log, or returns nil when it is off. Its
+// close function runs after the HTTP server has stopped.
+func decisionLog(cfg Config, reg prometheus.Registerer) (*api.DecisionLog, func(), error) {
+	var w io.Writer
+	var file *os.File
+	switch cfg.DecisionLog {
+	case "":
+		return nil, func() {}, nil
+	case "stdout":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.DecisionLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--decision-log: %w", err)
+		}
+		w, file = f, f
+	}
+	l := api.NewDecisionLog(api.DecisionLogConfig{W: w, Types: cfg.DecisionLogTypes, Sample: cfg.DecisionLogSample}, reg)
+	return l, func() {
+		l.Close()
+		if file != nil {
+			_ = file.Close()
+		}
+	}, nil
+}
+
 // accessLog is the JSON access log on stderr, or nil when it is off.
 func accessLog(cfg Config) *slog.Logger {
 	if !cfg.AccessLog {
@@ -284,6 +310,11 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	decisions, closeDecisions, err := decisionLog(cfg, registry)
+	if err != nil {
+		return err
+	}
+	defer closeDecisions()
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
 		Directory: dir, Tokens: signer, AdminKey: key, Logger: log,
@@ -291,6 +322,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
 		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
 			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
+		DecisionLog: decisions,
 	})
 	srv := &http.Server{
 		Handler:           handler,
