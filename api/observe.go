@@ -6,11 +6,16 @@ import (
 	"encoding/hex"
 	"log/slog"
 	mrand "math/rand/v2"
+	"net/http"
 	"strconv"
 	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 )
 
 // HeaderRequestID names the request id header: accepted from the client when
@@ -87,18 +92,33 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header().Set(HeaderRequestID, id)
-		c.SetRequest(req.WithContext(context.WithValue(req.Context(), requestIDKey{}, id)))
+		route := c.Path()
+		if route == "" {
+			route = "unmatched"
+		}
+		ctx := context.WithValue(req.Context(), requestIDKey{}, id)
+		var span trace.Span
+		if s.tracer != nil {
+			ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(req.Header))
+			ctx, span = s.tracer.Start(ctx, req.Method+" "+route, trace.WithSpanKind(trace.SpanKindServer),
+				trace.WithAttributes(attribute.String("http.request.method", req.Method), attribute.String("http.route", route),
+					attribute.String("trellis.request_id", id)))
+		}
+		c.SetRequest(req.WithContext(ctx))
 		s.metrics.inFlight.Inc()
 		err := next(c)
 		if err != nil {
 			c.Error(err)
 		}
 		s.metrics.inFlight.Dec()
-		route := c.Path()
-		if route == "" {
-			route = "unmatched"
-		}
 		status := c.Response().Status
+		if span != nil {
+			span.SetAttributes(attribute.Int("http.response.status_code", status))
+			if status >= 500 {
+				span.SetStatus(codes.Error, http.StatusText(status))
+			}
+			span.End()
+		}
 		elapsed := time.Since(start)
 		s.metrics.requests.WithLabelValues(req.Method, route, strconv.Itoa(status)).Inc()
 		s.metrics.duration.WithLabelValues(req.Method, route).Observe(elapsed.Seconds())

@@ -15,6 +15,7 @@ import (
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/directory"
@@ -57,6 +58,9 @@ type Deps struct {
 	Now        func() time.Time // the buckets' clock; time.Now when nil
 	// DecisionLog, when set, receives every check answer (the caller closes it).
 	DecisionLog *DecisionLog
+	// Tracer, when set, makes every request an OpenTelemetry server span
+	// (W3C traceparent honoured); nil: no tracing.
+	Tracer trace.Tracer
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -75,6 +79,7 @@ type Server struct {
 	metrics      *httpMetrics
 	limits       *limiters
 	decisions    *DecisionLog
+	tracer       trace.Tracer
 	access       *slog.Logger
 	accessSample float64
 }
@@ -92,7 +97,7 @@ func New(d Deps) *echo.Echo {
 		s.checker = d.Engine
 	}
 	s.confinement = engine.NewConfinement(d.Engine)
-	s.access, s.accessSample, s.decisions = d.AccessLog, d.AccessLogSample, d.DecisionLog
+	s.access, s.accessSample, s.decisions, s.tracer = d.AccessLog, d.AccessLogSample, d.DecisionLog, d.Tracer
 	if d.Now == nil {
 		d.Now = time.Now
 	}

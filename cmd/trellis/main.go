@@ -18,6 +18,11 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-iam/trellis/api"
 	"github.com/trellis-iam/trellis/directory"
@@ -177,6 +182,29 @@ func newLogger(level, format string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(os.Stderr, opts))
 }
 
+// tracing starts the OTLP/HTTP trace exporter when --otlp-endpoint is set
+// (else no tracer: tracing is off); stop flushes it.
+func tracing(ctx context.Context, cfg Config) (trace.Tracer, func(), error) {
+	if cfg.OTLPEndpoint == "" {
+		return nil, func() {}, nil
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.OTLPEndpoint)}
+	if cfg.OTLPInsecure {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "trellis"), attribute.String("service.version", version))))
+	return tp.Tracer("github.com/trellis-iam/trellis"), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(ctx)
+	}, nil
+}
+
 // decisionLog opens the decision log, or returns nil when it is off. Its
 // close function runs after the HTTP server has stopped.
 func decisionLog(cfg Config, reg prometheus.Registerer) (*api.DecisionLog, func(), error) {
@@ -252,14 +280,25 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	// Trellis's own series; /metrics also serves the default registry's:
 	// embedded SpiceDB's, Go's and the process's
 	registry := prometheus.NewRegistry()
+	tracer, stopTracing, err := tracing(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	var graph engine.Engine = eng
+	if tracer != nil {
+		graph = engine.Trace(eng, tracer, "engine")
+	}
 	if cfg.CacheEntries > 0 {
-		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
+		cached, err := engine.NewCached(ctx, graph, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
 		if err != nil {
 			return err
 		}
 		defer cached.Close()
 		graph = cached
+		if tracer != nil {
+			graph = engine.Trace(cached, tracer, "cache")
+		}
 	}
 	schemas := schema.NewManager(graph)
 	app := ""
@@ -289,6 +328,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer st.Close()
+	if tracer != nil {
+		st = store.Trace(st, tracer)
+	}
 	key := cfg.AdminKey
 	generated := key == ""
 	if generated {
@@ -322,7 +364,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
 		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
 			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
-		DecisionLog: decisions,
+		DecisionLog: decisions, Tracer: tracer,
 	})
 	srv := &http.Server{
 		Handler:           handler,
