@@ -1,6 +1,7 @@
 package api_test
 
 import (
+	"encoding/json"
 	"slices"
 	"strings"
 	"testing"
@@ -162,5 +163,50 @@ func TestProviderKeyLifecycle(t *testing.T) {
 	}
 	if v := p.do(200, "GET", "/v1/audit/verify", nil); v["valid"] != true {
 		t.Errorf("platform chain: %v", v)
+	}
+}
+
+// Attacks on provider keys from a customer admin, a service account's key,
+// an impersonator and the key holder itself.
+func TestProviderKeyAttacks(t *testing.T) {
+	h := newHarness(t, docApp)
+	w := newDemoWorld(h)
+	p := h.provider()
+	k := p.do(201, "POST", "/v1/api-keys", map[string]any{"name": "globex app", "scopes": []string{"check"}, "organization": "globex"})
+	id, secret := str(k, "id"), str(k, "secret")
+	app := h.as(secret)
+	mint := map[string]any{"name": "mine", "scopes": []string{"schema:write"}}
+
+	// a customer admin, its service account's key and an impersonation manage no provider key
+	ga := h.as(w.garyToken)
+	sa := str(ga.do(201, "POST", "/v1/organizations/globex/service-accounts", map[string]any{"name": "bot", "roles": []string{"admin"}}), "id")
+	saKey := h.as(str(ga.do(201, "POST", "/v1/organizations/globex/service-accounts/"+sa+"/keys", map[string]any{"permissions": []string{"manage"}}), "key"))
+	putMember(h, testKey, w.globex, w.ivan, "member")
+	imp := h.as(impersonationToken(ga, impersonate(ga, "", w.ivan, "globex", "*")))
+	for _, c := range []caller{ga, saKey, imp, app} {
+		c.fails(403, "forbidden", "", "POST", "/v1/api-keys", mint)
+		c.fails(403, "forbidden", "", "GET", "/v1/api-keys", nil)
+		c.fails(403, "forbidden", "", "POST", "/v1/api-keys/"+id+"/rotate", nil)
+		c.fails(403, "forbidden", "", "DELETE", "/v1/api-keys/"+id, nil)
+	}
+	// nor do service-account keys or user tokens reach the graph's check endpoint
+	saKey.fails(403, "forbidden", "", "POST", "/v1/check", map[string]any{"resource": "document:globex-plan", "permission": "view", "subject": "user:" + w.gary})
+
+	// the bound key: a wildcard subject, an actor outside, a bulk item with an actor outside
+	app.fails(400, "invalid_argument", "subject", "POST", "/v1/check", map[string]any{"resource": "document:globex-plan", "permission": "view", "subject": "user:*"})
+	app.fails(403, "forbidden", "", "POST", "/v1/check/bulk", map[string]any{"items": []any{
+		map[string]any{"resource": "document:initech-plan", "permission": "view", "subject": "user:" + w.ivan, "actor": "user:" + w.gary}}})
+	app.fails(403, "forbidden", "", "POST", "/v1/lookup/subjects", map[string]any{"resource": "organization:" + w.northwind, "permission": "manage", "subjectType": "user"})
+
+	// the secret presented as another kind of key, or altered: 401
+	rest := strings.TrimPrefix(secret, "trp.")
+	for _, bad := range []string{"trk." + rest, "trp." + rest + "x", "trp.." + rest, "trp." + id + ".", "TRP." + rest} {
+		h.as(bad).fails(401, "", "", "POST", "/v1/check", map[string]any{"resource": "document:globex-plan", "permission": "view", "subject": "user:" + w.gary})
+	}
+	// the secret is in no listing and no audit event
+	for _, path := range []string{"/v1/api-keys", "/v1/audit"} {
+		if raw, _ := json.Marshal(p.do(200, "GET", path, nil)); strings.Contains(string(raw), strings.Split(rest, ".")[1]) {
+			t.Errorf("%s shows the key's secret", path)
+		}
 	}
 }
