@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strconv"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -79,11 +81,17 @@ func (s *Server) mountAuthz(g routes) {
 // allowed only when the target holds the permission and an impersonation of
 // it by the actor is live with the permission inside its scope and the
 // resource inside its organization's subtree. Checks without an actor take
-// the cached path alone.
-func (s *Server) checkOne(ctx context.Context, in checkJSON) (engine.CheckResult, error) {
+// the cached path alone. org, when set, is the organization the caller's API
+// key is bound to: resource and subject must lie inside its subtree.
+func (s *Server) checkOne(ctx context.Context, in checkJSON, org string) (engine.CheckResult, error) {
 	req, err := in.parse()
 	if err != nil {
 		return engine.CheckResult{}, err
+	}
+	if org != "" {
+		if err := s.confineCheck(ctx, org, req); err != nil {
+			return engine.CheckResult{}, err
+		}
 	}
 	res, err := s.checker.Check(ctx, req)
 	if err != nil {
@@ -111,10 +119,14 @@ func (s *Server) check(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
-	res, err := s.checkOne(c.Request().Context(), in)
+	org, _ := confined(c)
+	start := time.Now()
+	res, err := s.checkOne(c.Request().Context(), in, org)
 	if err != nil {
 		return err
 	}
+	s.observeCheck(start, res.Cached)
+	s.logDecision(c, in, res, start)
 	out := toCheckResult(res)
 	if raw, ok := out.appendJSON(make([]byte, 0, 160)); ok && c.Request().URL.RawQuery == "" { // ?pretty: echo indents
 		return c.JSONBlob(http.StatusOK, raw)
@@ -151,16 +163,29 @@ func (s *Server) checkBulk(c echo.Context) error {
 	}
 	results := make([]checkResultJSON, len(reqs))
 	ctx := c.Request().Context()
+	start := time.Now()
+	org, bound := confined(c)
+	if bound && !anyActor {
+		for i, r := range reqs {
+			if err := s.confineCheck(ctx, org, r); err != nil {
+				return fmt.Errorf("items[%d]: %w", i, err)
+			}
+		}
+	}
 	if anyActor {
 		for i, item := range in.Items {
 			if item.Consistency == nil {
 				item.Consistency = in.Consistency
 			}
-			res, err := s.checkOne(ctx, item)
+			res, err := s.checkOne(ctx, item, org)
 			if err != nil {
+				if errors.Is(err, trellis.ErrForbidden) {
+					return fmt.Errorf("items[%d]: %w", i, err)
+				}
 				return trellis.WithField(fmt.Sprintf("items[%d]", i), err)
 			}
 			results[i] = toCheckResult(res)
+			s.logDecision(c, item, res, start)
 		}
 	} else if len(reqs) > 0 {
 		out, err := s.checker.CheckBulk(ctx, reqs)
@@ -169,6 +194,7 @@ func (s *Server) checkBulk(c echo.Context) error {
 		}
 		for i, r := range out {
 			results[i] = toCheckResult(r)
+			s.logDecision(c, in.Items[i], r, start)
 		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"results": results})
@@ -226,12 +252,24 @@ func (s *Server) lookupResources(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	page, err := s.engine.LookupResources(c.Request().Context(), engine.LookupResourcesRequest{
+	ctx := c.Request().Context()
+	org, bound := confined(c)
+	if bound {
+		if err := s.confine(ctx, org, "subject", sub.Object); err != nil {
+			return err
+		}
+	}
+	page, err := s.engine.LookupResources(ctx, engine.LookupResourcesRequest{
 		ResourceType: in.ResourceType, Permission: in.Permission, Subject: sub, Context: ctxMap,
 		Consistency: cons, PageSize: size, Cursor: in.Cursor,
 	})
 	if err != nil {
 		return err
+	}
+	if bound { // a page may come back shorter than pageSize: follow nextCursor
+		if page.Resources, err = s.keepInside(ctx, org, in.ResourceType, page.Resources); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"resources": toFound(page.Resources), "nextCursor": nullable(page.NextCursor)})
 }
@@ -274,12 +312,24 @@ func (s *Server) lookupSubjects(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	found, err := s.engine.LookupSubjects(c.Request().Context(), engine.LookupSubjectsRequest{
+	ctx := c.Request().Context()
+	org, bound := confined(c)
+	if bound {
+		if err := s.confine(ctx, org, "resource", res); err != nil {
+			return err
+		}
+	}
+	found, err := s.engine.LookupSubjects(ctx, engine.LookupSubjectsRequest{
 		Resource: res, Permission: in.Permission, SubjectType: in.SubjectType, SubjectRelation: in.SubjectRelation,
 		Context: ctxMap, Consistency: cons,
 	})
 	if err != nil {
 		return err
+	}
+	if bound {
+		if found, err = s.keepInside(ctx, org, in.SubjectType, found); err != nil {
+			return err
+		}
 	}
 	return c.JSON(http.StatusOK, map[string]any{"subjects": toFound(found)})
 }
@@ -293,16 +343,33 @@ func (s *Server) explain(c echo.Context) error {
 	if err != nil {
 		return err
 	}
-	ex, err := s.engine.Explain(c.Request().Context(), req)
+	ctx := c.Request().Context()
+	org, bound := confined(c)
+	if bound {
+		if err := s.confineCheck(ctx, org, req); err != nil {
+			return err
+		}
+	}
+	ex, err := s.engine.Explain(ctx, req)
 	if err != nil {
 		return err
 	}
-	paths := make([][]relationshipJSON, len(ex.Paths))
-	for i, p := range ex.Paths {
-		paths[i] = make([]relationshipJSON, len(p))
-		for j, r := range p {
-			paths[i][j] = toRelationshipJSON(r)
+	kept := make([][]engine.Relationship, 0, len(ex.Paths))
+	for _, p := range ex.Paths {
+		if bound { // a path through another tenant's objects is not shown to a bound key
+			inside, err := s.pathInside(ctx, org, p)
+			if err != nil {
+				return err
+			}
+			if !inside {
+				continue
+			}
 		}
+		kept = append(kept, p)
+	}
+	paths, err := s.explainPaths(ctx, kept)
+	if err != nil {
+		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{
 		"allowed": ex.Permissionship == engine.HasPermission, "permissionship": string(ex.Permissionship),

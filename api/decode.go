@@ -180,8 +180,8 @@ func (r relationshipJSON) parse(field string) (engine.Relationship, error) {
 		if r.Caveat.Name == "" {
 			return engine.Relationship{}, trellis.Invalid(field+".caveat.name", "is required")
 		}
-		if err := engine.ValidateRelation(field+".caveat.name", r.Caveat.Name); err != nil {
-			return engine.Relationship{}, trellis.Invalid(field+".caveat.name", "caveat name %q is not valid", r.Caveat.Name)
+		if err := engine.ValidateCaveatName(field+".caveat.name", r.Caveat.Name); err != nil {
+			return engine.Relationship{}, err
 		}
 		ctx, err := contextMap(field+".caveat.context", r.Caveat.Context)
 		if err != nil {

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -395,9 +396,12 @@ func (s *Server) revokeInvitation(c echo.Context) error {
 func (s *Server) acceptInvitation(c echo.Context) error {
 	var p *directory.Principal
 	if c.Request().Header.Get(echo.HeaderAuthorization) != "" {
-		got, err := s.principalOf(c)
+		got, key, err := s.principalOf(c)
 		if err != nil {
 			return err
+		}
+		if key != nil {
+			return fmt.Errorf("%w: API keys cannot accept invitations", trellis.ErrForbidden)
 		}
 		p = &got
 	}

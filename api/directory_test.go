@@ -76,6 +76,7 @@ func (c caller) raw(method, path string) (*http.Response, []byte) {
 	if err != nil {
 		c.h.t.Fatal(err)
 	}
+	checkContract(c.h.t, req, resp.StatusCode, resp.Header, body)
 	return resp, body
 }
 

@@ -221,6 +221,7 @@ func (h *harness) callAs(key, method, path string, body any) (int, map[string]an
 	}
 	defer resp.Body.Close()
 	raw, _ := io.ReadAll(resp.Body)
+	checkContract(h.t, req, resp.StatusCode, resp.Header, raw)
 	out := map[string]any{}
 	if len(raw) > 0 {
 		if err := json.Unmarshal(raw, &out); err != nil {

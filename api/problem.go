@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"strings"
 
 	"github.com/labstack/echo/v4"
@@ -22,6 +23,8 @@ type Problem struct {
 	Detail string `json:"detail"`
 	Code   string `json:"code"`
 	Field  string `json:"field,omitempty"`
+	// Instance identifies this occurrence: urn:trellis:request:<X-Request-Id>.
+	Instance string `json:"instance,omitempty"`
 }
 
 const problemBase = "https://trellis.dev/problems/"
@@ -39,7 +42,10 @@ func problemFor(err error, log *slog.Logger) *Problem {
 	var ue *trellis.UnavailableError
 	var he *echo.HTTPError
 	var mbe *http.MaxBytesError
+	var rl *rateLimitedError
 	switch {
+	case errors.As(err, &rl):
+		return newProblem(http.StatusTooManyRequests, "rate_limited", rl.Error())
 	case errors.As(err, &mbe):
 		p := newProblem(http.StatusBadRequest, "invalid_argument", "body: request body is larger than 1 MiB")
 		p.Field = "body"
@@ -85,8 +91,15 @@ func errorHandler(log *slog.Logger) echo.HTTPErrorHandler {
 		if c.Response().Committed {
 			return
 		}
-		p := problemFor(err, log)
+		p := problemFor(err, requestLogger(log, c))
+		if id := c.Response().Header().Get(HeaderRequestID); id != "" {
+			p.Instance = "urn:trellis:request:" + id
+		}
 		c.Response().Header().Set(echo.HeaderContentType, "application/problem+json")
+		var rl *rateLimitedError
+		if errors.As(err, &rl) {
+			c.Response().Header().Set("Retry-After", strconv.Itoa(rl.retryAfter))
+		}
 		if p.Status == http.StatusUnauthorized {
 			c.Response().Header().Set("WWW-Authenticate", `Bearer realm="trellis"`)
 		}

@@ -60,6 +60,9 @@ func (s *Server) writeRelationships(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.recordProvider(c.Request().Context(), principal(c), "relationships.write", "relationships", writeDetails(updates, token)); err != nil {
+		return err
+	}
 	return c.JSON(http.StatusOK, map[string]any{"writtenAt": token})
 }
 

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"fmt"
 	"net/http"
 
 	"github.com/labstack/echo/v4"
@@ -47,8 +48,13 @@ func (s *Server) putSchema(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	prev, _ := s.schemas.Current()
+	changes, _, _ := s.schemas.Diff(c.Request().Context(), text) // for the audit event; Apply reports any error
 	v, err := s.schemas.Apply(c.Request().Context(), text, in.ExpectedVersion, principal(c).Actor())
 	if err != nil {
+		return err
+	}
+	if err := s.recordProvider(c.Request().Context(), principal(c), "schema.apply", fmt.Sprintf("schema:v%d", v.Version), schemaDetails(v, prev.Version, changes)); err != nil {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"version": v.Version, "writtenAt": v.WrittenAt, "appliedAt": v.AppliedAt})

@@ -9,11 +9,13 @@ import (
 	"log/slog"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 	"github.com/labstack/echo/v4/middleware"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/directory"
@@ -40,10 +42,28 @@ type Deps struct {
 	Tokens   TokenVerifier
 	AdminKey string
 	Logger   *slog.Logger
-	Metrics  prometheus.Gatherer // served at /metrics; nil serves an empty registry
 	// Warnings, when set, are conditions /readyz reports while still ready
 	// (e.g. memdb past the size it serves well).
 	Warnings func() []string
+	// Metrics is served at /metrics; nil serves the server's own series and
+	// the default registry's (SpiceDB's, Go's and the process's).
+	Metrics prometheus.Gatherer
+	// Registerer receives the HTTP and check series; nil: Metrics when it is
+	// a Registerer too, else a registry of the server's own.
+	Registerer prometheus.Registerer
+	// AccessLog, when set, logs requests (JSON lines in `trellis serve`):
+	// every error, and successes with probability AccessLogSample (0 to 1).
+	AccessLog       *slog.Logger
+	AccessLogSample float64
+	// RateLimits are the token buckets per API key and per organization
+	// (429 with Retry-After); zero: none.
+	RateLimits RateLimits
+	Now        func() time.Time // the buckets' clock; time.Now when nil
+	// DecisionLog, when set, receives every check answer (the caller closes it).
+	DecisionLog *DecisionLog
+	// Tracer, when set, makes every request an OpenTelemetry server span
+	// (W3C traceparent honoured); nil: no tracing.
+	Tracer trace.Tracer
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -58,6 +78,14 @@ type Server struct {
 	hasAdmin bool
 	log      *slog.Logger
 	warnings func() []string
+	// confinement places objects for API keys bound to an organization
+	confinement  *engine.Confinement
+	metrics      *httpMetrics
+	limits       *limiters
+	decisions    *DecisionLog
+	tracer       trace.Tracer
+	access       *slog.Logger
+	accessSample float64
 }
 
 // TokenVerifier checks user access tokens (the federation signer).
@@ -72,6 +100,12 @@ func New(d Deps) *echo.Echo {
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
+	s.confinement = engine.NewConfinement(d.Engine)
+	s.access, s.accessSample, s.decisions, s.tracer = d.AccessLog, d.AccessLogSample, d.DecisionLog, d.Tracer
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	s.limits = newLimiters(d.RateLimits, d.Now)
 	if s.log == nil {
 		s.log = slog.Default()
 	}
@@ -82,14 +116,23 @@ func New(d Deps) *echo.Echo {
 	e := echo.New()
 	e.HideBanner, e.HidePort = true, true
 	e.HTTPErrorHandler = errorHandler(s.log)
-	root := routes{e: e, mw: []echo.MiddlewareFunc{middleware.Recover()}}
+	own := prometheus.NewRegistry()
+	metrics, reg := d.Metrics, d.Registerer
+	if metrics == nil {
+		metrics = prometheus.Gatherers{own, prometheus.DefaultGatherer}
+	}
+	if reg == nil {
+		if r, ok := d.Metrics.(prometheus.Registerer); ok {
+			reg = r
+		} else {
+			reg = own
+		}
+	}
+	s.metrics = newHTTPMetrics(reg)
+	root := routes{e: e, mw: []echo.MiddlewareFunc{s.observe, middleware.Recover()}}
 
 	root.GET("/healthz", s.healthz)
 	root.GET("/readyz", s.readyz)
-	metrics := d.Metrics
-	if metrics == nil {
-		metrics = prometheus.NewRegistry()
-	}
 	root.GET("/metrics", echo.WrapHandler(promhttp.HandlerFor(metrics, promhttp.HandlerOpts{})))
 	root.GET("/openapi.json", func(c echo.Context) error {
 		return c.Blob(http.StatusOK, echo.MIMEApplicationJSON, openAPIDocument)
@@ -111,6 +154,7 @@ func New(d Deps) *echo.Echo {
 	s.mountRelationships(graph)
 	s.mountSchema(graph)
 	if s.dir != nil {
+		s.mountAPIKeys(v1)
 		s.mountDirectory(v1)
 		s.mountSCIM(e, v1)
 		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
@@ -145,17 +189,26 @@ func (r routes) PATCH(path string, h echo.HandlerFunc)  { r.add(http.MethodPatch
 func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelete, path, h) }
 
 // authenticate resolves the bearer token into a principal: the provider admin
-// key (compared as SHA-256 digests in constant time), a service account's API
-// key, or a user access token signed by Trellis.
+// key (compared as SHA-256 digests in constant time), a provider API key
+// (which must hold the route's scope), a service account's API key, or a user
+// access token signed by Trellis.
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
-		p, err := s.principalOf(c)
+		p, key, err := s.principalOf(c)
 		if err != nil {
+			return err
+		}
+		if key != nil {
+			if err := requireScope(c, key); err != nil {
+				return err
+			}
+		}
+		if err := s.limit(c, p, key); err != nil {
 			return err
 		}
 		m := c.Request().Method
 		p.Reading = m == http.MethodGet || m == http.MethodHead // safe methods only read
-		return next(&principalContext{Context: c, p: p})
+		return next(&principalContext{Context: c, p: p, key: key})
 	}
 }
 
@@ -163,33 +216,38 @@ func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 // allocation (echo's c.Set makes a map on every request).
 type principalContext struct {
 	echo.Context
-	p directory.Principal
+	p   directory.Principal
+	key *directory.KeyGrant // the provider API key used, if any
 }
 
-func (s *Server) principalOf(c echo.Context) (directory.Principal, error) {
+func (s *Server) principalOf(c echo.Context) (directory.Principal, *directory.KeyGrant, error) {
 	h := c.Request().Header.Get(echo.HeaderAuthorization)
 	scheme, token, ok := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
 	if !ok || !strings.EqualFold(scheme, "Bearer") || token == "" {
-		return directory.Principal{}, trellis.ErrUnauthenticated
+		return directory.Principal{}, nil, trellis.ErrUnauthenticated
 	}
 	sum := sha256.Sum256([]byte(token))
 	if s.hasAdmin && subtle.ConstantTimeCompare(sum[:], s.adminKey[:]) == 1 {
-		return directory.Provider("admin-key"), nil
+		return directory.Provider("admin-key"), nil, nil
 	}
 	ctx := c.Request().Context()
 	switch {
 	case s.dir == nil:
+	case directory.IsProviderKey(token):
+		return s.dir.AuthenticateProviderKey(ctx, token)
 	case directory.IsAPIKey(token):
-		return s.dir.AuthenticateKey(ctx, token)
+		p, err := s.dir.AuthenticateKey(ctx, token)
+		return p, nil, err
 	case s.tokens != nil && strings.Count(token, ".") == 2:
 		v, err := s.tokens.Verify(token)
 		if err != nil {
-			return directory.Principal{}, err
+			return directory.Principal{}, nil, err
 		}
-		return s.dir.UserPrincipal(ctx, directory.AccessClaims{User: v.Subject, Org: v.Organization, Actor: v.Actor, Impersonation: v.Impersonation})
+		p, err := s.dir.UserPrincipal(ctx, directory.AccessClaims{User: v.Subject, Org: v.Organization, Actor: v.Actor, Impersonation: v.Impersonation})
+		return p, nil, err
 	}
-	return directory.Principal{}, trellis.ErrUnauthenticated
+	return directory.Principal{}, nil, trellis.ErrUnauthenticated
 }
 
 // providerOnly guards the raw graph and schema endpoints: provider admins only.

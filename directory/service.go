@@ -112,6 +112,7 @@ type Service struct {
 	catalogue  []string
 	schemaText func(ctx context.Context) (string, error)
 	moves      moveGate // move previews running (move.go)
+	keyCache   providerKeyCache
 }
 
 // Deps are what the directory is built from.

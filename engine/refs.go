@@ -160,3 +160,31 @@ func validateID(field, id string) error {
 	}
 	return nil
 }
+
+// maxCaveatNameLength is the longest caveat name SpiceDB's API accepts.
+const maxCaveatNameLength = 128
+
+// ValidateCaveatName checks a caveat name as SpiceDB's API does
+// (ContextualizedCaveat.caveat_name: ^[a-zA-Z0-9_][a-zA-Z0-9/_|-]{0,127}$),
+// so a prefixed name such as "app/ip_allowed" is accepted.
+func ValidateCaveatName(field, name string) error {
+	if !validCaveatName(name) {
+		return trellis.Invalid(field, "caveat name %q is not valid (letters, digits, _, /, | and -, not starting with /, | or -, at most %d characters)", name, maxCaveatNameLength)
+	}
+	return nil
+}
+
+func validCaveatName(name string) bool {
+	if name == "" || len(name) > maxCaveatNameLength {
+		return false
+	}
+	for i := 0; i < len(name); i++ {
+		switch c := name[i]; {
+		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9', c == '_':
+		case i > 0 && (c == '/' || c == '|' || c == '-'):
+		default:
+			return false
+		}
+	}
+	return true
+}

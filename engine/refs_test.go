@@ -59,6 +59,8 @@ var (
 	typeOracle     = regexp.MustCompile(`^([a-z][a-z0-9_]{1,61}[a-z0-9]/)*[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
 	idOracle       = regexp.MustCompile(`^[a-zA-Z0-9/_|\-=+]+$`)
 	relationOracle = regexp.MustCompile(`^[a-z][a-z0-9_]{1,62}[a-z0-9]$`)
+	// ContextualizedCaveat.caveat_name (authzed-go proto validation): prefixed names included
+	caveatOracle = regexp.MustCompile(`^([a-zA-Z0-9_][a-zA-Z0-9/_|-]{0,127})$`)
 )
 
 // checkScanners compares the scanners with SpiceDB's patterns on one input.
@@ -72,6 +74,7 @@ func checkScanners(t *testing.T, s string) {
 		{"type", validTypeName(s), typeOracle},
 		{"relation", validRelationName(s), relationOracle},
 		{"id", validIDChars(s), idOracle},
+		{"caveat", validCaveatName(s), caveatOracle},
 	} {
 		if want := c.oracle.MatchString(s); c.got != want {
 			t.Fatalf("%s name %q: scanner says %v, SpiceDB's pattern %v", c.name, s, c.got, want)
@@ -85,7 +88,7 @@ func TestNameScannersMatchSpiceDBPatterns(t *testing.T) {
 	seg := func(n int) string { return "a" + strings.Repeat("b", n-2) + "c" }
 	for _, s := range []string{
 		"", "a", "ab", "abc", "ab_", "a_c", "1bc", "Abc", "abC", "a-c", "/abc", "abc/", "abc//def", "abc/def", "ab/def", "abc/de",
-		seg(63), seg(64), seg(65), seg(63) + "/" + seg(64), seg(64) + "/" + seg(64), seg(63) + "/" + seg(65), "x|y=z+w-v/u_t", "a b", "é", "abc\n",
+		seg(63), seg(64), seg(65), seg(128), seg(129), "app/some_caveat", "_x", "-x", "|x", "a|b-c", seg(63) + "/" + seg(64), seg(64) + "/" + seg(64), seg(63) + "/" + seg(65), "x|y=z+w-v/u_t", "a b", "é", "abc\n",
 	} {
 		checkScanners(t, s)
 	}

@@ -33,6 +33,7 @@ type Tx interface {
 	RoleRows
 	InvitationRows
 	ServiceAccountRows
+	ProviderKeyRows
 	AuditRows
 	OutboxRows
 	DelegationRows

@@ -55,6 +55,27 @@ type Config struct {
 	// MemdbWarnRelationships: past this many relationships in the in-memory
 	// datastore, serve logs a warning and /readyz reports it.
 	MemdbWarnRelationships int
+	// Observability (ADR 0014): the log format, the JSON access log and
+	// the fraction of successful requests it samples (errors always).
+	LogFormat       string
+	AccessLog       bool
+	AccessLogSample float64
+	// Rate limits (token buckets; 0 = none): per API key, per organization,
+	// and whether an app's checks through a key count too.
+	RateLimitKey      float64
+	RateLimitKeyBurst int
+	RateLimitOrg      float64
+	RateLimitOrgBurst int
+	RateLimitChecks   bool
+	// Decision log: "" (off), "stdout" or a file path; the resource types it
+	// keeps (empty: all) and the fraction it samples.
+	DecisionLog       string
+	DecisionLogTypes  []string
+	DecisionLogSample float64
+	// OTLPEndpoint, when set, exports traces over OTLP/HTTP (host:port);
+	// OTLPInsecure sends them in plaintext.
+	OTLPEndpoint string
+	OTLPInsecure bool
 }
 
 func defaultConfig() Config {
@@ -72,6 +93,9 @@ func defaultConfig() Config {
 		ReadTimeout:            30 * time.Second,
 		WriteTimeout:           60 * time.Second,
 		IdleTimeout:            120 * time.Second,
+		LogFormat:              "text",
+		AccessLogSample:        1,
+		DecisionLogSample:      1,
 		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
 	}
 }
@@ -113,6 +137,24 @@ func (c *Config) Validate() error {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("--log-level must be debug, info, warn or error, not %q", c.LogLevel))
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		errs = append(errs, fmt.Errorf("--log-format must be text or json, not %q", c.LogFormat))
+	}
+	for _, r := range []struct {
+		flag  string
+		rate  float64
+		burst int
+	}{{"--rate-limit-key", c.RateLimitKey, c.RateLimitKeyBurst}, {"--rate-limit-org", c.RateLimitOrg, c.RateLimitOrgBurst}} {
+		if r.rate < 0 || r.burst < 0 || r.rate > 0 && r.burst == 0 {
+			errs = append(errs, fmt.Errorf("%s must be 0 (off) or positive, with a positive %s-burst", r.flag, r.flag))
+		}
+	}
+	if c.DecisionLogSample <= 0 || c.DecisionLogSample > 1 {
+		errs = append(errs, errors.New("--decision-log-sample must be above 0 and at most 1"))
+	}
+	if c.AccessLogSample < 0 || c.AccessLogSample > 1 {
+		errs = append(errs, errors.New("--access-log-sample must be between 0 and 1"))
 	}
 	if c.RevisionQuantization <= 0 {
 		errs = append(errs, errors.New("--revision-quantization must be positive"))
@@ -175,6 +217,19 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
 	f.IntVar(&c.MemdbWarnRelationships, "memdb-warn-relationships", c.MemdbWarnRelationships, "with --datastore memory: warn in the log and in /readyz past this many relationships (memdb's uncached checks slow down with size); 0 = never (TRELLIS_MEMDB_WARN_RELATIONSHIPS)")
+	f.StringVar(&c.LogFormat, "log-format", c.LogFormat, "text or json (TRELLIS_LOG_FORMAT)")
+	f.BoolVar(&c.AccessLog, "access-log", c.AccessLog, "log requests as JSON lines on stderr, with their X-Request-Id (TRELLIS_ACCESS_LOG)")
+	f.Float64Var(&c.AccessLogSample, "access-log-sample", c.AccessLogSample, "fraction of successful requests the access log keeps, 0 to 1; errors are always logged (TRELLIS_ACCESS_LOG_SAMPLE)")
+	f.Float64Var(&c.RateLimitKey, "rate-limit-key", c.RateLimitKey, "requests a second per API key (a key's own rateLimit wins); 0 = none (TRELLIS_RATE_LIMIT_KEY)")
+	f.IntVar(&c.RateLimitKeyBurst, "rate-limit-key-burst", c.RateLimitKeyBurst, "burst of --rate-limit-key (TRELLIS_RATE_LIMIT_KEY_BURST)")
+	f.Float64Var(&c.RateLimitOrg, "rate-limit-org", c.RateLimitOrg, "requests a second per organization (its tokens and keys together); 0 = none (TRELLIS_RATE_LIMIT_ORG)")
+	f.IntVar(&c.RateLimitOrgBurst, "rate-limit-org-burst", c.RateLimitOrgBurst, "burst of --rate-limit-org (TRELLIS_RATE_LIMIT_ORG_BURST)")
+	f.BoolVar(&c.RateLimitChecks, "rate-limit-checks", c.RateLimitChecks, "count checks, lookups and explains through API keys too (else only keys with their own rateLimit) (TRELLIS_RATE_LIMIT_CHECKS)")
+	f.StringVar(&c.DecisionLog, "decision-log", c.DecisionLog, "write every check's decision as NDJSON to stdout or to this file (appended); off when empty (TRELLIS_DECISION_LOG)")
+	f.StringSliceVar(&c.DecisionLogTypes, "decision-log-types", c.DecisionLogTypes, "log only checks on these resource types, comma-separated (TRELLIS_DECISION_LOG_TYPES)")
+	f.Float64Var(&c.DecisionLogSample, "decision-log-sample", c.DecisionLogSample, "fraction of checks the decision log keeps, above 0 to 1 (TRELLIS_DECISION_LOG_SAMPLE)")
+	f.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "export OpenTelemetry traces over OTLP/HTTP to host:port; off when empty (TRELLIS_OTLP_ENDPOINT)")
+	f.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "send traces in plaintext (TRELLIS_OTLP_INSECURE)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

@@ -17,8 +17,12 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
+	"go.opentelemetry.io/otel/sdk/resource"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/trellis-iam/trellis/api"
 	"github.com/trellis-iam/trellis/directory"
@@ -168,10 +172,71 @@ func serveCmd() *cobra.Command {
 	return cmd
 }
 
-func newLogger(level string) *slog.Logger {
+func newLogger(level, format string) *slog.Logger {
 	var l slog.Level
 	_ = l.UnmarshalText([]byte(level))
-	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l}))
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts))
+}
+
+// tracing starts the OTLP/HTTP trace exporter when --otlp-endpoint is set
+// (else no tracer: tracing is off); stop flushes it.
+func tracing(ctx context.Context, cfg Config) (trace.Tracer, func(), error) {
+	if cfg.OTLPEndpoint == "" {
+		return nil, func() {}, nil
+	}
+	opts := []otlptracehttp.Option{otlptracehttp.WithEndpoint(cfg.OTLPEndpoint)}
+	if cfg.OTLPInsecure {
+		opts = append(opts, otlptracehttp.WithInsecure())
+	}
+	exp, err := otlptracehttp.New(ctx, opts...)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--otlp-endpoint: %w", err)
+	}
+	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp),
+		sdktrace.WithResource(resource.NewSchemaless(attribute.String("service.name", "trellis"), attribute.String("service.version", version))))
+	return tp.Tracer("github.com/trellis-iam/trellis"), func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = tp.Shutdown(ctx)
+	}, nil
+}
+
+// decisionLog opens the decision log, or returns nil when it is off. Its
+// close function runs after the HTTP server has stopped.
+func decisionLog(cfg Config, reg prometheus.Registerer) (*api.DecisionLog, func(), error) {
+	var w io.Writer
+	var file *os.File
+	switch cfg.DecisionLog {
+	case "":
+		return nil, func() {}, nil
+	case "stdout":
+		w = os.Stdout
+	default:
+		f, err := os.OpenFile(cfg.DecisionLog, os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+		if err != nil {
+			return nil, nil, fmt.Errorf("--decision-log: %w", err)
+		}
+		w, file = f, f
+	}
+	l := api.NewDecisionLog(api.DecisionLogConfig{W: w, Types: cfg.DecisionLogTypes, Sample: cfg.DecisionLogSample}, reg)
+	return l, func() {
+		l.Close()
+		if file != nil {
+			_ = file.Close()
+		}
+	}, nil
+}
+
+// accessLog is the JSON access log on stderr, or nil when it is off.
+func accessLog(cfg Config) *slog.Logger {
+	if !cfg.AccessLog {
+		return nil
+	}
+	return slog.New(slog.NewJSONHandler(os.Stderr, nil))
 }
 
 func generateKey() string {
@@ -189,7 +254,7 @@ func signerFunc(s *federation.Signer) directory.TokenSigner {
 
 // serve builds every part in order and runs until ctx ends.
 func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, error) }) error {
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.LogFormat)
 	engine.LogTo(log) // embedded SpiceDB's own logs
 	if cfg.Migrate {
 		spicedbURL, storeURL := "", ""
@@ -212,20 +277,32 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			log.Warn("engine shutdown", "err", err)
 		}
 	}()
+	// Trellis's own series; /metrics also serves the default registry's:
+	// embedded SpiceDB's, Go's and the process's
 	registry := prometheus.NewRegistry()
-	registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	tracer, stopTracing, err := tracing(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer stopTracing()
 	var guard *engine.MemdbGuard // memdb's size, measured from after the demo on
 	if counting, ok := eng.(engine.CountingEngine); ok && cfg.Datastore == "memory" && cfg.SpiceDBEndpoint == "" && cfg.MemdbWarnRelationships > 0 {
 		guard = engine.NewMemdbGuard(counting, uint64(cfg.MemdbWarnRelationships), log, registry)
 	}
 	var graph engine.Engine = eng
+	if tracer != nil {
+		graph = engine.Trace(eng, tracer, "engine")
+	}
 	if cfg.CacheEntries > 0 {
-		cached, err := engine.NewCached(ctx, eng, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
+		cached, err := engine.NewCached(ctx, graph, engine.CacheConfig{MaxEntries: cfg.CacheEntries, MaxBytes: cfg.CacheMaxBytes, TTL: cfg.CacheTTL, Registerer: registry, Watch: cfg.Watch})
 		if err != nil {
 			return err
 		}
 		defer cached.Close()
 		graph = cached
+		if tracer != nil {
+			graph = engine.Trace(cached, tracer, "cache")
+		}
 	}
 	schemas := schema.NewManager(graph)
 	app := ""
@@ -255,6 +332,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer st.Close()
+	if tracer != nil {
+		st = store.Trace(st, tracer)
+	}
 	key := cfg.AdminKey
 	generated := key == ""
 	if generated {
@@ -287,10 +367,19 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		defer func() { stopGuard(); <-guardDone }()
 		warnings = guard.Warnings
 	}
+	decisions, closeDecisions, err := decisionLog(cfg, registry)
+	if err != nil {
+		return err
+	}
+	defer closeDecisions()
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
-		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
-		Warnings: warnings,
+		Directory: dir, Tokens: signer, AdminKey: key, Logger: log,
+		Metrics: prometheus.Gatherers{registry, prometheus.DefaultGatherer}, Registerer: registry,
+		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
+		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
+			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
+		DecisionLog: decisions, Tracer: tracer, Warnings: warnings,
 	})
 	srv := &http.Server{
 		Handler:           handler,

@@ -53,6 +53,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"service accounts", testServiceAccounts},
 		{"service accounts/api keys", testAPIKeys},
 		{"service accounts/delete cascades", testServiceAccountDelete},
+		{"provider API keys", testProviderKeys},
 		{"delegations", testDelegations},
 		{"delegations/via", testDelegationsVia},
 		{"impersonations", testImpersonations},

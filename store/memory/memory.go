@@ -75,6 +75,8 @@ type tables struct {
 	accounts map[string]store.ServiceAccount
 	apiKeys  map[string]store.APIKey
 
+	providerKeys map[string]store.ProviderKey
+
 	delegations    map[string]store.Delegation
 	impersonations map[string]store.Impersonation
 
@@ -104,6 +106,7 @@ func New() *Store {
 		invitations:    map[string]store.Invitation{},
 		accounts:       map[string]store.ServiceAccount{},
 		apiKeys:        map[string]store.APIKey{},
+		providerKeys:   map[string]store.ProviderKey{},
 		delegations:    map[string]store.Delegation{},
 		impersonations: map[string]store.Impersonation{},
 		scim:           newSCIMTables(),

@@ -35,6 +35,7 @@ var uniqueKeys = map[string]string{
 	"invitations_token_hash_key": "invitation token hash",
 	"service_accounts_pkey":      "service account id",
 	"api_keys_pkey":              "API key id",
+	"provider_api_keys_pkey":     "API key id",
 	"delegations_pkey":           "delegation id",
 	"impersonations_pkey":        "impersonation id",
 	"audit_events_pkey":          "audit position",
