@@ -35,6 +35,8 @@ var uniqueKeys = map[string]string{
 	"invitations_token_hash_key": "invitation token hash",
 	"service_accounts_pkey":      "service account id",
 	"api_keys_pkey":              "API key id",
+	"schema_versions_pkey":       "schema version",
+	"signing_keys_pkey":          "signing key id",
 	"delegations_pkey":           "delegation id",
 	"impersonations_pkey":        "impersonation id",
 	"audit_events_pkey":          "audit position",
