@@ -51,6 +51,14 @@ type Config struct {
 	MovePreviews                int
 	MovePreviewTimeout          time.Duration
 	MovePreviewMaxRelationships int
+	// Several nodes (nodes.go): the public issuer URL of tokens, the
+	// key-encryption key of stored signing keys, how often they rotate, how
+	// often a node looks for another node's schema change.
+	Issuer               string
+	KeyEncryptionKey     string
+	KeyEncryptionKeyFile string
+	SigningKeyRotation   time.Duration
+	SchemaPoll           time.Duration
 }
 
 func defaultConfig() Config {
@@ -68,6 +76,8 @@ func defaultConfig() Config {
 		ReadTimeout:          30 * time.Second,
 		WriteTimeout:         60 * time.Second,
 		IdleTimeout:          120 * time.Second,
+		SigningKeyRotation:   24 * time.Hour,
+		SchemaPoll:           2 * time.Second,
 	}
 }
 
@@ -127,6 +137,7 @@ func (c *Config) Validate() error {
 	if c.Store == "postgres" && c.AuditKey == "" && c.AdminKey == "" {
 		errs = append(errs, errors.New("--store postgres needs --audit-key (TRELLIS_AUDIT_KEY) or --admin-key (TRELLIS_ADMIN_KEY): the audit chains' checkpoints are signed with a key that must survive restarts, and a generated admin key does not"))
 	}
+	errs = append(errs, c.validateNodes()...)
 	for _, t := range []struct {
 		flag string
 		d    time.Duration
@@ -166,6 +177,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.DurationVar(&c.IdleTimeout, "idle-timeout", c.IdleTimeout, "longest a keep-alive connection may wait for its next request (TRELLIS_IDLE_TIMEOUT)")
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
+	bindNodeFlags(f, c)
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

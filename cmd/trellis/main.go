@@ -223,7 +223,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		defer cached.Close()
 		graph = cached
 	}
-	schemas := schema.NewManager(graph)
+	// the store first: schema versions and signing keys live in it, shared by every node
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	schemas := schema.NewManager(graph, st)
 	app := ""
 	if cfg.Demo {
 		app = demoAppSchema
@@ -242,19 +248,15 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: base})
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
 	key := cfg.AdminKey
 	generated := key == ""
 	if generated {
 		key = generateKey()
+	}
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: issuer(cfg, ln.Addr().String(), log),
+		RotateEvery: cfg.SigningKeyRotation, Keys: st, KeyEncryptionKey: keyEncryptionKey(cfg, key, generated, log)})
+	if err != nil {
+		return err
 	}
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
 		directory.Config{Logger: log, AuditKey: auditKey(cfg, key), MovePreviews: cfg.MovePreviews,
@@ -266,6 +268,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); dir.Relay().Run(relayCtx, 5*time.Second) }()
 	defer func() { stopRelay(); <-relayDone }()
+	stopNodes := followNodes(ctx, cfg, schemas, signer, log)
+	defer stopNodes()
 	var world demoWorld
 	if cfg.Demo {
 		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {
