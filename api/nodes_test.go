@@ -101,10 +101,23 @@ func TestNodesShareSchemaVersions(t *testing.T) {
 	if text, _ := body["text"].(string); code != http.StatusOK || body["version"] != float64(1) || text == "" || body["appText"] != "" {
 		t.Fatalf("GET /v1/schema/versions/1 = %d %v, want version 1 with the system text", code, body)
 	}
-	for path, want := range map[string]int{"/v1/schema/versions/3": 404, "/v1/schema/versions/0": 400, "/v1/schema/versions/x": 400} {
+	for path, want := range map[string]int{"/v1/schema/versions/3": 404, "/v1/schema/versions/0": 400, "/v1/schema/versions/x": 400,
+		"/v1/schema/versions/-1": 400, "/v1/schema/versions/99999999999999999999": 400} {
 		if code, body := a.call(http.MethodGet, path, nil); code != want {
 			t.Errorf("GET %s = %d %v, want %d", path, code, body, want)
 		}
+	}
+	// only provider admins read past schemas: no credentials is a 401, a user's token a 403
+	if code, _ := a.callAs("", http.MethodGet, "/v1/schema/versions/1", nil); code != http.StatusUnauthorized {
+		t.Errorf("GET /v1/schema/versions/1 without credentials = %d, want 401", code)
+	}
+	code, body = a.call(http.MethodPost, "/v1/users", map[string]any{"email": "eve@example.com", "name": "Eve"})
+	if code != http.StatusCreated {
+		t.Fatalf("create user = %d %v", code, body)
+	}
+	_, body = a.call(http.MethodPost, "/v1/tokens", map[string]any{"subject": "user:" + body["id"].(string)})
+	if code, _ := b.callAs(body["accessToken"].(string), http.MethodGet, "/v1/schema/versions/1", nil); code != http.StatusForbidden {
+		t.Errorf("GET /v1/schema/versions/1 with a user's token = %d, want 403", code)
 	}
 	// a third node started later adopts the newest version instead of bootstrapping its own
 	if err := b.schemas.Refresh(context.Background()); err != nil {
