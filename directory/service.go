@@ -288,7 +288,7 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 // recordDenied appends a refused escalation to the organization's chain, in a
 // transaction of its own (the operation's own was rolled back).
 func (s *Service) recordDenied(ctx context.Context, p Principal, action string, esc *escalation) {
-	err := s.store.InTx(ctx, func(tx store.Tx) error {
+	err := s.store.InTx(store.Unconfined(ctx), func(tx store.Tx) error {
 		o := &op{p: p, now: s.cfg.Now().UTC()}
 		o.record(esc.org, action+".denied", "organization:"+esc.org, map[string]any{"permission": esc.perm, "field": esc.field, "reason": "escalation"})
 		return s.appendEvents(ctx, tx, o)

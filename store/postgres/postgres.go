@@ -64,7 +64,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, translate("opening the pool", err)
 	}
-	s := &Store{pool: pool, writer: make(chan struct{}, 1)}
+	s := &Store{pool: pool, writer: make(chan struct{}, max(1, cfg.MaxConns/2))}
 	if err := s.checkSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -133,8 +133,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 			rollback(ctx, ptx)
 		}
 	}()
-	if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLock); err != nil {
-		return translate("taking the write lock", err)
+	if err := takeWriteLocks(ctx, ptx, store.Tenants(ctx)); err != nil {
+		return err
 	}
 	if err := fn(t); err != nil {
 		return err
@@ -270,6 +270,7 @@ type tx struct {
 	tx    pgx.Tx
 	write bool
 	done  bool
+	tail  bool  // holds appendLock: its audit positions and outbox seqs are in commit order
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
 }
 
