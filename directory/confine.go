@@ -4,8 +4,24 @@ import (
 	"context"
 	"errors"
 
+	lru "github.com/hashicorp/golang-lru/v2"
+
 	"github.com/trellis-iam/trellis/store"
 )
+
+// tenantHints remembers the tenant of organization refs an operation was
+// confined to, so the next one skips the snapshot read. A hint is only a
+// guess: it is checked under the tenant's lock like a fresh read, and a wrong
+// one (the organization moved) costs a run unconfined and is forgotten.
+type tenantHints = lru.Cache[string, string]
+
+func newTenantHints() *tenantHints {
+	c, err := lru.New[string, string](100_000)
+	if err != nil {
+		panic(err) // only for a non-positive size
+	}
+	return c
+}
 
 // errTenantMoved: the organization an operation was confined to left the
 // tenant it was in when the operation began (a move committed in between).
@@ -24,11 +40,14 @@ var errTenantMoved = errors.New("directory: the organization moved to another te
 // sub-organization create (ref = its parent). Moves, deletes, user creation
 // and everything else that may span tenants or write shared rows run unconfined.
 func (s *Service) runInTenant(ctx context.Context, p Principal, action, ref string, fn func(tx store.Tx, o *op) error) error {
-	tenant, err := s.tenantOf(ctx, ref)
-	if err != nil || tenant == "" {
-		return s.run(ctx, p, action, fn)
+	tenant, ok := s.tenants.Get(ref)
+	if !ok {
+		var err error
+		if tenant, err = s.tenantOf(ctx, ref); err != nil || tenant == "" {
+			return s.run(ctx, p, action, fn)
+		}
 	}
-	err = s.run(store.WithTenants(ctx, tenant), p, action, func(tx store.Tx, o *op) error {
+	err := s.run(store.WithTenants(ctx, tenant), p, action, func(tx store.Tx, o *op) error {
 		now, err := tenantIn(ctx, tx, ref, s.cfg.MaxDepth)
 		if err != nil {
 			return err
@@ -39,7 +58,11 @@ func (s *Service) runInTenant(ctx context.Context, p Principal, action, ref stri
 		return fn(tx, o)
 	})
 	if errors.Is(err, errTenantMoved) {
+		s.tenants.Remove(ref)
 		return s.run(store.Unconfined(ctx), p, action, fn)
+	}
+	if err == nil {
+		s.tenants.Add(ref, tenant)
 	}
 	return err
 }

@@ -111,7 +111,8 @@ type Service struct {
 	cfg        Config
 	catalogue  []string
 	schemaText func(ctx context.Context) (string, error)
-	moves      moveGate // move previews running (move.go)
+	moves      moveGate     // move previews running (move.go)
+	tenants    *tenantHints // tenants of organizations writes were confined to (confine.go)
 }
 
 // Deps are what the directory is built from.
@@ -129,7 +130,7 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{store: d.Store, graph: d.Graph, checker: d.Checker, relay: d.Relay, signer: d.Signer, cfg: cfg,
-		catalogue: schema.RolePermissions()}
+		catalogue: schema.RolePermissions(), tenants: newTenantHints()}
 	if s.checker == nil {
 		s.checker = d.Graph
 	}

@@ -19,8 +19,9 @@ import (
 )
 
 // writeLock is the key of the transaction-level advisory lock every InTx
-// takes first ("trellis" in ASCII), so writers run one at a time, as in the
-// memory store. Migrate's session lock uses the next key.
+// takes first ("trellis" in ASCII): exclusively, so the writer runs alone, as
+// in the memory store, or shared by writers confined to tenants (locks.go).
+// Migrate's session lock uses the next key.
 const writeLock int64 = 0x7472656c6c6973
 
 // rollbackTimeout bounds a rollback, which runs even when the caller's context
@@ -31,12 +32,15 @@ const rollbackTimeout = 5 * time.Second
 // Store is the PostgreSQL store.Store: a pgx connection pool over the schema
 // Migrate creates. Open it with Open; it is safe for concurrent use.
 //
-// InTx is one READ COMMITTED transaction that first takes the advisory lock
-// writeLock, so writers are serialized and each statement sees every earlier
-// writer's commit: outbox seqs and audit positions grow in commit order, and
-// each audit chain's seq is checked against its head with no race. Writers of
-// one Store also queue in the process before they take a connection, so that
-// waiting writers never hold the pool's connections away from readers. Read is
+// InTx is one READ COMMITTED transaction that first takes the write locks
+// (locks.go): writeLock exclusively, or shared plus the locks of the tenants
+// the context confines it to (store.WithTenants). Each statement sees every
+// earlier writer's commit; the append lock around each transaction's tail
+// keeps outbox seqs and audit positions in commit order, and each audit
+// chain's seq is checked against its head with no race. Writers of one Store
+// also queue in the process (half the pool's connections at once) before they
+// take a connection, so that waiting writers never hold the pool's
+// connections away from readers. Read is
 // one REPEATABLE READ, READ ONLY transaction: every statement in it sees the
 // same snapshot, and writers do not wait for it.
 //
