@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer bench-scim scim-conformance load lint fmt
+.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer bench-scim bench-writes scim-conformance load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -38,6 +38,10 @@ run-postgres:
 ## bench: run the benchmarks in benchmarks/ but the large-data ones, 5 times each (minutes; not part of make test)
 bench:
 	$(GO) test -run '^$$' -bench . -skip 'BenchmarkPostgres' -benchmem -count 5 -timeout 60m ./benchmarks/ | tee benchmarks/last-run.txt
+
+## bench-writes: HTTP membership PUTs, group member adds and org creates by 1, 8 and 32 writers, memory and PostgreSQL, one and two nodes (benchmarks/writes; a few minutes)
+bench-writes:
+	$(GO) run ./benchmarks/writes -label $$(git rev-parse --short HEAD) | tee benchmarks/last-writes-run.txt
 
 ## bench-scale: tenant scaling to 10,000 tenants and 1.1 M relationships, PostgreSQL and memdb, once (about 20 min)
 bench-scale:

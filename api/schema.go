@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strconv"
 
 	"github.com/labstack/echo/v4"
 
@@ -16,9 +17,13 @@ func (s *Server) mountSchema(g routes) {
 	g.POST("/schema/validate", s.validateSchema)
 	g.POST("/schema/diff", s.diffSchema)
 	g.GET("/schema/versions", s.schemaVersions)
+	g.GET("/schema/versions/:version", s.schemaVersion)
 }
 
 func (s *Server) getSchema(c echo.Context) error {
+	if err := s.schemas.Refresh(c.Request().Context()); err != nil {
+		return err
+	}
 	v, ok := s.schemas.Current()
 	if !ok {
 		return trellis.ErrNotFound
@@ -46,6 +51,9 @@ func bindSchemaText(c echo.Context) (schemaTextJSON, string, error) {
 func (s *Server) putSchema(c echo.Context) error {
 	in, text, err := bindSchemaText(c)
 	if err != nil {
+		return err
+	}
+	if err := s.schemas.Refresh(c.Request().Context()); err != nil {
 		return err
 	}
 	prev, _ := s.schemas.Current()
@@ -77,6 +85,9 @@ func (s *Server) diffSchema(c echo.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.schemas.Refresh(c.Request().Context()); err != nil {
+		return err
+	}
 	changes, impact, err := s.schemas.Diff(c.Request().Context(), text)
 	if err != nil {
 		return err
@@ -85,5 +96,25 @@ func (s *Server) diffSchema(c echo.Context) error {
 }
 
 func (s *Server) schemaVersions(c echo.Context) error {
-	return c.JSON(http.StatusOK, map[string]any{"versions": s.schemas.Versions()})
+	versions, err := s.schemas.Versions(c.Request().Context())
+	if err != nil {
+		return err
+	}
+	if versions == nil {
+		versions = []schema.Version{}
+	}
+	return c.JSON(http.StatusOK, map[string]any{"versions": versions})
+}
+
+// schemaVersion is GET /v1/schema/versions/{version}: one version, with its text.
+func (s *Server) schemaVersion(c echo.Context) error {
+	n, err := strconv.Atoi(c.Param("version"))
+	if err != nil || n < 1 {
+		return trellis.Invalid("version", "must be a positive integer, got %q", c.Param("version"))
+	}
+	v, err := s.schemas.Version(c.Request().Context(), n)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, map[string]any{"version": v.Version, "text": v.Text, "appText": v.AppText, "appliedAt": v.AppliedAt, "appliedBy": v.AppliedBy})
 }

@@ -232,7 +232,7 @@ func parseGroupMember(member string) (kind, id string) {
 func (s *Service) PutGroupMember(ctx context.Context, p Principal, ref, id, member string) (GroupMember, error) {
 	kind, mid := parseGroupMember(member)
 	var out GroupMember
-	err := s.run(ctx, p, "group.member_add", func(tx store.Tx, o *op) error {
+	err := s.runInTenant(ctx, p, "group.member_add", ref, func(tx store.Tx, o *op) error {
 		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err
@@ -307,7 +307,7 @@ func nests(ctx context.Context, tx store.Tx, inner, outer string) (bool, error) 
 // RemoveGroupMember removes a user or nested group from a group.
 func (s *Service) RemoveGroupMember(ctx context.Context, p Principal, ref, id, member string) error {
 	kind, mid := parseGroupMember(member)
-	return s.run(ctx, p, "group.member_remove", func(tx store.Tx, o *op) error {
+	return s.runInTenant(ctx, p, "group.member_remove", ref, func(tx store.Tx, o *op) error {
 		org, g, err := s.groupFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err

@@ -266,7 +266,13 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 		}
 	}
 	var out Organization
-	err = s.run(ctx, p, "organization.create", func(tx store.Tx, o *op) error {
+	run := s.run
+	if in.Parent != "" { // a sub-organization joins its parent's tenant
+		run = func(ctx context.Context, p Principal, action string, fn func(tx store.Tx, o *op) error) error {
+			return s.runInTenant(ctx, p, action, in.Parent, fn)
+		}
+	}
+	err = run(ctx, p, "organization.create", func(tx store.Tx, o *op) error {
 		org := store.Org{
 			ID: newID("org"), Slug: slug, Name: name, Status: store.StatusActive, Domains: domains,
 			Branding: in.Branding, FeatureFlags: in.FeatureFlags, CreatedAt: o.now, UpdatedAt: o.now,

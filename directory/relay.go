@@ -13,21 +13,40 @@ import (
 	"github.com/trellis-iam/trellis/store"
 )
 
-// Relay applies committed outbox entries to the engine, in order. Entries hold
-// only TOUCH and DELETE updates (and filters resolved to deletes), so applying
-// one twice — after a crash between the engine write and MarkApplied — is
-// harmless. One relay per store: a mutex keeps entries in sequence.
+// Relay applies committed outbox entries to the engine, in Seq order, once
+// each, whichever node committed them. The store hands the outbox to one
+// applier at a time across every process that shares it (ClaimOutbox: on
+// PostgreSQL a session advisory lock), and the holder marks each write's
+// entries applied before it writes the next, so a crash re-applies at most the
+// newest write, which is harmless: entries hold only TOUCH and DELETE (filters
+// resolved to deletes) and nothing after them has been applied yet.
+//
+// Run is the background worker. A request goroutine that committed an entry
+// calls WaitApplied, which wakes the worker and waits for the outcome of a
+// pass that began after the commit, instead of applying the outbox itself.
+// Without a running worker (tests, tools), WaitApplied makes the pass itself.
 type Relay struct {
 	store store.Store
 	graph engine.Engine
 	log   *slog.Logger
 
-	mu   sync.Mutex // one applier at a time, so entries apply in Seq order
 	kick chan struct{}
+
+	mu      sync.Mutex
+	asked   uint64        // passes asked for (WaitApplied); a pass covers every ask before it began
+	covered uint64        // the newest ask covered by a pass that applied everything pending
+	failed  uint64        // the newest ask covered by a pass that failed
+	lastErr error         // that pass's error
+	changed chan struct{} // closed when covered or failed moves
+	workers int           // Run loops running
 
 	// the largest write: an entry within both bounds is one SpiceDB write
 	maxUpdates int
 	maxBytes   int
+	// batch is how many pending entries one pass reads at a time
+	batch int
+	// onApplied, when set (tests), is told of each write's entries once marked
+	onApplied func(seqs []int64)
 }
 
 // maxWriteBytes keeps one write under SpiceDB's 4 MiB gRPC message limit,
@@ -39,60 +58,139 @@ func NewRelay(st store.Store, graph engine.Engine, log *slog.Logger) *Relay {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Relay{store: st, graph: graph, log: log, kick: make(chan struct{}, 1), maxUpdates: engine.MaxAtomicUpdates, maxBytes: maxWriteBytes}
+	return &Relay{store: st, graph: graph, log: log, kick: make(chan struct{}, 1), changed: make(chan struct{}),
+		maxUpdates: engine.MaxAtomicUpdates, maxBytes: maxWriteBytes, batch: 500}
 }
 
-// Flush applies every pending entry. It stops at the first failure, leaving
-// that entry and the ones after it pending for the next Flush.
+// Flush applies every pending entry, holding the store's outbox claim. It
+// stops at the first failure, leaving that entry and the ones after it
+// pending for the next Flush.
+//
+// Consecutive entries without delete filters are applied together in one
+// write (within the write bounds): one atomic write of several entries in Seq
+// order ends in the same state as writing them one by one, and none of them
+// is visible half-applied. An entry with filters starts a new write, since its
+// filters are resolved against the graph once everything before it is applied.
 func (r *Relay) Flush(ctx context.Context) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	for {
-		var pending []store.OutboxEntry
-		if err := r.store.Read(ctx, func(tx store.Tx) error {
-			var err error
-			pending, err = tx.PendingOutbox(ctx, 100)
-			return err
-		}); err != nil {
-			return err
-		}
-		if len(pending) == 0 {
-			return nil
-		}
-		for _, e := range pending {
-			token, err := r.apply(ctx, e)
+	return r.store.ClaimOutbox(ctx, func(c store.OutboxClaim) error {
+		for {
+			pending, err := c.PendingOutbox(ctx, r.batch)
 			if err != nil {
-				return fmt.Errorf("outbox entry %d (%s): %w", e.Seq, e.Action, err)
-			}
-			if err := r.store.InTx(ctx, func(tx store.Tx) error {
-				return tx.MarkApplied(ctx, e.Seq, token, time.Now().UTC())
-			}); err != nil {
 				return err
 			}
+			if len(pending) == 0 {
+				return nil
+			}
+			for len(pending) > 0 {
+				n := r.group(pending)
+				token, err := r.applyGroup(ctx, pending[:n])
+				if err != nil {
+					return fmt.Errorf("outbox entry %d (%s): %w", pending[0].Seq, pending[0].Action, err)
+				}
+				seqs := make([]int64, n)
+				for i, e := range pending[:n] {
+					seqs[i] = e.Seq
+				}
+				if err := c.MarkOutboxApplied(ctx, seqs, token, time.Now().UTC()); err != nil {
+					return err
+				}
+				if r.onApplied != nil {
+					r.onApplied(seqs)
+				}
+				pending = pending[n:]
+			}
+		}
+	})
+}
+
+// group is how many entries from the start of pending go into one write: the
+// first, then following entries without delete filters while the write stays
+// within its bounds.
+func (r *Relay) group(pending []store.OutboxEntry) int {
+	if len(pending[0].DeleteFilters) > 0 {
+		return 1 // its resolved deletes are unknown until it is applied alone
+	}
+	updates, bytes := 0, 0
+	n := 0
+	for _, e := range pending {
+		if n > 0 && len(e.DeleteFilters) > 0 {
+			break
+		}
+		size := 0
+		for _, u := range e.Updates {
+			size += updateSize(u)
+		}
+		if n > 0 && (updates+len(e.Updates) > r.maxUpdates || bytes+size > r.maxBytes) {
+			break
+		}
+		updates, bytes, n = updates+len(e.Updates), bytes+size, n+1
+	}
+	return n
+}
+
+// applyGroup applies one entry, or several filterless entries as one write.
+func (r *Relay) applyGroup(ctx context.Context, entries []store.OutboxEntry) (string, error) {
+	if len(entries) == 1 {
+		return r.apply(ctx, entries[0])
+	}
+	var updates []engine.RelationshipUpdate
+	for _, e := range entries {
+		updates = append(updates, e.Updates...)
+	}
+	updates = dedupe(updates)
+	if len(updates) == 0 {
+		return "", nil
+	}
+	return r.graph.WriteRelationships(ctx, updates)
+}
+
+// WaitApplied returns once entry seq (committed before the call) is applied.
+// It wakes the worker and waits for a pass that began after this call; if
+// that pass fails (the engine cannot take the entry now), the entry stays
+// committed and pending (Run retries it) and the caller gets ErrUnavailable.
+func (r *Relay) WaitApplied(ctx context.Context, seq int64) error {
+	r.mu.Lock()
+	r.asked++
+	ask := r.asked
+	r.mu.Unlock()
+	r.Kick()
+	for {
+		r.mu.Lock()
+		covered, failed, lastErr, changed, workers := r.covered, r.failed, r.lastErr, r.changed, r.workers
+		r.mu.Unlock()
+		switch {
+		case covered >= ask:
+			return nil
+		case failed >= ask:
+			return fmt.Errorf("%w: saved, not yet applied to the graph (outbox entry %d): %v", trellis.ErrUnavailable, seq, lastErr)
+		case workers == 0: // no worker (or it stopped): make the pass here
+			_ = r.pass(ctx)
+			continue
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: saved, not yet applied to the graph (outbox entry %d): %v", trellis.ErrUnavailable, seq, ctx.Err())
 		}
 	}
 }
 
-// WaitApplied flushes until entry seq is applied. If the engine cannot take it
-// now, the entry stays committed and pending (Run retries it) and the caller
-// gets ErrUnavailable.
-func (r *Relay) WaitApplied(ctx context.Context, seq int64) error {
-	if err := r.Flush(ctx); err != nil {
-		r.Kick()
-		return fmt.Errorf("%w: saved, not yet applied to the graph: %v", trellis.ErrUnavailable, err)
+// pass flushes once and tells the waiters whose asks it covers.
+func (r *Relay) pass(ctx context.Context) error {
+	r.mu.Lock()
+	ask := r.asked
+	r.mu.Unlock()
+	err := r.Flush(ctx)
+	r.mu.Lock()
+	if err == nil {
+		r.covered = max(r.covered, ask)
+	} else {
+		r.failed, r.lastErr = max(r.failed, ask), err
 	}
-	var done bool
-	if err := r.store.Read(ctx, func(tx store.Tx) error {
-		var err error
-		done, err = tx.OutboxApplied(ctx, seq)
-		return err
-	}); err != nil {
-		return err
-	}
-	if !done {
-		return fmt.Errorf("%w: outbox entry %d not applied", trellis.ErrUnavailable, seq)
-	}
-	return nil
+	close(r.changed)
+	r.changed = make(chan struct{})
+	r.mu.Unlock()
+	return err
 }
 
 // Kick asks Run to flush soon.
@@ -103,13 +201,24 @@ func (r *Relay) Kick() {
 	}
 }
 
-// Run flushes at start (entries left by a crash) and whenever kicked or every
-// interval, until ctx ends.
+// Run is the relay's worker: it flushes at start (entries left by a crash),
+// whenever a writer waits, and every interval (entries another node left
+// pending when the engine was down), until ctx ends.
 func (r *Relay) Run(ctx context.Context, interval time.Duration) {
+	r.mu.Lock()
+	r.workers++
+	r.mu.Unlock()
+	defer func() {
+		r.mu.Lock()
+		r.workers--
+		close(r.changed) // waiters left without a worker make their own pass
+		r.changed = make(chan struct{})
+		r.mu.Unlock()
+	}()
 	t := time.NewTicker(interval)
 	defer t.Stop()
 	for {
-		if err := r.Flush(ctx); err != nil && ctx.Err() == nil {
+		if err := r.pass(ctx); err != nil && ctx.Err() == nil {
 			r.log.Warn("outbox relay", "err", err)
 		}
 		select {

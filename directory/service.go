@@ -111,7 +111,8 @@ type Service struct {
 	cfg        Config
 	catalogue  []string
 	schemaText func(ctx context.Context) (string, error)
-	moves      moveGate // move previews running (move.go)
+	moves      moveGate     // move previews running (move.go)
+	tenants    *tenantHints // tenants of organizations writes were confined to (confine.go)
 	keyCache   providerKeyCache
 }
 
@@ -130,7 +131,7 @@ func New(d Deps, cfg Config) (*Service, error) {
 		return nil, err
 	}
 	s := &Service{store: d.Store, graph: d.Graph, checker: d.Checker, relay: d.Relay, signer: d.Signer, cfg: cfg,
-		catalogue: schema.RolePermissions()}
+		catalogue: schema.RolePermissions(), tenants: newTenantHints()}
 	if s.checker == nil {
 		s.checker = d.Graph
 	}
@@ -289,7 +290,7 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 // recordDenied appends a refused escalation to the organization's chain, in a
 // transaction of its own (the operation's own was rolled back).
 func (s *Service) recordDenied(ctx context.Context, p Principal, action string, esc *escalation) {
-	err := s.store.InTx(ctx, func(tx store.Tx) error {
+	err := s.store.InTx(store.Unconfined(ctx), func(tx store.Tx) error {
 		o := &op{p: p, now: s.cfg.Now().UTC()}
 		o.record(esc.org, action+".denied", "organization:"+esc.org, map[string]any{"permission": esc.perm, "field": esc.field, "reason": "escalation"})
 		return s.appendEvents(ctx, tx, o)

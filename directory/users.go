@@ -270,7 +270,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 	}
 	var out Membership
 	created := false
-	err := s.run(ctx, p, "member.put", func(tx store.Tx, o *op) error {
+	err := s.runInTenant(ctx, p, "member.put", ref, func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
@@ -348,7 +348,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 // RemoveMember removes a membership: its tuples (and so every check it
 // granted, cached ones included) go with it.
 func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID string) error {
-	return s.run(ctx, p, "member.remove", func(tx store.Tx, o *op) error {
+	return s.runInTenant(ctx, p, "member.remove", ref, func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err

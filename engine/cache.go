@@ -447,6 +447,14 @@ func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 	return token, nil
 }
 
+// SchemaChanged is told that another node changed the schema (the shared
+// store has a newer version than this node wrote): every cached answer goes,
+// and the tenancy index is learned again, as after WriteSchema.
+func (c *Cached) SchemaChanged(ctx context.Context) {
+	c.invalidateSchema()
+	c.relearn(ctx)
+}
+
 // invalidateSchema invalidates every cached answer.
 func (c *Cached) invalidateSchema() {
 	c.schemaVersion.Add(1)

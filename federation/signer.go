@@ -2,6 +2,7 @@ package federation
 
 import (
 	"crypto"
+	"crypto/cipher"
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
@@ -18,6 +19,7 @@ import (
 	"github.com/go-jose/go-jose/v4/jwt"
 
 	trellis "github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/store"
 )
 
 const (
@@ -44,6 +46,13 @@ type SignerConfig struct {
 	RotateEvery time.Duration    // default 24h: a new signing key after this age
 	MaxTTL      time.Duration    // default 1h: the longest token Issue grants; retired keys stay published this long after rotation
 	Now         func() time.Time // default time.Now (tests inject a clock)
+
+	// Keys, when set, keeps the signing keys in the store, shared by every
+	// node and kept across restarts (keystore.go); nil keeps them in this
+	// process only. KeyEncryptionKey (32 bytes, AES-256-GCM) seals each
+	// private key before it is stored; it is required with Keys.
+	Keys             store.Store
+	KeyEncryptionKey []byte
 }
 
 // Validate fills defaults and checks the configuration. Issuer is required and
@@ -75,6 +84,9 @@ func (c *SignerConfig) Validate() error {
 	if c.Now == nil {
 		c.Now = time.Now
 	}
+	if c.Keys != nil && len(c.KeyEncryptionKey) != 32 {
+		return trellis.Invalid("key_encryption_key", "must be 32 bytes when keys are stored, got %d", len(c.KeyEncryptionKey))
+	}
 	return nil
 }
 
@@ -93,6 +105,10 @@ type signingKey struct {
 // in memory only: a restart invalidates every outstanding token.
 type Signer struct {
 	cfg SignerConfig
+	kek cipher.AEAD // seals stored keys; nil without cfg.Keys
+
+	reloadMu   sync.Mutex // one reload from the store at a time
+	lastReload time.Time
 
 	mu      sync.RWMutex
 	current *signingKey
@@ -103,6 +119,9 @@ type Signer struct {
 func NewSigner(cfg SignerConfig) (*Signer, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
+	}
+	if cfg.Keys != nil {
+		return newStoredSigner(cfg)
 	}
 	k, err := newSigningKey(cfg.Now())
 	if err != nil {
@@ -116,6 +135,11 @@ func newSigningKey(now time.Time) (*signingKey, error) {
 	if err != nil {
 		return nil, fmt.Errorf("federation: generate signing key: %w", err)
 	}
+	return signingKeyOf(priv, now)
+}
+
+// signingKeyOf wraps priv, created at now, with its kid (RFC 7638 thumbprint) and signer.
+func signingKeyOf(priv *ecdsa.PrivateKey, now time.Time) (*signingKey, error) {
 	pub := &priv.PublicKey
 	thumb, err := (&jose.JSONWebKey{Key: pub}).Thumbprint(crypto.SHA256)
 	if err != nil {
@@ -141,6 +165,9 @@ func (s *Signer) published(k *signingKey, now time.Time) bool {
 // and JWKS) until MaxTTL after now, then it is dropped.
 func (s *Signer) Rotate() error {
 	now := s.cfg.Now()
+	if s.cfg.Keys != nil {
+		return s.rotateStored(now, true)
+	}
 	k, err := newSigningKey(now) // outside the lock: key generation is the slow part
 	if err != nil {
 		return err
@@ -175,6 +202,14 @@ func (s *Signer) currentKey(now time.Time) (*signingKey, error) {
 	s.mu.RUnlock()
 	if now.Sub(k.created) < s.cfg.RotateEvery {
 		return k, nil
+	}
+	if s.cfg.Keys != nil {
+		if err := s.rotateStored(now, false); err != nil {
+			return nil, err
+		}
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return s.current, nil
 	}
 	fresh, err := newSigningKey(now)
 	if err != nil {
@@ -340,6 +375,9 @@ func (s *Signer) Verify(token string) (Verified, error) {
 
 	now := s.cfg.Now()
 	pub := s.publicKey(hdr.KeyID, now)
+	if pub == nil && s.cfg.Keys != nil && s.reload(now) {
+		pub = s.publicKey(hdr.KeyID, now) // another node's newer key
+	}
 	if pub == nil {
 		return Verified{}, unauthenticated("unknown signing key")
 	}

@@ -26,7 +26,8 @@ import (
 	trellis "github.com/trellis-iam/trellis"
 )
 
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
+// goroutines started by package init (SpiceDB's dependencies, through store) are not ours
+func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
 
 const testIssuer = "http://127.0.0.1:8080"
 

@@ -14,6 +14,7 @@ import (
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/store"
 )
 
 // Graph is what the schema manager needs of the engine.
@@ -35,20 +36,31 @@ type Version struct {
 }
 
 // Manager applies app schemas on top of the system schema and keeps versions.
+// With a store (NewManager's optional argument) versions live there, shared by
+// every node: Apply checks expectedVersion and appends the next version in one
+// store transaction that holds the schema lock, and Refresh (before each
+// schema read or write, and on Poll's interval) adopts a version another node
+// applied. Without one they live in this process only (tests, tools).
 type Manager struct {
 	graph Graph
+	store store.Store // nil: versions in memory
 	now   func() time.Time
 
 	mu       sync.Mutex
-	versions []Version
+	versions []Version // without a store: every version; with one: the newest known
 }
 
-// NewManager returns a manager writing to graph.
-func NewManager(graph Graph) *Manager {
-	return &Manager{graph: graph, now: time.Now}
+// NewManager returns a manager writing to graph, keeping versions in st when given.
+func NewManager(graph Graph, st ...store.Store) *Manager {
+	m := &Manager{graph: graph, now: time.Now}
+	if len(st) > 0 {
+		m.store = st[0]
+	}
+	return m
 }
 
-// Current returns the newest applied version.
+// Current returns the newest version this node knows (Refresh first to
+// include other nodes' changes).
 func (m *Manager) Current() (Version, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -59,25 +71,130 @@ func (m *Manager) Current() (Version, bool) {
 }
 
 // Versions lists every applied version, oldest first.
-func (m *Manager) Versions() []Version {
+func (m *Manager) Versions(ctx context.Context) ([]Version, error) {
+	if m.store == nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		return append([]Version(nil), m.versions...), nil
+	}
+	var rows []store.SchemaVersion
+	if err := m.store.Read(ctx, func(tx store.Tx) error {
+		var err error
+		rows, err = tx.ListSchemaVersions(ctx)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	out := make([]Version, len(rows))
+	for i, r := range rows {
+		out[i] = fromRow(r)
+	}
+	return out, nil
+}
+
+// Version returns version v with its text; trellis.ErrNotFound when there is none.
+func (m *Manager) Version(ctx context.Context, v int) (Version, error) {
+	if m.store == nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		for _, x := range m.versions {
+			if x.Version == v {
+				return x, nil
+			}
+		}
+		return Version{}, fmt.Errorf("%w: schema version %d", trellis.ErrNotFound, v)
+	}
+	var row store.SchemaVersion
+	err := m.store.Read(ctx, func(tx store.Tx) error {
+		var err error
+		row, err = tx.GetSchemaVersion(ctx, v)
+		return err
+	})
+	return fromRow(row), err
+}
+
+func fromRow(r store.SchemaVersion) Version {
+	return Version{Version: r.Version, AppText: r.AppText, Text: r.Text, AppliedAt: r.AppliedAt, AppliedBy: r.AppliedBy, WrittenAt: r.WrittenAt}
+}
+
+func toRow(v Version) store.SchemaVersion {
+	return store.SchemaVersion{Version: v.Version, AppText: v.AppText, Text: v.Text, AppliedAt: v.AppliedAt, AppliedBy: v.AppliedBy, WrittenAt: v.WrittenAt}
+}
+
+// schemaListener is an engine decorator that must hear of schema changes made
+// by other nodes (engine.Cached drops its answers).
+type schemaListener interface {
+	SchemaChanged(ctx context.Context)
+}
+
+// Refresh adopts the store's newest version when it is newer than this
+// node's; without a store it does nothing.
+func (m *Manager) Refresh(ctx context.Context) error {
+	if m.store == nil {
+		return nil
+	}
+	var row store.SchemaVersion
+	err := m.store.Read(ctx, func(tx store.Tx) error {
+		var err error
+		row, err = tx.LatestSchemaVersion(ctx)
+		return err
+	})
+	if errors.Is(err, trellis.ErrNotFound) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if m.adopt(fromRow(row)) {
+		if l, ok := m.graph.(schemaListener); ok {
+			l.SchemaChanged(ctx)
+		}
+	}
+	return nil
+}
+
+// adopt makes v the newest known version if it is newer; it reports whether it was.
+func (m *Manager) adopt(v Version) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return append([]Version(nil), m.versions...)
+	if n := len(m.versions); n > 0 && m.versions[n-1].Version >= v.Version {
+		return false
+	}
+	if m.store != nil {
+		m.versions = append(m.versions[:0], v)
+	} else {
+		m.versions = append(m.versions, v)
+	}
+	return true
+}
+
+// Poll refreshes every interval until ctx ends, so a node serves another
+// node's schema change within one interval even when no schema call reaches it.
+func (m *Manager) Poll(ctx context.Context, interval time.Duration, log func(err error)) {
+	if m.store == nil {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if err := m.Refresh(ctx); err != nil && ctx.Err() == nil && log != nil {
+				log(err)
+			}
+		}
+	}
 }
 
 // Apply composes, validates and writes an app schema. expected, when not nil,
-// must equal the current version (409 otherwise). A change that would orphan
-// stored relationships or alter a system definition is a *trellis.RuleError.
+// must equal the current version (409 otherwise), checked against the store
+// under its schema lock when there is one, so a stale expectedVersion is
+// refused whichever node applied the newer version. A change that would
+// orphan stored relationships or alter a system definition is a
+// *trellis.RuleError.
 func (m *Manager) Apply(ctx context.Context, appText string, expected *int, by string) (Version, error) {
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	cur := 0
-	if n := len(m.versions); n > 0 {
-		cur = m.versions[n-1].Version
-	}
-	if expected != nil && *expected != cur {
-		return Version{}, fmt.Errorf("schema: expectedVersion %d, current is %d: %w", *expected, cur, trellis.ErrConflict)
-	}
 	composed, err := Compose(appText)
 	if err != nil {
 		return Version{}, err
@@ -86,8 +203,55 @@ func (m *Manager) Apply(ctx context.Context, appText string, expected *int, by s
 		p := problems[0]
 		return Version{}, trellis.Invalid("text", "line %d, column %d: %s", p.Line, p.Column, p.Message)
 	}
-	if cur > 0 {
-		changes, err := m.diff(m.versions[len(m.versions)-1].Text, composed.Text)
+	if m.store == nil {
+		m.mu.Lock()
+		defer m.mu.Unlock()
+		var cur *Version
+		if n := len(m.versions); n > 0 {
+			cur = &m.versions[n-1]
+		}
+		v, err := m.write(ctx, cur, composed, appText, expected, by)
+		if err != nil {
+			return Version{}, err
+		}
+		m.versions = append(m.versions, v)
+		return v, nil
+	}
+	var v Version
+	err = m.store.InTx(ctx, func(tx store.Tx) error {
+		var cur *Version
+		row, err := tx.LatestSchemaVersion(ctx) // takes the schema lock
+		switch {
+		case err == nil:
+			c := fromRow(row)
+			cur = &c
+		case !errors.Is(err, trellis.ErrNotFound):
+			return err
+		}
+		if v, err = m.write(ctx, cur, composed, appText, expected, by); err != nil {
+			return err
+		}
+		return tx.InsertSchemaVersion(ctx, toRow(v))
+	})
+	if err != nil {
+		return Version{}, err
+	}
+	m.adopt(v)
+	return v, nil
+}
+
+// write checks expected against cur, refuses orphaning changes and writes the
+// composed schema to the engine; it returns the version that follows cur.
+func (m *Manager) write(ctx context.Context, cur *Version, composed *Composed, appText string, expected *int, by string) (Version, error) {
+	curN := 0
+	if cur != nil {
+		curN = cur.Version
+	}
+	if expected != nil && *expected != curN {
+		return Version{}, fmt.Errorf("schema: expectedVersion %d, current is %d: %w", *expected, curN, trellis.ErrConflict)
+	}
+	if cur != nil {
+		changes, err := m.diff(cur.Text, composed.Text)
 		if err != nil {
 			return Version{}, err
 		}
@@ -103,9 +267,7 @@ func (m *Manager) Apply(ctx context.Context, appText string, expected *int, by s
 	if err != nil {
 		return Version{}, err
 	}
-	v := Version{Version: cur + 1, AppText: appText, Text: composed.Text, AppliedAt: m.now().UTC(), AppliedBy: by, WrittenAt: token}
-	m.versions = append(m.versions, v)
-	return v, nil
+	return Version{Version: curN + 1, AppText: appText, Text: composed.Text, AppliedAt: m.now().UTC(), AppliedBy: by, WrittenAt: token}, nil
 }
 
 // Change is one difference between the current and a proposed schema.
@@ -255,8 +417,13 @@ func (m *Manager) Diff(ctx context.Context, appText string) ([]Change, Impact, e
 
 // Bootstrap makes the stored schema the manager's first version: an empty
 // engine gets the system schema composed with defaultApp; a populated one
-// (e.g. SpiceDB on PostgreSQL after a restart) is adopted as it is.
+// (e.g. SpiceDB on PostgreSQL after a restart) is adopted as it is. With a
+// store, a version already stored (by this node before a restart, or by
+// another node) wins: it is written to the engine if the engine's differs.
 func (m *Manager) Bootstrap(ctx context.Context, defaultApp string) (Version, error) {
+	if m.store != nil {
+		return m.bootstrapStored(ctx, defaultApp)
+	}
 	stored, err := m.graph.ReadSchema(ctx)
 	if err != nil {
 		return Version{}, err
@@ -272,5 +439,47 @@ func (m *Manager) Bootstrap(ctx context.Context, defaultApp string) (Version, er
 	defer m.mu.Unlock()
 	v := Version{Version: 1, AppText: app, Text: stored, AppliedAt: m.now().UTC(), AppliedBy: "system"}
 	m.versions = append(m.versions[:0], v)
+	return v, nil
+}
+
+func (m *Manager) bootstrapStored(ctx context.Context, defaultApp string) (Version, error) {
+	var v Version
+	err := m.store.InTx(ctx, func(tx store.Tx) error {
+		stored, err := m.graph.ReadSchema(ctx)
+		if err != nil {
+			return err
+		}
+		row, err := tx.LatestSchemaVersion(ctx) // takes the schema lock: nodes starting together bootstrap once
+		switch {
+		case err == nil:
+			v = fromRow(row)
+			if stored != v.Text {
+				_, err = m.graph.WriteSchema(ctx, v.Text)
+			}
+			return err
+		case !errors.Is(err, trellis.ErrNotFound):
+			return err
+		}
+		if stored == "" {
+			composed, err := Compose(defaultApp)
+			if err != nil {
+				return err
+			}
+			if v, err = m.write(ctx, nil, composed, defaultApp, nil, "system"); err != nil {
+				return err
+			}
+		} else {
+			app, err := appPart(ctx, stored)
+			if err != nil {
+				return err
+			}
+			v = Version{Version: 1, AppText: app, Text: stored, AppliedAt: m.now().UTC(), AppliedBy: "system"}
+		}
+		return tx.InsertSchemaVersion(ctx, toRow(v))
+	})
+	if err != nil {
+		return Version{}, err
+	}
+	m.adopt(v)
 	return v, nil
 }

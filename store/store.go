@@ -16,6 +16,7 @@ type Store interface {
 	Read(ctx context.Context, fn func(tx Tx) error) error
 	Ready(ctx context.Context) error
 	Close() error
+	OutboxClaimer
 }
 
 // Tx is one transaction over every table; role interfaces below keep callers narrow.
@@ -39,6 +40,8 @@ type Tx interface {
 	DelegationRows
 	ImpersonationRows
 	SCIMRows
+	SchemaVersionRows
+	SigningKeyRows
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

@@ -76,6 +76,14 @@ type Config struct {
 	// OTLPInsecure sends them in plaintext.
 	OTLPEndpoint string
 	OTLPInsecure bool
+	// Several nodes (nodes.go): the public issuer URL of tokens, the
+	// key-encryption key of stored signing keys, how often they rotate, how
+	// often a node looks for another node's schema change.
+	Issuer               string
+	KeyEncryptionKey     string
+	KeyEncryptionKeyFile string
+	SigningKeyRotation   time.Duration
+	SchemaPoll           time.Duration
 }
 
 func defaultConfig() Config {
@@ -97,6 +105,8 @@ func defaultConfig() Config {
 		AccessLogSample:        1,
 		DecisionLogSample:      1,
 		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
+		SigningKeyRotation:     24 * time.Hour,
+		SchemaPoll:             2 * time.Second,
 	}
 }
 
@@ -177,6 +187,7 @@ func (c *Config) Validate() error {
 	if c.Store == "postgres" && c.AuditKey == "" && c.AdminKey == "" {
 		errs = append(errs, errors.New("--store postgres needs --audit-key (TRELLIS_AUDIT_KEY) or --admin-key (TRELLIS_ADMIN_KEY): the audit chains' checkpoints are signed with a key that must survive restarts, and a generated admin key does not"))
 	}
+	errs = append(errs, c.validateNodes()...)
 	for _, t := range []struct {
 		flag string
 		d    time.Duration
@@ -230,6 +241,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.Float64Var(&c.DecisionLogSample, "decision-log-sample", c.DecisionLogSample, "fraction of checks the decision log keeps, above 0 to 1 (TRELLIS_DECISION_LOG_SAMPLE)")
 	f.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "export OpenTelemetry traces over OTLP/HTTP to host:port; off when empty (TRELLIS_OTLP_ENDPOINT)")
 	f.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "send traces in plaintext (TRELLIS_OTLP_INSECURE)")
+	bindNodeFlags(f, c)
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

@@ -304,7 +304,16 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			graph = engine.Trace(cached, tracer, "cache")
 		}
 	}
-	schemas := schema.NewManager(graph)
+	// the store first: schema versions and signing keys live in it, shared by every node
+	st, err := openStore(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	if tracer != nil {
+		st = store.Trace(st, tracer)
+	}
+	schemas := schema.NewManager(graph, st)
 	app := ""
 	if cfg.Demo {
 		app = demoAppSchema
@@ -323,22 +332,15 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	base := "http://" + ln.Addr().String()
-	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: base})
-	if err != nil {
-		return err
-	}
-	st, err := openStore(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	defer st.Close()
-	if tracer != nil {
-		st = store.Trace(st, tracer)
-	}
 	key := cfg.AdminKey
 	generated := key == ""
 	if generated {
 		key = generateKey()
+	}
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: issuer(cfg, ln.Addr().String(), log),
+		RotateEvery: cfg.SigningKeyRotation, Keys: st, KeyEncryptionKey: keyEncryptionKey(cfg, key, generated, log)})
+	if err != nil {
+		return err
 	}
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
 		directory.Config{Logger: log, AuditKey: auditKey(cfg, key), MovePreviews: cfg.MovePreviews,
@@ -350,6 +352,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); dir.Relay().Run(relayCtx, 5*time.Second) }()
 	defer func() { stopRelay(); <-relayDone }()
+	stopNodes := followNodes(ctx, cfg, schemas, signer, log)
+	defer stopNodes()
 	var world demoWorld
 	if cfg.Demo {
 		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {

@@ -33,7 +33,8 @@ const kindGroup = "group"
 // transactions are serializable. Calling InTx, Read, TamperAudit or
 // DeleteAuditEvent from inside a closure deadlocks.
 type Store struct {
-	mu sync.RWMutex
+	mu    sync.RWMutex
+	relay sync.Mutex // held by the outbox's one applier (ClaimOutbox)
 	tables
 }
 
@@ -88,6 +89,9 @@ type tables struct {
 	lastPos int64
 
 	outbox []store.OutboxEntry // outbox[i].Seq == i+1
+
+	schemaVersions []store.SchemaVersion // schemaVersions[i].Version == i+1
+	signingKeys    map[string]store.SigningKey
 }
 
 // New returns an empty store.
@@ -112,6 +116,7 @@ func New() *Store {
 		scim:           newSCIMTables(),
 		chains:         map[string][]*auditRow{},
 		heads:          map[string]audit.Head{},
+		signingKeys:    map[string]store.SigningKey{},
 	}}
 }
 

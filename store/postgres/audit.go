@@ -48,6 +48,12 @@ func events(rows []positioned) []audit.Event {
 }
 
 func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
+	if t.write && !t.done && t.err == nil {
+		// a writer reads a head to extend its chain: from here to commit, in commit order
+		if err := t.lockTail(ctx); err != nil {
+			return audit.Head{}, err
+		}
+	}
 	scan := func(r scanner) (audit.Head, error) {
 		var h audit.Head
 		err := r.Scan(&h.Seq, &h.Hash, &h.Checkpoint)
@@ -63,6 +69,9 @@ func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
 // which is what audit.HashOf hashes.
 func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 	if err := t.usable("append audit event", true); err != nil {
+		return err
+	}
+	if err := t.lockTail(ctx); err != nil {
 		return err
 	}
 	org := ev.Organization

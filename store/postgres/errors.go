@@ -36,6 +36,8 @@ var uniqueKeys = map[string]string{
 	"service_accounts_pkey":      "service account id",
 	"api_keys_pkey":              "API key id",
 	"provider_api_keys_pkey":     "API key id",
+	"schema_versions_pkey":       "schema version",
+	"signing_keys_pkey":          "signing key id",
 	"delegations_pkey":           "delegation id",
 	"impersonations_pkey":        "impersonation id",
 	"audit_events_pkey":          "audit position",

@@ -32,10 +32,13 @@ func scanOutbox(r scanner) (store.OutboxEntry, error) {
 }
 
 // AppendOutbox stores e under the next value of the outbox's sequence. Writers
-// hold the write lock until they commit, so seqs grow in commit order; a
-// rolled-back append leaves a gap, which the relay never waits on.
+// hold the append lock from here until they commit (locks.go), so seqs grow in
+// commit order; a rolled-back append leaves a gap, which the relay never waits on.
 func (t *tx) AppendOutbox(ctx context.Context, e store.OutboxEntry) (int64, error) {
 	if err := t.usable("append outbox entry", true); err != nil {
+		return 0, err
+	}
+	if err := t.lockTail(ctx); err != nil {
 		return 0, err
 	}
 	updates, err := encodeUpdates(e.Updates)

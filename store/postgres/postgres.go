@@ -19,8 +19,9 @@ import (
 )
 
 // writeLock is the key of the transaction-level advisory lock every InTx
-// takes first ("trellis" in ASCII), so writers run one at a time, as in the
-// memory store. Migrate's session lock uses the next key.
+// takes first ("trellis" in ASCII): exclusively, so the writer runs alone, as
+// in the memory store, or shared by writers confined to tenants (locks.go).
+// Migrate's session lock uses the next key.
 const writeLock int64 = 0x7472656c6c6973
 
 // rollbackTimeout bounds a rollback, which runs even when the caller's context
@@ -31,12 +32,15 @@ const rollbackTimeout = 5 * time.Second
 // Store is the PostgreSQL store.Store: a pgx connection pool over the schema
 // Migrate creates. Open it with Open; it is safe for concurrent use.
 //
-// InTx is one READ COMMITTED transaction that first takes the advisory lock
-// writeLock, so writers are serialized and each statement sees every earlier
-// writer's commit: outbox seqs and audit positions grow in commit order, and
-// each audit chain's seq is checked against its head with no race. Writers of
-// one Store also queue in the process before they take a connection, so that
-// waiting writers never hold the pool's connections away from readers. Read is
+// InTx is one READ COMMITTED transaction that first takes the write locks
+// (locks.go): writeLock exclusively, or shared plus the locks of the tenants
+// the context confines it to (store.WithTenants). Each statement sees every
+// earlier writer's commit; the append lock around each transaction's tail
+// keeps outbox seqs and audit positions in commit order, and each audit
+// chain's seq is checked against its head with no race. Writers of one Store
+// also queue in the process (half the pool's connections at once) before they
+// take a connection, so that waiting writers never hold the pool's
+// connections away from readers. Read is
 // one REPEATABLE READ, READ ONLY transaction: every statement in it sees the
 // same snapshot, and writers do not wait for it.
 //
@@ -64,7 +68,7 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, translate("opening the pool", err)
 	}
-	s := &Store{pool: pool, writer: make(chan struct{}, 1)}
+	s := &Store{pool: pool, writer: make(chan struct{}, max(1, cfg.MaxConns/2))}
 	if err := s.checkSchema(ctx); err != nil {
 		pool.Close()
 		return nil, err
@@ -133,8 +137,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 			rollback(ctx, ptx)
 		}
 	}()
-	if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLock); err != nil {
-		return translate("taking the write lock", err)
+	if err := takeWriteLocks(ctx, ptx, store.Tenants(ctx)); err != nil {
+		return err
 	}
 	if err := fn(t); err != nil {
 		return err
@@ -270,6 +274,7 @@ type tx struct {
 	tx    pgx.Tx
 	write bool
 	done  bool
+	tail  bool  // holds appendLock: its audit positions and outbox seqs are in commit order
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
 }
 
