@@ -249,3 +249,15 @@ func Blast(ctx context.Context, graph Engine, schemaText string, updates []Relat
 }
 
 type relationPointer struct{ typ, relation string }
+
+// Anchors returns the organizations resource hangs from (an organization is
+// its own); ok is false when the resource is not confined to organizations
+// (it reaches the platform, or the walk's bounds). See ImpersonationGate.
+func Anchors(ctx context.Context, g Engine, resource ObjectRef) (orgs []string, ok bool, err error) {
+	return ImpersonationGate{Engine: g}.anchors(ctx, resource)
+}
+
+// OrgPath returns org and its ancestors, org first, from the graph.
+func OrgPath(ctx context.Context, g Engine, org string) (path []string, ok bool, err error) {
+	return ImpersonationGate{Engine: g}.orgPath(ctx, org)
+}
