@@ -112,6 +112,7 @@ func New(d Deps) *echo.Echo {
 	s.mountSchema(graph)
 	if s.dir != nil {
 		s.mountDirectory(v1)
+		s.mountAccess(v1)
 		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
 	}
 	return e

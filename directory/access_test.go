@@ -32,7 +32,9 @@ type accessWorld struct {
 	target string
 }
 
-func newAccessWorld(t *testing.T) *accessWorld {
+func newAccessWorld(t *testing.T) *accessWorld { return newAccessWorldWith(t, "") }
+
+func newAccessWorldWith(t *testing.T, app string) *accessWorld {
 	t.Helper()
 	seed := *accessSeed
 	if seed == 0 {
@@ -46,7 +48,7 @@ func newAccessWorld(t *testing.T) *accessWorld {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
+	if _, err := schema.NewManager(eng).Bootstrap(ctx, app); err != nil {
 		t.Fatal(err)
 	}
 	s, err := New(Deps{Store: memory.New(), Graph: eng}, Config{MaxDepth: 6})
