@@ -57,7 +57,10 @@ func newAccessWorldWith(t *testing.T, app string) *accessWorld {
 	}
 	w := &accessWorld{forest: newForest(t, s, eng, rnd), s: s, eng: eng, seed: seed}
 	later := time.Now().Add(2 * time.Hour)
-	for _, org := range w.orgs[4:] { // a real delegation, on the first customer that allows it
+	for _, org := range w.orgs[4:] { // a real delegation, on the first active customer that allows it
+		if w.suspended(t, mustOrg(t, s, org)) {
+			continue
+		}
 		if _, err := s.Delegate(ctx, w.provider, org, CreateDelegation{Grantee: "user:" + w.users[7], Scopes: []string{"members", "audit"}, Subtree: true, ExpiresAt: &later}); err == nil {
 			break
 		}
@@ -366,4 +369,110 @@ func (w *accessWorld) suspended(t *testing.T, o store.Org) bool {
 		t.Fatal(err)
 	}
 	return out
+}
+
+// TestEffectiveAccessMatchesChecks: for every user of a random forest, the
+// permissions listed per organization are exactly those a check allows there
+// (every catalogue permission asked of every organization), each with a
+// path; the delegation made through the directory is named with its id and
+// expiry; the impersonation is listed for its actor; an auditor of one
+// organization is told nothing of users outside it (404).
+func TestEffectiveAccessMatchesChecks(t *testing.T) {
+	w := newAccessWorld(t)
+	ctx := t.Context()
+	delegations := 0
+	// platform staff, a few users, the delegate and the actor
+	reviewed := append(slices.Clone(w.users[:5]), w.users[7], w.actor)
+	for _, u := range reviewed {
+		ua, err := w.s.EffectiveAccess(ctx, w.provider, "user:"+u, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		listed := map[string]bool{}
+		for _, oa := range ua.Organizations {
+			for _, ps := range oa.Permissions {
+				listed[oa.Organization+" "+ps.Permission] = true
+				if len(ps.Via) == 0 {
+					t.Fatalf("user %s: %s on %s without a path", u, ps.Permission, oa.Organization)
+				}
+				for _, p := range ps.Via {
+					if p.Kind == PathDelegation && len(p.Delegations) > 0 {
+						delegations++
+						if p.ExpiresAt == nil {
+							t.Fatalf("user %s: a path through delegations %v has no expiry", u, p.Delegations)
+						}
+					}
+				}
+			}
+		}
+		for _, o := range w.orgs {
+			for _, perm := range w.s.catalogue {
+				r, err := w.eng.Check(ctx, engine.CheckRequest{Resource: orgRef(o), Permission: perm, Subject: subj("user", u), Consistency: engine.Consistency{Mode: engine.FullyConsistent}})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Allowed() != listed[o+" "+perm] {
+					t.Fatalf("user %s (seed %d): %s on %s: check says %v, effective access lists it: %v", u, w.seed, perm, o, r.Allowed(), listed[o+" "+perm])
+				}
+			}
+		}
+		if u == w.actor && len(ua.Impersonations) == 0 {
+			t.Fatalf("the actor %s's live impersonation is not listed", u)
+		}
+	}
+	if delegations == 0 {
+		t.Fatal("the delegation made through the directory is named on no path")
+	}
+	// one organization's auditor: users outside it are unknown
+	org := w.orgs[len(w.orgs)-1]
+	auditor, err := w.s.CreateUser(ctx, w.provider, CreateUser{Email: "ea-auditor@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.s.Delegate(ctx, w.provider, org, CreateDelegation{Grantee: "user:" + auditor.ID, Scopes: []string{"audit"}}); err != nil {
+		t.Fatal(err)
+	}
+	p := Principal{Kind: KindUser, ID: auditor.ID}
+	if w.suspended(t, mustOrg(t, w.s, org)) {
+		return // a suspended organization is audited by no one
+	}
+	for _, u := range w.users {
+		var ms []store.Membership
+		if err := w.s.read(ctx, func(tx store.Tx) error {
+			var err error
+			ms, err = tx.UserMemberships(ctx, u)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		inside := slices.ContainsFunc(ms, func(m store.Membership) bool { return m.Org == org })
+		ua, err := w.s.EffectiveAccess(ctx, p, u, "")
+		if !inside {
+			if !errors.Is(err, trellis.ErrNotFound) {
+				t.Fatalf("auditor of %s asking about user %s outside: %v", org, u, err)
+			}
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, oa := range ua.Organizations {
+			if oa.Organization != org {
+				t.Fatalf("auditor of %s is told about %s", org, oa.Organization)
+			}
+		}
+	}
+}
+
+func mustOrg(t *testing.T, s *Service, id string) store.Org {
+	t.Helper()
+	var o store.Org
+	if err := s.read(t.Context(), func(tx store.Tx) error {
+		var err error
+		o, err = tx.GetOrg(t.Context(), id)
+		return err
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return o
 }
