@@ -61,6 +61,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"audit/list filters and cursor", testAuditList},
 		{"audit/chain", testAuditChain},
 		{"outbox", testOutbox},
+		{"changelog", testChangelog},
 		{"tx/fn error passes through", testTxErrorPassesThrough},
 		{"tx/rollback undoes every write", testTxRollback},
 		{"tx/commit makes every write visible", testTxCommitEach},

@@ -84,6 +84,9 @@ type tables struct {
 	lastPos int64
 
 	outbox []store.OutboxEntry // outbox[i].Seq == i+1
+
+	changes         []store.RelationshipChange // changes[i].Seq == i+1
+	changelogCursor string
 }
 
 // New returns an empty store.
