@@ -16,45 +16,22 @@ func (s *Server) mountRelationships(g routes) {
 	g.POST("/relationships/read", s.readRelationships)
 }
 
+// updateJSON is one update of POST /v1/relationships/write (and of a blast radius).
+type updateJSON struct {
+	Operation    string            `json:"operation"`
+	Relationship *relationshipJSON `json:"relationship"`
+}
+
 func (s *Server) writeRelationships(c echo.Context) error {
 	var in struct {
-		Updates []struct {
-			Operation    string            `json:"operation"`
-			Relationship *relationshipJSON `json:"relationship"`
-		} `json:"updates"`
+		Updates []updateJSON `json:"updates"`
 	}
 	if err := bind(c, &in); err != nil {
 		return err
 	}
-	switch {
-	case len(in.Updates) == 0:
-		return trellis.Invalid("updates", "at least one update is required")
-	case len(in.Updates) > engine.MaxUpdatesPerWrite:
-		return trellis.Invalid("updates", "at most %d updates per write, got %d", engine.MaxUpdatesPerWrite, len(in.Updates))
-	}
-	updates := make([]engine.RelationshipUpdate, len(in.Updates))
-	for i, u := range in.Updates {
-		field := fmt.Sprintf("updates[%d]", i)
-		op := engine.Operation(u.Operation)
-		if op != engine.OpTouch && op != engine.OpCreate && op != engine.OpDelete {
-			return trellis.Invalid(field+".operation", "must be touch, create or delete, got %q", u.Operation)
-		}
-		if u.Relationship == nil {
-			return trellis.Invalid(field+".relationship", "is required")
-		}
-		rel, err := u.Relationship.parse(field + ".relationship")
-		if err != nil {
-			return err
-		}
-		// the directory owns the system definitions' relationships: a raw
-		// write could give a tenant a parent (a cycle, or another tenant's
-		// admins) that its rows do not show
-		if schema.IsSystemDefinition(rel.Resource.Type) {
-			return trellis.RuleAt(field+".relationship.relation", "system_relation",
-				"%s: %s#%s is a system relation, written only by the directory (use its endpoints: organizations, members, groups, roles, delegations, impersonations)",
-				field+".relationship", rel.Resource.Type, rel.Relation)
-		}
-		updates[i] = engine.RelationshipUpdate{Operation: op, Relationship: rel}
+	updates, err := parseUpdates(in.Updates, false)
+	if err != nil {
+		return err
 	}
 	token, err := s.engine.WriteRelationships(c.Request().Context(), updates)
 	if err != nil {
@@ -64,6 +41,42 @@ func (s *Server) writeRelationships(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, map[string]any{"writtenAt": token})
+}
+
+// parseUpdates validates the updates of a raw write; system relations are
+// refused unless system is set (a blast radius weighs them, never writes them).
+func parseUpdates(in []updateJSON, system bool) ([]engine.RelationshipUpdate, error) {
+	switch {
+	case len(in) == 0:
+		return nil, trellis.Invalid("updates", "at least one update is required")
+	case len(in) > engine.MaxUpdatesPerWrite:
+		return nil, trellis.Invalid("updates", "at most %d updates per write, got %d", engine.MaxUpdatesPerWrite, len(in))
+	}
+	updates := make([]engine.RelationshipUpdate, len(in))
+	for i, u := range in {
+		field := fmt.Sprintf("updates[%d]", i)
+		op := engine.Operation(u.Operation)
+		if op != engine.OpTouch && op != engine.OpCreate && op != engine.OpDelete {
+			return nil, trellis.Invalid(field+".operation", "must be touch, create or delete, got %q", u.Operation)
+		}
+		if u.Relationship == nil {
+			return nil, trellis.Invalid(field+".relationship", "is required")
+		}
+		rel, err := u.Relationship.parse(field + ".relationship")
+		if err != nil {
+			return nil, err
+		}
+		// the directory owns the system definitions' relationships: a raw
+		// write could give a tenant a parent (a cycle, or another tenant's
+		// admins) that its rows do not show
+		if !system && schema.IsSystemDefinition(rel.Resource.Type) {
+			return nil, trellis.RuleAt(field+".relationship.relation", "system_relation",
+				"%s: %s#%s is a system relation, written only by the directory (use its endpoints: organizations, members, groups, roles, delegations, impersonations)",
+				field+".relationship", rel.Resource.Type, rel.Relation)
+		}
+		updates[i] = engine.RelationshipUpdate{Operation: op, Relationship: rel}
+	}
+	return updates, nil
 }
 
 func (s *Server) readRelationships(c echo.Context) error {

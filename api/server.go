@@ -157,6 +157,7 @@ func New(d Deps) *echo.Echo {
 		s.mountAPIKeys(v1)
 		s.mountDirectory(v1)
 		s.mountSCIM(e, v1)
+		s.mountAccess(v1)
 		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
 	}
 	return e

@@ -588,50 +588,29 @@ func (s *Service) compare(ctx context.Context, out *Impact, orgs []store.Org, te
 			return err
 		}
 	}
+	var targets []engine.AccessTarget
 	for _, o := range orgs {
 		for _, perm := range s.catalogue {
-			before, err := usersWith(ctx, s.graph, o.ID, perm)
-			if err != nil {
-				return err
-			}
-			after, err := usersWith(ctx, scratch, o.ID, perm)
-			if err != nil {
-				return err
-			}
-			for _, u := range after {
-				if !slices.Contains(before, u) {
-					out.Totals.Gained++
-					if len(out.Gained) < moveMaxListed {
-						out.Gained = append(out.Gained, AccessChange{Subject: "user:" + u, Organization: o.ID, Permission: perm})
-					}
-				}
-			}
-			for _, u := range before {
-				if !slices.Contains(after, u) {
-					out.Totals.Lost++
-					if len(out.Lost) < moveMaxListed {
-						out.Lost = append(out.Lost, AccessChange{Subject: "user:" + u, Organization: o.ID, Permission: perm})
-					}
-				}
-			}
+			targets = append(targets, engine.AccessTarget{Object: orgRef(o.ID), Permission: perm})
 		}
 	}
-	return nil
+	return engine.DiffAccess(ctx, s.graph, scratch, targets, func(gained bool, c engine.AccessChange) error {
+		change := AccessChange{Subject: c.Subject.String(), Organization: c.Resource.ID, Permission: c.Permission}
+		if gained {
+			out.Totals.Gained++
+			if len(out.Gained) < moveMaxListed {
+				out.Gained = append(out.Gained, change)
+			}
+			return nil
+		}
+		out.Totals.Lost++
+		if len(out.Lost) < moveMaxListed {
+			out.Lost = append(out.Lost, change)
+		}
+		return nil
+	})
 }
 
 func usersWith(ctx context.Context, g engine.Engine, org, perm string) ([]string, error) {
-	found, err := g.LookupSubjects(ctx, engine.LookupSubjectsRequest{
-		Resource: orgRef(org), Permission: perm, SubjectType: "user", Consistency: engine.Consistency{Mode: engine.FullyConsistent},
-	})
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	for _, f := range found {
-		if f.ID != "*" && f.Permissionship == engine.HasPermission {
-			out = append(out, f.ID)
-		}
-	}
-	slices.Sort(out)
-	return out, nil
+	return engine.UsersWith(ctx, g, orgRef(org), perm)
 }

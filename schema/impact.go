@@ -68,6 +68,7 @@ func (m *Manager) accessImpact(ctx context.Context, proposed string, changes []C
 		names = append(names, n)
 	}
 	sort.Strings(names)
+	var targets []engine.AccessTarget
 	for _, def := range names {
 		ids, err := m.resourceIDs(ctx, def)
 		if err != nil {
@@ -76,58 +77,27 @@ func (m *Manager) accessImpact(ctx context.Context, proposed string, changes []C
 		perms := union(oldDefs[def], newPerms[def])
 		for _, id := range ids {
 			for _, p := range perms {
-				before, err := m.usersWith(ctx, m.graph, def, id, p, slices.Contains(oldDefs[def], p))
-				if err != nil {
-					return err
-				}
-				after, err := m.usersWith(ctx, scratch, def, id, p, slices.Contains(newPerms[def], p))
-				if err != nil {
-					return err
-				}
-				for u := range after {
-					if !before[u] {
-						impact.SubjectsGaining++
-						sample(impact, fmt.Sprintf("gains: user:%s %s on %s:%s", u, p, def, id))
-					}
-				}
-				for u := range before {
-					if !after[u] {
-						impact.SubjectsLosing++
-						sample(impact, fmt.Sprintf("loses: user:%s %s on %s:%s", u, p, def, id))
-					}
-				}
+				targets = append(targets, engine.AccessTarget{Object: engine.ObjectRef{Type: def, ID: id}, Permission: p,
+					MissingBefore: !slices.Contains(oldDefs[def], p), MissingAfter: !slices.Contains(newPerms[def], p)})
 			}
 		}
 	}
-	return nil
+	return engine.DiffAccess(ctx, m.graph, scratch, targets, func(gained bool, c engine.AccessChange) error {
+		if gained {
+			impact.SubjectsGaining++
+			sample(impact, fmt.Sprintf("gains: %s %s on %s", c.Subject, c.Permission, c.Resource))
+		} else {
+			impact.SubjectsLosing++
+			sample(impact, fmt.Sprintf("loses: %s %s on %s", c.Subject, c.Permission, c.Resource))
+		}
+		return nil
+	})
 }
 
 func sample(impact *Impact, s string) {
 	if len(impact.Samples) < impactMaxSamples {
 		impact.Samples = append(impact.Samples, s)
 	}
-}
-
-type subjectLookup interface {
-	LookupSubjects(ctx context.Context, req engine.LookupSubjectsRequest) ([]engine.FoundObject, error)
-}
-
-func (m *Manager) usersWith(ctx context.Context, g subjectLookup, def, id, perm string, exists bool) (map[string]bool, error) {
-	out := map[string]bool{}
-	if !exists {
-		return out, nil
-	}
-	found, err := g.LookupSubjects(ctx, engine.LookupSubjectsRequest{
-		Resource: engine.ObjectRef{Type: def, ID: id}, Permission: perm, SubjectType: "user",
-		Consistency: engine.Consistency{Mode: engine.FullyConsistent},
-	})
-	if err != nil {
-		return nil, err
-	}
-	for _, f := range found {
-		out[f.ID] = true
-	}
-	return out, nil
 }
 
 func (m *Manager) currentPermissions(ctx context.Context) (map[string][]string, error) {

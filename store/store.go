@@ -42,6 +42,7 @@ type Tx interface {
 	SCIMRows
 	SchemaVersionRows
 	SigningKeyRows
+	ChangelogRows
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

@@ -69,6 +69,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"outbox/claim", testOutboxClaim},
 		{"schema versions", testSchemaVersions},
 		{"signing keys", testSigningKeys},
+		{"changelog", testChangelog},
 		{"tx/fn error passes through", testTxErrorPassesThrough},
 		{"tx/rollback undoes every write", testTxRollback},
 		{"tx/commit makes every write visible", testTxCommitEach},

@@ -90,8 +90,10 @@ type tables struct {
 
 	outbox []store.OutboxEntry // outbox[i].Seq == i+1
 
-	schemaVersions []store.SchemaVersion // schemaVersions[i].Version == i+1
-	signingKeys    map[string]store.SigningKey
+	schemaVersions  []store.SchemaVersion // schemaVersions[i].Version == i+1
+	signingKeys     map[string]store.SigningKey
+	changes         []store.RelationshipChange // changes[i].Seq == i+1
+	changelogCursor string
 }
 
 // New returns an empty store.

@@ -1,0 +1,73 @@
+package api
+
+import (
+	"net/http"
+
+	"github.com/labstack/echo/v4"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/directory"
+	"github.com/trellis-iam/trellis/engine"
+)
+
+// mountAccess serves the access review (API.md "Access review and audit"):
+// provider admins, platform auditors and customer auditors (view_audit),
+// each answer confined by the directory to what the caller audits.
+func (s *Server) mountAccess(g routes) {
+	g.POST("/access/who-can", s.whoCan)
+	g.GET("/access/users/:user", s.userAccess)
+	g.POST("/access/blast-radius", s.blastRadius)
+}
+
+func (s *Server) whoCan(c echo.Context) error {
+	var in struct {
+		Resource   string `json:"resource"`
+		Permission string `json:"permission"`
+		PageSize   int    `json:"pageSize"`
+		Cursor     string `json:"cursor"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	if in.Resource == "" {
+		return trellis.Invalid("resource", "is required")
+	}
+	res, err := engine.ParseObjectRef("resource", in.Resource)
+	if err != nil {
+		return err
+	}
+	if err := requiredRelation("permission", in.Permission); err != nil {
+		return err
+	}
+	out, err := s.dir.WhoCan(c.Request().Context(), principal(c), directory.WhoCanQuery{Resource: res, Permission: in.Permission, PageSize: in.PageSize, Cursor: in.Cursor})
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) userAccess(c echo.Context) error {
+	out, err := s.dir.EffectiveAccess(c.Request().Context(), principal(c), c.Param("user"), c.QueryParam("organization"))
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) blastRadius(c echo.Context) error {
+	var in struct {
+		Updates []updateJSON `json:"updates"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	updates, err := parseUpdates(in.Updates, true)
+	if err != nil {
+		return err
+	}
+	out, err := s.dir.BlastRadius(c.Request().Context(), principal(c), updates)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
