@@ -37,6 +37,7 @@ type Tx interface {
 	OutboxRows
 	DelegationRows
 	ImpersonationRows
+	FederationRows
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

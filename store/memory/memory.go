@@ -84,6 +84,8 @@ type tables struct {
 	lastPos int64
 
 	outbox []store.OutboxEntry // outbox[i].Seq == i+1
+
+	federationTables
 }
 
 // New returns an empty store.
@@ -106,6 +108,8 @@ func New() *Store {
 		impersonations: map[string]store.Impersonation{},
 		chains:         map[string][]*auditRow{},
 		heads:          map[string]audit.Head{},
+
+		federationTables: newFederationTables(),
 	}}
 }
 

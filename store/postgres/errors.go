@@ -40,6 +40,10 @@ var uniqueKeys = map[string]string{
 	"audit_events_pkey":          "audit position",
 	"audit_heads_pkey":           "audit head",
 	"outbox_pkey":                "outbox seq",
+	"sso_connections_pkey":       "connection id",
+	"applications_pkey":          "application id",
+	"applications_client_id_key": "client id",
+	"sso_identities_pkey":        "identity link",
 }
 
 // secretKeys are keys whose values conflict messages leave out.
