@@ -338,3 +338,25 @@ func (s *Service) DeleteConnection(ctx context.Context, p directory.Principal, o
 		return nil
 	})
 }
+
+// ConnectionTest is the answer of POST …/connections/{id}/test: open URL in
+// a browser to run a sign-in at the IdP that creates nothing; its result
+// (subject, email, mapped roles, claims) is shown at the end.
+type ConnectionTest struct {
+	URL string `json:"url"`
+}
+
+// TestConnection starts a test sign-in through connection id of org.
+func (s *Service) TestConnection(ctx context.Context, p directory.Principal, org, id string) (ConnectionTest, error) {
+	var conn store.Connection
+	err := s.dir.ReadOrg(ctx, p, org, permManageSSO, func(tx store.Tx, o store.Org) (err error) {
+		conn, err = connectionOf(ctx, tx, o, id)
+		return err
+	})
+	if err != nil {
+		return ConnectionTest{}, err
+	}
+	ticket := newSecret()
+	s.flows.putTest(ticket, conn.ID, conn.Org, p.Actor(), s.cfg.Now())
+	return ConnectionTest{URL: s.cfg.Issuer + "/sso/test?ticket=" + ticket}, nil
+}

@@ -40,9 +40,26 @@ type pendingLogin struct {
 type flows struct {
 	mu      sync.Mutex
 	pending map[string]*pendingLogin
+	tests   map[string]*pendingLogin // connection-test tickets
 }
 
-func newFlows() *flows { return &flows{pending: map[string]*pendingLogin{}} }
+func newFlows() *flows {
+	return &flows{pending: map[string]*pendingLogin{}, tests: map[string]*pendingLogin{}}
+}
+
+func (f *flows) putTest(ticket, conn, org, by string, now time.Time) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.tests[ticket] = &pendingLogin{Connection: conn, Org: org, TestBy: by, CreatedAt: now}
+}
+
+func (f *flows) takeTest(ticket string) (*pendingLogin, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	p, ok := f.tests[ticket]
+	delete(f.tests, ticket)
+	return p, ok
+}
 
 func (f *flows) put(state string, p *pendingLogin) {
 	f.mu.Lock()
@@ -97,6 +114,7 @@ func (s *Service) PublicRoutes() []Route {
 		{http.MethodGet, "/sso/pick", s.pick},
 		{http.MethodPost, "/sso/pick", s.pick},
 		{http.MethodGet, "/login/:org", s.hostedLogin},
+		{http.MethodGet, "/sso/test", s.startTest},
 	}
 }
 
@@ -330,15 +348,15 @@ func (s *Service) loadConnection(ctx context.Context, p *pendingLogin) (store.Co
 // directory) and completes the application's authorization request.
 func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection, org store.Org, id Identity, method string) error {
 	ctx := c.Request().Context()
-	if !conn.Enabled {
-		s.refused(ctx, conn, org.ID, "connection_disabled")
-		return s.page(c, http.StatusForbidden, "connection_disabled", "This sign-in method is disabled for your organization.")
-	}
 	roles := mapRoles(conn.RoleMapping, id.Claims)
 	if p.TestBy != "" {
 		s.audit(ctx, "", org.ID, "connection.test", "connection:"+conn.ID, map[string]any{"by": p.TestBy, "subject": id.Subject, "roles": roles})
 		return c.JSON(http.StatusOK, map[string]any{"ok": true, "connection": conn.ID, "subject": id.Subject, "email": id.Email,
 			"emailVerified": id.EmailVerified, "roles": roles, "claims": id.Claims})
+	}
+	if !conn.Enabled {
+		s.refused(ctx, conn, org.ID, "connection_disabled")
+		return s.page(c, http.StatusForbidden, "connection_disabled", "This sign-in method is disabled for your organization.")
 	}
 	a, ok := s.op.grants.request(p.AuthRequest)
 	if !ok || !(*opStorage)(s.op).live(a) {
@@ -517,4 +535,19 @@ func refusalText(reason string) string {
 		return "You are not a member of this organization. Ask your administrator."
 	}
 	return "Sign-in refused (" + reason + ")."
+}
+
+// startTest runs a connection test: a sign-in at the IdP whose result is
+// shown, creating and linking nothing.
+func (s *Service) startTest(c echo.Context) error {
+	ctx := c.Request().Context()
+	t, ok := s.flows.takeTest(c.QueryParam("ticket"))
+	if !ok || s.cfg.Now().Sub(t.CreatedAt) >= s.cfg.LoginTTL {
+		return s.page(c, http.StatusBadRequest, "unknown_test", "This connection test is unknown or expired.")
+	}
+	conn, _, err := s.loadConnection(ctx, t)
+	if err != nil {
+		return s.page(c, http.StatusBadRequest, "unknown_connection", "This connection no longer exists.")
+	}
+	return s.redirectToIdP(c, conn, t.Org, "", t.TestBy)
 }

@@ -3,6 +3,8 @@ package main
 import (
 	"crypto/hkdf"
 	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"os"
@@ -14,6 +16,7 @@ import (
 
 	"github.com/trellis-iam/trellis/audit"
 	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/federation"
 )
 
 // Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
@@ -55,6 +58,10 @@ type Config struct {
 	// MemdbWarnRelationships: past this many relationships in the in-memory
 	// datastore, serve logs a warning and /readyz reports it.
 	MemdbWarnRelationships int
+	// KeyEncryptionKey seals secrets Trellis must recover (SSO connections'
+	// client secrets): 32 bytes, base64 or hex. Required with --store
+	// postgres; in memory, a key generated per process.
+	KeyEncryptionKey string
 }
 
 func defaultConfig() Config {
@@ -129,6 +136,13 @@ func (c *Config) Validate() error {
 	if c.MemdbWarnRelationships < 0 {
 		errs = append(errs, errors.New("--memdb-warn-relationships must be 0 (never warn) or positive"))
 	}
+	if c.KeyEncryptionKey != "" {
+		if _, err := decodeKEK(c.KeyEncryptionKey); err != nil {
+			errs = append(errs, err)
+		}
+	} else if c.Store == "postgres" && c.AdminKey == "" {
+		errs = append(errs, errors.New("--store postgres needs --key-encryption-key (TRELLIS_KEY_ENCRYPTION_KEY) or --admin-key: SSO connection secrets are sealed with a key that must survive restarts"))
+	}
 	if c.AuditKey != "" && len(c.AuditKey) < 16 {
 		errs = append(errs, errors.New("--audit-key must be at least 16 characters (32 random bytes, e.g. openssl rand -hex 32, recommended)"))
 	}
@@ -175,6 +189,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
 	f.IntVar(&c.MemdbWarnRelationships, "memdb-warn-relationships", c.MemdbWarnRelationships, "with --datastore memory: warn in the log and in /readyz past this many relationships (memdb's uncached checks slow down with size); 0 = never (TRELLIS_MEMDB_WARN_RELATIONSHIPS)")
+	f.StringVar(&c.KeyEncryptionKey, "key-encryption-key", c.KeyEncryptionKey, "32 bytes (base64 or hex, e.g. openssl rand -hex 32) that seal SSO connection secrets; generated per process with --store memory (TRELLIS_KEY_ENCRYPTION_KEY)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 
@@ -209,4 +224,30 @@ func auditKey(c Config, adminKey string) audit.Key {
 		panic("trellis: deriving the audit key: " + err.Error())
 	}
 	return k
+}
+
+// keyEncryptionKey is the key that seals SSO connection secrets:
+// --key-encryption-key, else HKDF-SHA256 of the configured admin key, else
+// (memory store, generated admin key) a key of this process only.
+func keyEncryptionKey(c Config) ([]byte, error) {
+	switch {
+	case c.KeyEncryptionKey != "":
+		return decodeKEK(c.KeyEncryptionKey)
+	case c.AdminKey != "":
+		return hkdf.Key(sha256.New, []byte(c.AdminKey), nil, "trellis key-encryption key v1", 32)
+	}
+	return federation.RandomKEK(), nil
+}
+
+// decodeKEK reads the key-encryption key: 32 bytes as hex or base64.
+func decodeKEK(v string) ([]byte, error) {
+	if b, err := hex.DecodeString(v); err == nil && len(b) == 32 {
+		return b, nil
+	}
+	for _, enc := range []*base64.Encoding{base64.StdEncoding, base64.RawStdEncoding, base64.URLEncoding, base64.RawURLEncoding} {
+		if b, err := enc.DecodeString(v); err == nil && len(b) == 32 {
+			return b, nil
+		}
+	}
+	return nil, errors.New("--key-encryption-key must be 32 bytes, hex or base64 (e.g. openssl rand -hex 32)")
 }

@@ -287,9 +287,17 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		defer func() { stopGuard(); <-guardDone }()
 		warnings = guard.Warnings
 	}
+	kek, err := keyEncryptionKey(cfg)
+	if err != nil {
+		return err
+	}
+	fed, err := federation.New(federation.Config{Issuer: base, KEK: kek, Logger: log}, dir, st, signer)
+	if err != nil {
+		return err
+	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
-		Directory: dir, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
+		Directory: dir, Federation: fed, Tokens: signer, AdminKey: key, Logger: log, Metrics: registry,
 		Warnings: warnings,
 	})
 	srv := &http.Server{
