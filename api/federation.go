@@ -15,10 +15,10 @@ func (s *Server) mountFederation(root, v1 routes) {
 	}
 	v1.POST("/organizations/:org/connections", s.createConnection)
 	v1.GET("/organizations/:org/connections", s.listConnections)
-	v1.GET("/organizations/:org/connections/:id", s.getConnection)
-	v1.PATCH("/organizations/:org/connections/:id", s.patchConnection)
-	v1.DELETE("/organizations/:org/connections/:id", s.deleteConnection)
-	v1.POST("/organizations/:org/connections/:id/test", s.testConnection)
+	v1.GET("/organizations/:org/connections/:connection", s.getConnection)
+	v1.PATCH("/organizations/:org/connections/:connection", s.patchConnection)
+	v1.DELETE("/organizations/:org/connections/:connection", s.deleteConnection)
+	v1.POST("/organizations/:org/connections/:connection/test", s.testConnection)
 
 	v1.POST("/applications", s.createApplication)
 	v1.GET("/applications", s.listApplications)
@@ -42,7 +42,7 @@ func (s *Server) listConnections(c echo.Context) error {
 }
 
 func (s *Server) getConnection(c echo.Context) error {
-	v, err := s.fed.GetConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("id"))
+	v, err := s.fed.GetConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection"))
 	return ok(c, v, err)
 }
 
@@ -51,16 +51,16 @@ func (s *Server) patchConnection(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
-	v, err := s.fed.UpdateConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("id"), in)
+	v, err := s.fed.UpdateConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection"), in)
 	return ok(c, v, err)
 }
 
 func (s *Server) deleteConnection(c echo.Context) error {
-	return noContent(c, s.fed.DeleteConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("id")))
+	return noContent(c, s.fed.DeleteConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection")))
 }
 
 func (s *Server) testConnection(c echo.Context) error {
-	v, err := s.fed.TestConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("id"))
+	v, err := s.fed.TestConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection"))
 	return ok(c, v, err)
 }
 

@@ -59,7 +59,10 @@ func TestSSOOIDCSecurityCases(t *testing.T) {
 		{"wrong signature under the right kid", func(o *idptest.OIDC, c map[string]any) string {
 			return o.SignWith(jose.SigningKey{Algorithm: jose.RS256, Key: jose.JSONWebKey{Key: other, KeyID: o.KID}}, c)
 		}},
-		{"issuer mix-up", func(o *idptest.OIDC, c map[string]any) string { c["iss"] = "https://idp.evil.example"; return o.Sign(c) }},
+		{"issuer mix-up", func(o *idptest.OIDC, c map[string]any) string {
+			c["iss"] = "https://idp.evil.example"
+			return o.Sign(c)
+		}},
 		{"wrong audience", func(o *idptest.OIDC, c map[string]any) string { c["aud"] = "another-client"; return o.Sign(c) }},
 		{"expired", func(o *idptest.OIDC, c map[string]any) string {
 			c["exp"], c["iat"] = time.Now().Add(-10*time.Minute).Unix(), time.Now().Add(-20*time.Minute).Unix()

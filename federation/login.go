@@ -85,7 +85,10 @@ type Route struct {
 // PublicRoutes are the browser- and application-facing routes (no Trellis
 // credentials: the OAuth2 endpoints authenticate clients themselves).
 func (s *Service) PublicRoutes() []Route {
-	opH := echo.WrapHandler(s.op.handler)
+	opH := func(c echo.Context) error { // resolved per request: routes mount before the provider serves
+		s.op.handler.ServeHTTP(c.Response(), c.Request())
+		return nil
+	}
 	authorize := func(c echo.Context) error {
 		r := c.Request()
 		org := r.URL.Query().Get("organization")
