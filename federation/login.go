@@ -118,6 +118,8 @@ func (s *Service) PublicRoutes() []Route {
 		{http.MethodPost, "/sso/pick", s.pick},
 		{http.MethodGet, "/login/:org", s.hostedLogin},
 		{http.MethodGet, "/sso/test", s.startTest},
+		{http.MethodPost, "/sso/saml/:connection/acs", s.samlACS},
+		{http.MethodGet, "/sso/saml/:connection/metadata", s.samlMetadata},
 	}
 }
 
@@ -244,6 +246,8 @@ func (s *Service) loginStart(c echo.Context) error {
 	return s.redirectToIdP(c, conn, org.ID, id, "")
 }
 
+func sha256Sum32(v string) [32]byte { return sha256.Sum256([]byte(v)) }
+
 var errNeedEmail = errors.New("need an email")
 
 // redirectToIdP starts the IdP round trip of a sign-in (or a connection test).
@@ -259,7 +263,7 @@ func (s *Service) redirectToIdP(c echo.Context, conn store.Connection, org, auth
 	}
 	state, nonce, verifier, browser := newSecret(), newSecret(), newSecret(), newSecret()
 	p := &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: nonce, Verifier: verifier,
-		Browser: sha256.Sum256([]byte(browser)), CreatedAt: s.cfg.Now(), TestBy: testBy}
+		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}
 	s.flows.put(state, p)
 	s.setBrowserCookie(c, browser)
 	u, err := o.LoginURL(ctx, state, nonce, verifier)
@@ -270,8 +274,13 @@ func (s *Service) redirectToIdP(c echo.Context, conn store.Connection, org, auth
 }
 
 func (s *Service) setBrowserCookie(c echo.Context, value string) {
-	c.SetCookie(&http.Cookie{Name: loginCookie, Value: value, Path: "/sso/", HttpOnly: true,
-		Secure: strings.HasPrefix(s.cfg.Issuer, "https:"), SameSite: http.SameSiteLaxMode, MaxAge: int(s.cfg.LoginTTL.Seconds())})
+	// SAML answers by a cross-site POST: over https the cookie is SameSite=None
+	// (and Secure); over http (local runs) browsers default it to Lax.
+	ck := &http.Cookie{Name: loginCookie, Value: value, Path: "/sso/", HttpOnly: true, MaxAge: int(s.cfg.LoginTTL.Seconds())}
+	if strings.HasPrefix(s.cfg.Issuer, "https:") {
+		ck.Secure, ck.SameSite = true, http.SameSiteNoneMode
+	}
+	c.SetCookie(ck)
 }
 
 // claimPending takes the sign-in of state, checking it is live and bound to this browser.

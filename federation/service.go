@@ -94,6 +94,7 @@ type Service struct {
 	sealer *Sealer
 	op     *provider
 	flows  *flows
+	replay *replayCache // SAML assertions accepted (this process)
 }
 
 // New builds the sign-in service.
@@ -105,7 +106,7 @@ func New(cfg Config, dir *directory.Service, st store.Store, keys KeySource) (*S
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows()}
+	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now)}
 	if s.op, err = newProvider(s); err != nil {
 		return nil, fmt.Errorf("federation: OpenID provider: %w", err)
 	}
