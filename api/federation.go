@@ -20,6 +20,9 @@ func (s *Server) mountFederation(root, v1 routes) {
 	v1.DELETE("/organizations/:org/connections/:connection", s.deleteConnection)
 	v1.POST("/organizations/:org/connections/:connection/test", s.testConnection)
 
+	v1.GET("/organizations/:org/sso-policy", s.getSSOPolicy)
+	v1.PUT("/organizations/:org/sso-policy", s.putSSOPolicy)
+
 	v1.POST("/applications", s.createApplication)
 	v1.GET("/applications", s.listApplications)
 	v1.GET("/applications/:app", s.getApplication)
@@ -94,4 +97,18 @@ func (s *Server) patchApplication(c echo.Context) error {
 
 func (s *Server) deleteApplication(c echo.Context) error {
 	return noContent(c, s.fed.DeleteApplication(c.Request().Context(), principal(c), c.Param("app")))
+}
+
+func (s *Server) getSSOPolicy(c echo.Context) error {
+	v, err := s.fed.GetPolicy(c.Request().Context(), principal(c), c.Param("org"))
+	return ok(c, v, err)
+}
+
+func (s *Server) putSSOPolicy(c echo.Context) error {
+	var in federation.PolicyInput
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	v, err := s.fed.PutPolicy(c.Request().Context(), principal(c), c.Param("org"), in)
+	return ok(c, v, err)
 }

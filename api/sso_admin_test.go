@@ -4,6 +4,7 @@ import (
 	"net/url"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestSSOConnectionsAPI: connections are managed by manage_sso holders of
@@ -171,4 +172,44 @@ func TestSSODiscoveryPickerAndHostedLogin(t *testing.T) {
 	if _, status, _ := newBrowser(t).get(h.url + "/login/nope"); status != 404 {
 		t.Fatalf("hosted login of an unknown org: %d", status)
 	}
+}
+
+// TestSSOPolicies: an organization's sign-in policy refuses other methods,
+// weaker assurance, and refresh past its session max age.
+func TestSSOPolicies(t *testing.T) {
+	w := newSSOWorld(t)
+	h, p := w.h, w.h.provider()
+	base := "/v1/organizations/acme/sso-policy"
+	if got := p.do(200, "GET", base, nil); len(strs(got["allowedSignInMethods"])) != 0 {
+		t.Fatalf("default policy %v", got)
+	}
+	p.fails(400, "", "allowedSignInMethods[0]", "PUT", base, map[string]any{"allowedSignInMethods": []string{"ldap"}})
+	p.fails(400, "", "sessionMaxAge", "PUT", base, map[string]any{"sessionMaxAge": "forever"})
+	createOrg(h, testKey, "Globex", "globex", "")
+	stranger := createUser(h, "hank@globex.example")
+	putMember(h, testKey, "globex", stranger, "admin")
+	h.as(h.token(stranger, "globex")).fails(404, "", "", "PUT", base, map[string]any{})
+
+	p.do(200, "PUT", base, map[string]any{"allowedSignInMethods": []string{"saml"}})
+	w.idp.SetUser(map[string]any{"sub": "okta|olga", "email": "olga@acme.example", "email_verified": true, "acr": "pwd"})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "method_not_allowed", "olga@acme.example")
+
+	p.do(200, "PUT", base, map[string]any{"requiredAcr": []string{"mfa"}, "sessionMaxAge": "1h"})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "acr_insufficient", "olga@acme.example")
+
+	w.idp.SetUser(map[string]any{"sub": "okta|olga", "email": "olga@acme.example", "email_verified": true, "acr": "mfa"})
+	code, verifier := w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
+	status, tok := w.exchange(code, verifier)
+	if status != 200 || jwtClaims(t, str(tok, "id_token"))["acr"] != "mfa" {
+		t.Fatalf("exchange: %d %v, want acr mfa", status, tok)
+	}
+	status, tok = w.refresh(str(tok, "refresh_token"))
+	if status != 200 {
+		t.Fatalf("refresh within the session: %d %v", status, tok)
+	}
+	h.clock.Advance(61 * time.Minute)
+	if status, out := w.refresh(str(tok, "refresh_token")); status != 400 {
+		t.Fatalf("refresh past sessionMaxAge: %d %v, want 400", status, out)
+	}
+	wantAudit(t, h, "acme", "sso_policy.update", "oauth.token.refresh.refused")
 }

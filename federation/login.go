@@ -382,6 +382,12 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 		s.refused(ctx, conn, org.ID, "acr_insufficient")
 		return s.page(c, http.StatusForbidden, "acr_insufficient", "This application needs a stronger sign-in ("+app.RequiredACR+") than your identity provider performed.")
 	}
+	if reason, err := s.policyRefusal(ctx, org.ID, method, id.ACR); err != nil {
+		return err
+	} else if reason != "" {
+		s.refused(ctx, conn, org.ID, reason)
+		return s.page(c, http.StatusForbidden, reason, refusalText(reason))
+	}
 	res, err := s.dir.SignInSSO(ctx, directory.SSOSignIn{Org: org.ID, Connection: conn.ID, Authority: conn.CreatedBy,
 		Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name, Roles: roles, Method: method,
 		JIT: conn.JIT, RecreateRemoved: conn.RecreateRemoved})
@@ -404,7 +410,7 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 	}
 	g := s.op.grants
 	g.mu.Lock()
-	a.AuthTime, a.AMR, a.ACR = s.cfg.Now(), amr, id.ACR
+	a.AuthTime, a.AMR, a.ACR, a.method, a.connection = s.cfg.Now(), amr, id.ACR, method, conn
 	if len(choices) > 1 {
 		a.pendingUser, a.Choices = res.User.ID, choices
 		g.mu.Unlock()
@@ -502,6 +508,12 @@ func (s *Service) pick(c echo.Context) error {
 	if _, err := s.liveClaims(ctx, user, want, a.ClientID); err != nil {
 		return s.page(c, http.StatusForbidden, "membership_not_active", "Your membership in this organization is not active.")
 	}
+	if reason, err := s.policyRefusal(ctx, want, a.method, a.ACR); err != nil {
+		return err
+	} else if reason != "" {
+		s.refused(ctx, a.connection, want, reason)
+		return s.page(c, http.StatusForbidden, reason, refusalText(reason))
+	}
 	g.mu.Lock()
 	if a.pendingUser != user { // picked twice at once
 		g.mu.Unlock()
@@ -543,6 +555,12 @@ func refusalText(reason string) string {
 		return "An administrator removed you from this organization."
 	case "unlinked_email":
 		return "An account with this email exists but cannot be linked to this sign-in. Ask your administrator."
+	case "method_not_allowed":
+		return "Your organization does not allow this sign-in method."
+	case "acr_insufficient":
+		return "Your organization requires a stronger sign-in than your identity provider performed."
+	case "session_max_age":
+		return "Your session is older than your organization allows: sign in again."
 	case "jit_disabled", "not_a_member":
 		return "You are not a member of this organization. Ask your administrator."
 	}

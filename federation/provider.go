@@ -108,6 +108,8 @@ type authRequest struct {
 	Choices []string
 	// pendingUser is who signed in while a pick is outstanding.
 	pendingUser string
+	method      string           // oidc | saml, of the sign-in
+	connection  store.Connection // it came through
 }
 
 func (a *authRequest) GetID() string                         { return a.ID }
@@ -432,7 +434,11 @@ func (p *opStorage) TokenRequestByRefreshToken(ctx context.Context, tok string) 
 	case f.revoked || !p.s.cfg.Now().Before(copyRT.ExpiresAt):
 		return nil, op.ErrInvalidRefreshToken
 	}
-	if _, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID); err != nil {
+	_, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	if err == nil {
+		err = p.s.withinSession(ctx, f.Org, copyRT.AuthTime)
+	}
+	if err != nil {
 		p.grants.revokeFamilies(func(x *family) bool { return x.ID == f.ID })
 		p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.refresh.refused", "user:"+f.Subject, map[string]any{"grant": f.ID, "reason": err.Error()})
 		return nil, op.ErrInvalidRefreshToken
@@ -788,4 +794,16 @@ func (s *Service) audit(ctx context.Context, clientID, org, action, target strin
 	if err := s.dir.RecordEvent(ctx, p, org, action, target, details); err != nil {
 		s.cfg.Logger.Warn("sign-in audit failed", "action", action, "err", err)
 	}
+}
+
+// withinSession: the organization's sessionMaxAge has not passed since the sign-in.
+func (s *Service) withinSession(ctx context.Context, org string, authTime time.Time) error {
+	pol, err := s.policyOf(ctx, org)
+	if err != nil {
+		return err
+	}
+	if pol.SessionMaxAge > 0 && !s.cfg.Now().Before(authTime.Add(pol.SessionMaxAge)) {
+		return errors.New("session older than the organization's sessionMaxAge")
+	}
+	return nil
 }

@@ -70,6 +70,22 @@ type SSOIdentity struct {
 	LastSignInAt time.Time
 }
 
+// SSOPolicy is how an organization lets its users sign in (no row: anything
+// its connections allow).
+type SSOPolicy struct {
+	Org            string
+	AllowedMethods []string      // oidc, saml; nil = any
+	RequiredACR    []string      // the IdP's acr must be one of these; nil = any
+	SessionMaxAge  time.Duration // refresh stops this long after the sign-in; 0 = the token's own lifetime
+	UpdatedAt      time.Time
+}
+
+// SSOPolicyRows are the sign-in policy table, one row per organization.
+type SSOPolicyRows interface {
+	GetSSOPolicy(ctx context.Context, org string) (SSOPolicy, error)
+	PutSSOPolicy(ctx context.Context, p SSOPolicy) error
+}
+
 // ConnectionRows are the SSO connection table.
 type ConnectionRows interface {
 	GetConnection(ctx context.Context, id string) (Connection, error)
@@ -103,4 +119,5 @@ type FederationRows interface {
 	ConnectionRows
 	ApplicationRows
 	SSOIdentityRows
+	SSOPolicyRows
 }

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/store"
@@ -17,6 +18,7 @@ func RunFederation(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"connections", testConnections},
 		{"applications", testApplications},
 		{"identities", testIdentities},
+		{"policies", testSSOPolicies},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, newStore(t)) })
@@ -115,4 +117,17 @@ func testIdentities(t *testing.T, s store.Store) {
 		return err
 	})
 	same(t, "GetSSOIdentity after update", got, id)
+}
+
+func testSSOPolicies(t *testing.T, s store.Store) {
+	_, err := call(t, s, store.Tx.GetSSOPolicy, "org_a1")
+	wantErr(t, "GetSSOPolicy none", err, trellis.ErrNotFound)
+	p := store.SSOPolicy{Org: "org_a1", AllowedMethods: []string{"saml"}, RequiredACR: []string{"mfa", "phr"}, SessionMaxAge: 8*time.Hour + 1500*time.Millisecond, UpdatedAt: at(1)}
+	do(t, s, store.Tx.PutSSOPolicy, p)
+	same(t, "GetSSOPolicy", get(t, s, store.Tx.GetSSOPolicy, "org_a1"), p)
+	p.AllowedMethods, p.RequiredACR, p.SessionMaxAge, p.UpdatedAt = nil, nil, 0, at(2)
+	do(t, s, store.Tx.PutSSOPolicy, p)
+	same(t, "GetSSOPolicy cleared", get(t, s, store.Tx.GetSSOPolicy, "org_a1"), p)
+	_, err = call(t, s, store.Tx.GetSSOPolicy, "org_b2")
+	wantErr(t, "GetSSOPolicy of another org", err, trellis.ErrNotFound)
 }

@@ -16,6 +16,7 @@ type federationTables struct {
 	apps        map[string]store.Application
 	appByClient map[string]string
 	identities  map[identityKey]store.SSOIdentity
+	policies    map[string]store.SSOPolicy
 }
 
 func newFederationTables() federationTables {
@@ -24,6 +25,7 @@ func newFederationTables() federationTables {
 		apps:        map[string]store.Application{},
 		appByClient: map[string]string{},
 		identities:  map[identityKey]store.SSOIdentity{},
+		policies:    map[string]store.SSOPolicy{},
 	}
 }
 
@@ -154,5 +156,23 @@ func (t *tx) PutSSOIdentity(_ context.Context, id store.SSOIdentity) error {
 	}
 	id.Roles = slices.Clone(id.Roles)
 	set(t, t.identities, identityKey{id.Connection, id.Subject}, id)
+	return nil
+}
+
+func cloneSSOPolicy(p store.SSOPolicy) store.SSOPolicy {
+	p.AllowedMethods = slices.Clone(p.AllowedMethods)
+	p.RequiredACR = slices.Clone(p.RequiredACR)
+	return p
+}
+
+func (t *tx) GetSSOPolicy(_ context.Context, org string) (store.SSOPolicy, error) {
+	return getRow(t.policies, org, cloneSSOPolicy, "sign-in policy")
+}
+
+func (t *tx) PutSSOPolicy(_ context.Context, p store.SSOPolicy) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	set(t, t.policies, p.Org, cloneSSOPolicy(p))
 	return nil
 }

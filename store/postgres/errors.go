@@ -44,6 +44,7 @@ var uniqueKeys = map[string]string{
 	"applications_pkey":          "application id",
 	"applications_client_id_key": "client id",
 	"sso_identities_pkey":        "identity link",
+	"sso_policies_pkey":          "sign-in policy",
 }
 
 // secretKeys are keys whose values conflict messages leave out.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"time"
 
 	"github.com/trellis-iam/trellis/store"
 )
@@ -147,5 +148,30 @@ func (t *tx) PutSSOIdentity(ctx context.Context, id store.SSOIdentity) error {
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (connection, subject) DO UPDATE SET user_id = $3, org = $4, roles = $5, last_sign_in_at = $7`,
 		id.Connection, id.Subject, id.User, id.Org, id.Roles, id.CreatedAt, id.LastSignInAt)
+	return err
+}
+
+// ---- sign-in policies
+
+func (t *tx) GetSSOPolicy(ctx context.Context, org string) (store.SSOPolicy, error) {
+	return one(ctx, t, "get sign-in policy", func() error { return notFound("sign-in policy", org) },
+		func(r scanner) (store.SSOPolicy, error) {
+			var (
+				p  store.SSOPolicy
+				ns int64
+			)
+			err := r.Scan(&p.Org, &p.AllowedMethods, &p.RequiredACR, &ns, &p.UpdatedAt)
+			p.SessionMaxAge = time.Duration(ns)
+			return p, err
+		},
+		`SELECT org, allowed_methods, required_acr, session_max_age_ns, updated_at FROM sso_policies WHERE org = $1`, org)
+}
+
+func (t *tx) PutSSOPolicy(ctx context.Context, p store.SSOPolicy) error {
+	_, err := t.exec(ctx, "put sign-in policy",
+		`INSERT INTO sso_policies (org, allowed_methods, required_acr, session_max_age_ns, updated_at)
+		VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (org) DO UPDATE SET allowed_methods = $2, required_acr = $3, session_max_age_ns = $4, updated_at = $5`,
+		p.Org, p.AllowedMethods, p.RequiredACR, int64(p.SessionMaxAge), p.UpdatedAt)
 	return err
 }
