@@ -151,6 +151,9 @@ func TestSSODiscoveryPickerAndHostedLogin(t *testing.T) {
 		t.Fatalf("two organizations: ended at %s %d, want the picker listing both", u.Path, status)
 	}
 	req := u.Query().Get("authRequestID")
+	if _, status, body := newBrowser(t).post(h.url+"/sso/pick", url.Values{"authRequestID": {req}, "organization": {child}}); status != 400 || pageCode(body) != "browser_mismatch" {
+		t.Fatalf("picking from another browser: %d %q, want 400 browser_mismatch", status, pageCode(body))
+	}
 	if _, status, _ := b.post(h.url+"/sso/pick", url.Values{"authRequestID": {req}, "organization": {createOrg(h, testKey, "Other", "other", "")}}); status != 403 {
 		t.Fatalf("picking an organization not offered: %d, want 403", status)
 	}

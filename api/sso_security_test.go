@@ -119,6 +119,31 @@ func TestSSOOIDCSecurityCases(t *testing.T) {
 		}
 	})
 
+	t.Run("the code goes only to the browser that signed in", func(t *testing.T) {
+		w.idp.SetUser(map[string]any{"sub": "okta|alice", "email": "alice@acme.example", "email_verified": true})
+		victim := newBrowser(t)
+		var complete string
+		victim.client.CheckRedirect = func(req *http.Request, _ []*http.Request) error {
+			if req.URL.Path == "/sso/authorize/callback" {
+				complete = req.URL.String()
+				return errors.New("stop")
+			}
+			return nil
+		}
+		_, challenge := pkce()
+		_, _ = victim.client.Get(w.app.authorizeURL("victim-state", challenge, url.Values{"organization": {"acme"}}))
+		if complete == "" {
+			t.Fatal("the flow never reached the completion step")
+		}
+		if _, status, body := newBrowser(t).get(complete); status != 400 || pageCode(body) != "browser_mismatch" {
+			t.Fatalf("completion in another browser: %d %q, want 400 browser_mismatch", status, pageCode(body))
+		}
+		victim.client.CheckRedirect = nil
+		if u, status, _ := victim.get(complete); status != 200 || !strings.HasPrefix(u.String(), w.app.redirect) || w.app.last().Get("state") != "victim-state" {
+			t.Fatalf("the victim's own completion: %s %d", u, status)
+		}
+	})
+
 	t.Run("missing or unknown state", func(t *testing.T) {
 		for _, q := range []string{"?code=x", "?code=x&state=forged"} {
 			if _, status, body := newBrowser(t).get(w.h.url + "/sso/oidc/callback" + q); status != 400 || pageCode(body) == "" {

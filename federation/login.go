@@ -41,6 +41,7 @@ type flows struct {
 	mu      sync.Mutex
 	pending map[string]*pendingLogin
 	tests   map[string]*pendingLogin // connection-test tickets
+	writes  int                      // puts since the last sweep
 }
 
 func newFlows() *flows {
@@ -61,9 +62,22 @@ func (f *flows) takeTest(ticket string) (*pendingLogin, bool) {
 	return p, ok
 }
 
-func (f *flows) put(state string, p *pendingLogin) {
+func (f *flows) put(state string, p *pendingLogin, ttl time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.writes++; f.writes >= 1000 { // drop round trips that never came back
+		f.writes = 0
+		for k, old := range f.pending {
+			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
+				delete(f.pending, k)
+			}
+		}
+		for k, old := range f.tests {
+			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
+				delete(f.tests, k)
+			}
+		}
+	}
 	f.pending[state] = p
 }
 
@@ -103,7 +117,14 @@ func (s *Service) PublicRoutes() []Route {
 		{http.MethodGet, "/.well-known/openid-configuration", opH},
 		{http.MethodGet, "/" + pathAuthorize, authorize},
 		{http.MethodPost, "/" + pathAuthorize, authorize},
-		{http.MethodGet, "/" + pathAuthorize + "/callback", opH},
+		{http.MethodGet, "/" + pathAuthorize + "/callback", func(c echo.Context) error {
+			// the code goes only to the browser that signed in
+			a, ok := s.op.grants.request(c.QueryParam("id"))
+			if !ok || !s.sameBrowser(c, a) {
+				return s.page(c, http.StatusBadRequest, "browser_mismatch", "This sign-in was started in another browser or expired.")
+			}
+			return opH(c)
+		}},
 		{http.MethodPost, "/" + pathToken, opH},
 		{http.MethodPost, "/" + pathIntrospect, opH},
 		{http.MethodGet, "/" + pathUserinfo, opH},
@@ -246,6 +267,19 @@ func (s *Service) loginStart(c echo.Context) error {
 	return s.redirectToIdP(c, conn, org.ID, id, "")
 }
 
+// sameBrowser: the request carries the login cookie of the browser that signed a in.
+func (s *Service) sameBrowser(c echo.Context, a *authRequest) bool {
+	ck, err := c.Cookie(loginCookie)
+	if err != nil {
+		return false
+	}
+	sum := sha256Sum32(ck.Value)
+	g := s.op.grants
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return a.browser != [32]byte{} && subtle.ConstantTimeCompare(sum[:], a.browser[:]) == 1
+}
+
 func sha256Sum32(v string) [32]byte { return sha256.Sum256([]byte(v)) }
 
 var errNeedEmail = errors.New("need an email")
@@ -264,7 +298,7 @@ func (s *Service) redirectToIdP(c echo.Context, conn store.Connection, org, auth
 	state, nonce, verifier, browser := newSecret(), newSecret(), newSecret(), newSecret()
 	p := &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: nonce, Verifier: verifier,
 		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}
-	s.flows.put(state, p)
+	s.flows.put(state, p, s.cfg.LoginTTL)
 	s.setBrowserCookie(c, browser)
 	u, err := o.LoginURL(ctx, state, nonce, verifier)
 	if err != nil {
@@ -410,7 +444,7 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 	}
 	g := s.op.grants
 	g.mu.Lock()
-	a.AuthTime, a.AMR, a.ACR, a.method, a.connection = s.cfg.Now(), amr, id.ACR, method, conn
+	a.AuthTime, a.AMR, a.ACR, a.method, a.connection, a.browser = s.cfg.Now(), amr, id.ACR, method, conn, p.Browser
 	if len(choices) > 1 {
 		a.pendingUser, a.Choices = res.User.ID, choices
 		g.mu.Unlock()
@@ -476,6 +510,9 @@ func (s *Service) pick(c echo.Context) error {
 	a, ok := s.op.grants.request(id)
 	if !ok || !(*opStorage)(s.op).live(a) {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in expired. Start again from the application.")
+	}
+	if !s.sameBrowser(c, a) {
+		return s.page(c, http.StatusBadRequest, "browser_mismatch", "This sign-in was started in another browser.")
 	}
 	g := s.op.grants
 	g.mu.Lock()

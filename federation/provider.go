@@ -110,6 +110,9 @@ type authRequest struct {
 	pendingUser string
 	method      string           // oidc | saml, of the sign-in
 	connection  store.Connection // it came through
+	// browser is the hash of the login cookie of the browser that signed in:
+	// only it may pick an organization or collect the code.
+	browser [32]byte
 }
 
 func (a *authRequest) GetID() string                         { return a.ID }
@@ -176,11 +179,65 @@ type grants struct {
 	families  map[string]*family
 	access    map[string]*accessToken
 	refresh   map[string]*refreshToken // SHA-256 hex of the token → token
+	usedAt    map[string]time.Time     // redeemed code → when (kept for the login TTL)
+	writes    int                      // inserts since the last sweep
+}
+
+// maxInFlight bounds authorization requests waiting for a sign-in (503 past it).
+const maxInFlight = 100_000
+
+// sweepLocked drops what has expired: requests and used codes past ttl,
+// access tokens past their expiry, refresh tokens past theirs, families with
+// nothing left. It runs every 1,000 inserts; g.mu must be held.
+func (g *grants) sweepLocked(now time.Time, ttl time.Duration) {
+	g.writes++
+	if g.writes < 1000 {
+		return
+	}
+	g.writes = 0
+	for id, a := range g.requests {
+		if now.Sub(a.CreatedAt) >= ttl {
+			delete(g.requests, id)
+			if a.code != "" {
+				delete(g.codes, a.code)
+			}
+		}
+	}
+	for code, at := range g.usedAt {
+		if now.Sub(at) >= ttl {
+			delete(g.usedAt, code)
+			delete(g.usedCodes, code)
+		}
+	}
+	live := map[string]bool{}
+	for id, at := range g.access {
+		if !now.Before(at.ExpiresAt) {
+			delete(g.access, id)
+		} else {
+			live[at.Family] = true
+		}
+	}
+	for h, rt := range g.refresh {
+		if !now.Before(rt.ExpiresAt) {
+			delete(g.refresh, h)
+		} else {
+			live[rt.Family] = true
+		}
+	}
+	for _, fam := range g.usedCodes { // a code still remembered keeps its family revocable
+		live[fam] = true
+	}
+	for id := range g.families {
+		if !live[id] && g.requests[id] == nil {
+			delete(g.families, id)
+		}
+	}
 }
 
 func newGrants() *grants {
 	return &grants{requests: map[string]*authRequest{}, codes: map[string]string{}, usedCodes: map[string]string{},
-		families: map[string]*family{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{}}
+		families: map[string]*family{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{},
+		usedAt: map[string]time.Time{}}
 }
 
 func tokenHash(tok string) string {
@@ -246,6 +303,10 @@ func (p *opStorage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, 
 	g := p.grants
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	g.sweepLocked(a.CreatedAt, p.s.cfg.LoginTTL)
+	if len(g.requests) >= maxInFlight {
+		return nil, oidc.ErrServerError().WithDescription("too many sign-ins in flight; try again")
+	}
 	g.requests[a.ID] = a
 	return a, nil
 }
@@ -310,6 +371,7 @@ func (p *opStorage) DeleteAuthRequest(_ context.Context, id string) error {
 	if a, ok := g.requests[id]; ok && a.code != "" {
 		delete(g.codes, a.code)
 		g.usedCodes[a.code] = id
+		g.usedAt[a.code] = p.s.cfg.Now()
 	}
 	delete(g.requests, id)
 	return nil
@@ -357,6 +419,7 @@ func (p *opStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) 
 	at := p.newAccess(f, req.GetScopes())
 	g := p.grants
 	g.mu.Lock()
+	g.sweepLocked(at.IssuedAt, p.s.cfg.LoginTTL)
 	g.access[at.ID] = at
 	g.mu.Unlock()
 	p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.issue", "user:"+f.Subject, map[string]any{"grant": f.ID, "refresh": false})
@@ -392,6 +455,7 @@ func (p *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Tok
 	}
 	at := p.newAccess(f, req.GetScopes())
 	secret := newSecret()
+	g.sweepLocked(now, p.s.cfg.LoginTTL)
 	g.access[at.ID] = at
 	g.refresh[tokenHash(secret)] = rt
 	g.mu.Unlock()

@@ -96,7 +96,7 @@ func (s *Service) samlRedirect(c echo.Context, conn store.Connection, org, authR
 		return err
 	}
 	s.flows.put(state, &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: req.ID,
-		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy})
+		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}, s.cfg.LoginTTL)
 	s.setBrowserCookie(c, browser)
 	return c.Redirect(http.StatusFound, u.String())
 }
