@@ -85,6 +85,9 @@ func TestSSOSAMLSignIn(t *testing.T) {
 	b := newBrowser(t)
 	verifier, challenge := pkce()
 	_, status, body := b.get(w.app.authorizeURL("st", challenge, url.Values{"organization": {"umbrella"}}))
+	if status != 200 {
+		t.Fatalf("to the IdP: %d", status)
+	}
 	action, form := samlForm(t, body)
 	if action != w.acs {
 		t.Fatalf("the IdP posts to %s, want the connection's ACS %s", action, w.acs)
