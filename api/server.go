@@ -38,6 +38,9 @@ type Deps struct {
 	Actors  ActorGate
 	// Directory serves organizations, users and the rest; nil leaves those routes unmounted.
 	Directory *directory.Service
+	// Federation serves sign-in (connections, applications, SSO and the
+	// OpenID provider); nil leaves those routes unmounted. It needs Directory.
+	Federation *federation.Service
 	// Tokens verifies user access tokens and publishes their keys; nil accepts none.
 	Tokens   TokenVerifier
 	AdminKey string
@@ -73,6 +76,7 @@ type Server struct {
 	schemas  *schema.Manager
 	actors   ActorGate
 	dir      *directory.Service
+	fed      *federation.Service
 	tokens   TokenVerifier
 	adminKey [32]byte
 	hasAdmin bool
@@ -96,7 +100,7 @@ type TokenVerifier interface {
 
 // New builds the echo application.
 func New(d Deps) *echo.Echo {
-	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, tokens: d.Tokens, log: d.Logger, warnings: d.Warnings}
+	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, fed: d.Federation, tokens: d.Tokens, log: d.Logger, warnings: d.Warnings}
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
@@ -159,6 +163,9 @@ func New(d Deps) *echo.Echo {
 		s.mountSCIM(e, v1)
 		s.mountAccess(v1)
 		root.POST("/v1/invitations/:token/accept", s.acceptInvitation)
+		if s.fed != nil {
+			s.mountFederation(root, v1)
+		}
 	}
 	return e
 }

@@ -51,7 +51,7 @@ func (s *Service) ClaimDomain(ctx context.Context, p Principal, ref, domain stri
 	var out DomainClaim
 	created := false
 	err = s.run(ctx, p, "domain.claim", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
+		org, err := s.orgFor(ctx, tx, p, ref, permManageSSO)
 		if err != nil {
 			return err
 		}
@@ -89,7 +89,7 @@ func (s *Service) VerifyDomainClaim(ctx context.Context, p Principal, ref, domai
 	dom := strings.ToLower(strings.TrimSpace(domain))
 	var out DomainClaim
 	err := s.run(ctx, p, "domain.verify", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
+		org, err := s.orgFor(ctx, tx, p, ref, permManageSSO)
 		if err != nil {
 			return err
 		}

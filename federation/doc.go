@@ -1,10 +1,15 @@
-// Package federation is Trellis's side of identity federation: per-organization
-// SSO connections to customer IdPs (OIDC and SAML, domain discovery, JIT
-// membership — later) and Trellis as a token issuer. Today it holds the Signer:
-// it issues short-lived user access tokens (ES256 JWTs, RFC 9068 "at+jwt"),
+// Package federation is sign-in: per-organization SSO connections to customer
+// IdPs (OIDC with go-oidc, SAML with crewjam/saml), domain discovery, the
+// organization picker and hosted pages, and Trellis as an OpenID provider to
+// applications (zitadel/oidc op: authorization code + PKCE, refresh rotation,
+// userinfo, introspection, revocation, logout). It also holds the Signer: it
+// issues short-lived user access tokens (ES256 JWTs, RFC 9068 "at+jwt"),
 // verifies them, rotates its signing keys and publishes the public keys for
-// /.well-known/jwks.json (ADR 0005).
+// /.well-known/jwks.json (ADR 0005); the provider signs with the same keys
+// through KeySource (ADR 0016).
 //
-// federation must not import api, and never touches SpiceDB (engine) directly:
-// memberships and grants that SSO creates go through directory.
+// federation must not import api, and never touches SpiceDB (engine)
+// directly: users, memberships and roles that sign-in creates are written by
+// directory.SignInSSO, and its own rows (connections, applications, policies)
+// inside the directory's audited operations.
 package federation

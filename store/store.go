@@ -43,6 +43,7 @@ type Tx interface {
 	SchemaVersionRows
 	SigningKeyRows
 	ChangelogRows
+	FederationRows
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

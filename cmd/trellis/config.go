@@ -277,3 +277,4 @@ func auditKey(c Config, adminKey string) audit.Key {
 	}
 	return k
 }
+

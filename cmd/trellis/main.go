@@ -337,8 +337,10 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	if generated {
 		key = generateKey()
 	}
-	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: issuer(cfg, ln.Addr().String(), log),
-		RotateEvery: cfg.SigningKeyRotation, Keys: st, KeyEncryptionKey: keyEncryptionKey(cfg, key, generated, log)})
+	kek := keyEncryptionKey(cfg, key, generated, log)
+	iss := issuer(cfg, ln.Addr().String(), log)
+	signer, err := federation.NewSigner(federation.SignerConfig{Issuer: iss,
+		RotateEvery: cfg.SigningKeyRotation, Keys: st, KeyEncryptionKey: kek})
 	if err != nil {
 		return err
 	}
@@ -376,9 +378,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer closeDecisions()
+	fed, err := federation.New(federation.Config{Issuer: iss, KEK: sealingKey(kek), Logger: log}, dir, st, signer)
+	if err != nil {
+		return err
+	}
 	handler := api.New(api.Deps{
 		Engine: graph, Schemas: schemas, Actors: engine.ImpersonationGate{Engine: graph},
-		Directory: dir, Tokens: signer, AdminKey: key, Logger: log,
+		Directory: dir, Federation: fed, Tokens: signer, AdminKey: key, Logger: log,
 		Metrics: prometheus.Gatherers{registry, prometheus.DefaultGatherer}, Registerer: registry,
 		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
 		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},

@@ -89,6 +89,17 @@ func keyEncryptionKey(c Config, adminKey string, generatedAdmin bool, log *slog.
 	return k
 }
 
+// sealingKey is the key SSO connection secrets are sealed with: derived
+// from the key-encryption key (keyEncryptionKey) for that use alone, so the
+// one secret an operator keeps covers signing keys and connection secrets.
+func sealingKey(kek []byte) []byte {
+	k, err := hkdf.Key(sha256.New, kek, nil, "trellis sso connection secrets v1", 32)
+	if err != nil {
+		panic("trellis: deriving the sealing key: " + err.Error())
+	}
+	return k
+}
+
 // issuer is --issuer, or http://<listen address> for local use (with a
 // warning when that is not loopback: tokens then name an address clients and
 // other nodes may not share).

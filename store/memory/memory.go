@@ -94,6 +94,7 @@ type tables struct {
 	signingKeys     map[string]store.SigningKey
 	changes         []store.RelationshipChange // changes[i].Seq == i+1
 	changelogCursor string
+	federationTables
 }
 
 // New returns an empty store.
@@ -119,6 +120,8 @@ func New() *Store {
 		chains:         map[string][]*auditRow{},
 		heads:          map[string]audit.Head{},
 		signingKeys:    map[string]store.SigningKey{},
+
+		federationTables: newFederationTables(),
 	}}
 }
 

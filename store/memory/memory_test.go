@@ -31,3 +31,5 @@ func TestConcurrent(t *testing.T) {
 		return out
 	})
 }
+
+func TestFederationConformance(t *testing.T) { conformance.RunFederation(t, newStore) }

@@ -43,6 +43,11 @@ var uniqueKeys = map[string]string{
 	"audit_events_pkey":          "audit position",
 	"audit_heads_pkey":           "audit head",
 	"outbox_pkey":                "outbox seq",
+	"sso_connections_pkey":       "connection id",
+	"applications_pkey":          "application id",
+	"applications_client_id_key": "client id",
+	"sso_identities_pkey":        "identity link",
+	"sso_policies_pkey":          "sign-in policy",
 }
 
 // secretKeys are keys whose values conflict messages leave out.
