@@ -277,4 +277,3 @@ func auditKey(c Config, adminKey string) audit.Key {
 	}
 	return k
 }
-
