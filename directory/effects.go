@@ -50,7 +50,7 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 	if p.Kind == KindProvider {
 		return nil
 	}
-	if p.Impersonation != "" && mintsAuthority(o.action) {
+	if (p.Impersonation != "" || o.p.Impersonation != "") && mintsAuthority(o.action) {
 		return fmt.Errorf("%w: an impersonation never mints lasting authority (%s)", trellis.ErrForbidden, o.action)
 	}
 	if p.Permissions != nil && !slices.Contains(p.Permissions, permManage) &&
@@ -63,7 +63,10 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 	if ok, err := s.isProvider(ctx, p); err != nil || ok {
 		return err
 	}
-	ev := &effects{s: s, tx: tx, o: o, p: p, held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}}
+	// the caller may act on another's authority (an invitation accepted under
+	// impersonation is weighed against its inviter): it stays an impersonation
+	ev := &effects{s: s, tx: tx, o: o, p: p, impersonated: p.Impersonation != "" || o.p.Impersonation != "",
+		held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}}
 	// delete filters (a deleted group, role, service account or organization)
 	// take away what their stored relationships of system definitions give;
 	// app relationships they remove only named the deleted object
@@ -102,9 +105,12 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 }
 
 // mintsAuthority: actions whose result is lasting authority for someone,
-// whatever tuples they write (a pending delegation writes none yet).
+// whatever tuples they write (a pending delegation writes none yet). Creating
+// or moving an organization is among them: its ancestors' administrators
+// gain administration of it (the authorization model test found an
+// impersonation creating a sub-organization, so granting manage to them).
 func mintsAuthority(action string) bool {
-	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account.", "scim_token."} {
+	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account.", "scim_token.", "organization.create", "organization.move"} {
 		if strings.HasPrefix(action, prefix) {
 			return true
 		}
@@ -114,13 +120,16 @@ func mintsAuthority(action string) bool {
 
 // effects evaluates one operation's changes, memoising graph answers.
 type effects struct {
-	s      *Service
-	tx     store.Tx
-	o      *op
-	p      Principal
-	held   map[need]bool
-	govern map[string]bool
-	covers map[string]bool
+	s  *Service
+	tx store.Tx
+	o  *op
+	p  Principal
+	// impersonated: the operation is an impersonation's, whoever's
+	// authority it is weighed against: it grants nothing beyond access
+	impersonated bool
+	held         map[need]bool
+	govern       map[string]bool
+	covers       map[string]bool
 }
 
 // net reports whether u changes the graph, and whether it is a gain: a touch
@@ -158,7 +167,7 @@ func (ev *effects) net(ctx context.Context, u engine.RelationshipUpdate) (gain, 
 
 // require checks one changed relationship's effect against the principal.
 func (ev *effects) require(ctx context.Context, r engine.Relationship, e effect, gain bool) error {
-	if gain && ev.p.Impersonation != "" && len(e.subjects) > 0 && slices.ContainsFunc(e.needs, func(n need) bool { return n.perm != permAccess }) {
+	if gain && ev.impersonated && len(e.subjects) > 0 && slices.ContainsFunc(e.needs, func(n need) bool { return n.perm != permAccess }) {
 		return fmt.Errorf("%w: an impersonation never grants roles or administration (%s)", trellis.ErrForbidden, r)
 	}
 	for _, n := range e.needs {

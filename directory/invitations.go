@@ -204,6 +204,11 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 			return fmt.Errorf("%w: user %s is suspended", trellis.ErrForbidden, u.ID)
 		}
 		actor = Principal{Kind: KindUser, ID: u.ID}
+		if p != nil && p.Kind == KindUser && p.Impersonation != "" {
+			// accepted under impersonation: it grants nothing beyond plain
+			// access (authorizeEffects), whoever invited
+			actor.Impersonator, actor.Impersonation = p.Impersonator, p.Impersonation
+		}
 		o.p = actor
 		// what the membership grants is the inviter's grant: it is authorized
 		// against the inviter's authority now, so an invitation dies with it
