@@ -339,3 +339,16 @@ func TestSCIMBulk(t *testing.T) {
 		t.Fatalf("an operation after failOnErrors was reached ran: %v", out)
 	}
 }
+
+// TestSCIMTokenFollowsItsCreator: the token's authority is its creator's now,
+// not when it was minted: a demoted creator's token provisions nothing.
+func TestSCIMTokenFollowsItsCreator(t *testing.T) {
+	w := newSCIMWorld(t)
+	w.must(201, "POST", "/scim/v2/acme/Users", map[string]any{"userName": "ann@acme.example"})
+	putMember(w.h, testKey, "acme", w.admin, "member")
+	w.fails(403, "", "POST", "/scim/v2/acme/Users", map[string]any{"userName": "bob@acme.example"})
+	w.fails(403, "", "GET", "/scim/v2/acme/Users", nil)
+	if out := w.h.must(200, "GET", "/v1/organizations/acme/members", nil); len(out["members"].([]any)) != 2 {
+		t.Fatalf("members after the demoted creator's token wrote: %v", out)
+	}
+}
