@@ -5,8 +5,9 @@
 // userinfo, introspection, revocation, logout). It also holds the Signer: it
 // issues short-lived user access tokens (ES256 JWTs, RFC 9068 "at+jwt"),
 // verifies them, rotates its signing keys and publishes the public keys for
-// /.well-known/jwks.json (ADR 0005); the provider signs with the same keys
-// through KeySource (ADR 0016).
+// /.well-known/jwks.json (ADR 0005). With a store, the keys are rows shared by
+// every node, sealed under a key-encryption key (keystore.go, ADR 0013). The
+// provider signs with the same keys through KeySource (ADR 0016).
 //
 // federation must not import api, and never touches SpiceDB (engine)
 // directly: users, memberships and roles that sign-in creates are written by
