@@ -61,6 +61,9 @@ type Deps struct {
 	// Tracer, when set, makes every request an OpenTelemetry server span
 	// (W3C traceparent honoured); nil: no tracing.
 	Tracer trace.Tracer
+	// Warnings, when set, are conditions /readyz reports while still ready
+	// (e.g. memdb past the size it serves well).
+	Warnings func() []string
 }
 
 // Server routes HTTP requests to Trellis's services.
@@ -82,6 +85,7 @@ type Server struct {
 	tracer       trace.Tracer
 	access       *slog.Logger
 	accessSample float64
+	warnings     func() []string
 }
 
 // TokenVerifier checks user access tokens (the federation signer).
@@ -92,7 +96,7 @@ type TokenVerifier interface {
 
 // New builds the echo application.
 func New(d Deps) *echo.Echo {
-	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, tokens: d.Tokens, log: d.Logger}
+	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, tokens: d.Tokens, log: d.Logger, warnings: d.Warnings}
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
@@ -280,5 +284,11 @@ func (s *Server) readyz(c echo.Context) error {
 			return fmt.Errorf("%w: directory store: %v", trellis.ErrUnavailable, err)
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]string{"status": "ready"})
+	body := map[string]any{"status": "ready"}
+	if s.warnings != nil {
+		if w := s.warnings(); len(w) > 0 {
+			body["warnings"] = w
+		}
+	}
+	return c.JSON(http.StatusOK, body)
 }

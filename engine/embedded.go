@@ -13,6 +13,7 @@ import (
 	dscfg "github.com/authzed/spicedb/pkg/cmd/datastore"
 	"github.com/authzed/spicedb/pkg/cmd/server"
 	"github.com/authzed/spicedb/pkg/cmd/util"
+	"github.com/authzed/spicedb/pkg/datastore"
 )
 
 // EmbeddedConfig configures SpiceDB running inside the Trellis process.
@@ -57,6 +58,9 @@ type Embedded struct {
 	conn   *grpc.ClientConn
 	cancel context.CancelFunc
 	done   chan error
+	// memdb is the in-memory datastore when Trellis made it (Datastore
+	// "memory"): the server does not close a datastore it was handed, Close does.
+	memdb datastore.Datastore
 
 	closeOnce sync.Once
 	closeErr  error
@@ -67,12 +71,27 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	scfg := server.NewConfigWithOptionsAndDefaults(append(serverOptions(cfg),
+	opts := append(serverOptions(cfg),
 		server.WithGRPCServer(util.GRPCServerConfig{Network: util.BufferedNetwork, Enabled: true}),
 		server.WithGRPCAuthFunc(func(ctx context.Context) (context.Context, error) { return ctx, nil }),
-	)...)
+	)
+	var memdb datastore.Datastore
+	if cfg.Datastore == "memory" {
+		// made here rather than by the server so that its size can be read
+		// (RelationshipCount); the options are those the server would pass
+		ds, err := dscfg.NewDatastore(ctx, datastoreConfig(cfg).ToOption(), dscfg.WithFilterMaximumIDCount(dispatchChunkSize))
+		if err != nil {
+			return nil, fmt.Errorf("engine: create memdb datastore: %w", err)
+		}
+		memdb = ds
+		opts = append(opts, server.WithDatastore(ds), server.WithDispatchChunkSize(dispatchChunkSize))
+	}
+	scfg := server.NewConfigWithOptionsAndDefaults(opts...)
 	runnable, err := scfg.Complete(ctx)
 	if err != nil {
+		if memdb != nil {
+			_ = memdb.Close()
+		}
 		return nil, fmt.Errorf("engine: configure embedded spicedb: %w", err)
 	}
 	runCtx, cancel := context.WithCancel(context.Background())
@@ -83,21 +102,19 @@ func StartEmbedded(ctx context.Context, cfg EmbeddedConfig) (*Embedded, error) {
 	if err != nil {
 		cancel()
 		<-done
+		if memdb != nil {
+			_ = memdb.Close()
+		}
 		return nil, fmt.Errorf("engine: connect to embedded spicedb: %w", err)
 	}
-	return &Embedded{SpiceDB: NewSpiceDB(conn), conn: conn, cancel: cancel, done: done}, nil
+	return &Embedded{SpiceDB: NewSpiceDB(conn), conn: conn, cancel: cancel, done: done, memdb: memdb}, nil
 }
 
 // serverOptions are the SpiceDB server settings shared by the embedded server
 // and StartServer: the datastore, nothing else listening or phoning home, and
 // bounded caches. The caller adds the gRPC server and its authentication.
 func serverOptions(cfg EmbeddedConfig) []server.ConfigOption {
-	ds := dscfg.NewConfigWithOptionsAndDefaults(
-		dscfg.WithEngine(cfg.Datastore),
-		dscfg.WithURI(cfg.DatastoreURI),
-		dscfg.WithRevisionQuantization(cfg.RevisionQuantization),
-		dscfg.WithGCWindow(24*time.Hour),
-	)
+	ds := datastoreConfig(cfg)
 	cache := server.CacheConfig{Name: "dispatch", Enabled: true, MaxCost: cfg.DispatchCacheMaxCost}
 	nsCache := server.CacheConfig{Name: "namespace", Enabled: true, MaxCost: "16MiB"}
 	return []server.ConfigOption{
@@ -116,14 +133,47 @@ func serverOptions(cfg EmbeddedConfig) []server.ConfigOption {
 	}
 }
 
+// dispatchChunkSize is SpiceDB's default, named because a datastore made by
+// Trellis is told it as the server would tell its own.
+const dispatchChunkSize = 100
+
+func datastoreConfig(cfg EmbeddedConfig) *dscfg.Config {
+	return dscfg.NewConfigWithOptionsAndDefaults(
+		dscfg.WithEngine(cfg.Datastore),
+		dscfg.WithURI(cfg.DatastoreURI),
+		dscfg.WithRevisionQuantization(cfg.RevisionQuantization),
+		dscfg.WithGCWindow(24*time.Hour),
+	)
+}
+
+// RelationshipCount is how many relationships the in-memory datastore holds
+// (ErrUnsupported on any other datastore: count those with their own tools).
+// It walks memdb's table under its read lock, a few milliseconds per 100,000.
+func (e *Embedded) RelationshipCount(ctx context.Context) (uint64, error) {
+	if e.memdb == nil {
+		return 0, errors.ErrUnsupported
+	}
+	st, err := e.memdb.Statistics(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("engine: memdb statistics: %w", err)
+	}
+	return st.EstimatedRelationshipCount, nil
+}
+
 // Close stops the embedded server: client first, then the server (which closes
-// the datastore it created).
+// the datastore it created), then the memdb datastore Trellis created.
 // Closing twice is harmless.
 func (e *Embedded) Close() error {
 	e.closeOnce.Do(func() {
 		cerr := e.conn.Close()
 		e.cancel()
-		if rerr := <-e.done; rerr != nil && !errors.Is(rerr, context.Canceled) {
+		rerr := <-e.done
+		if e.memdb != nil {
+			if err := e.memdb.Close(); err != nil && cerr == nil {
+				cerr = err
+			}
+		}
+		if rerr != nil && !errors.Is(rerr, context.Canceled) {
 			e.closeErr = rerr
 			return
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/trellis-iam/trellis/audit"
+	"github.com/trellis-iam/trellis/engine"
 )
 
 // Config is every setting of `trellis serve`. Flags and TRELLIS_* environment
@@ -72,26 +73,30 @@ type Config struct {
 	// OTLPInsecure sends them in plaintext.
 	OTLPEndpoint string
 	OTLPInsecure bool
+	// MemdbWarnRelationships: past this many relationships in the in-memory
+	// datastore, serve logs a warning and /readyz reports it.
+	MemdbWarnRelationships int
 }
 
 func defaultConfig() Config {
 	return Config{
-		Addr:                 "127.0.0.1:8080",
-		Datastore:            "memory",
-		Store:                "memory",
-		LogLevel:             "info",
-		RevisionQuantization: time.Second,
-		DispatchCache:        "64MiB",
-		CacheEntries:         1_000_000,
-		CacheMaxBytes:        256 << 20,
-		CacheTTL:             10 * time.Minute,
-		ReadHeaderTimeout:    10 * time.Second,
-		ReadTimeout:          30 * time.Second,
-		WriteTimeout:         60 * time.Second,
-		IdleTimeout:          120 * time.Second,
-		LogFormat:            "text",
-		AccessLogSample:      1,
-		DecisionLogSample:    1,
+		Addr:                   "127.0.0.1:8080",
+		Datastore:              "memory",
+		Store:                  "memory",
+		LogLevel:               "info",
+		RevisionQuantization:   time.Second,
+		DispatchCache:          "64MiB",
+		CacheEntries:           1_000_000,
+		CacheMaxBytes:          256 << 20,
+		CacheTTL:               10 * time.Minute,
+		ReadHeaderTimeout:      10 * time.Second,
+		ReadTimeout:            30 * time.Second,
+		WriteTimeout:           60 * time.Second,
+		IdleTimeout:            120 * time.Second,
+		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
+		LogFormat:              "text",
+		AccessLogSample:        1,
+		DecisionLogSample:      1,
 	}
 }
 
@@ -163,6 +168,9 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	if c.MemdbWarnRelationships < 0 {
+		errs = append(errs, errors.New("--memdb-warn-relationships must be 0 (never warn) or positive"))
+	}
 	if c.AuditKey != "" && len(c.AuditKey) < 16 {
 		errs = append(errs, errors.New("--audit-key must be at least 16 characters (32 random bytes, e.g. openssl rand -hex 32, recommended)"))
 	}
@@ -221,6 +229,7 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.Float64Var(&c.DecisionLogSample, "decision-log-sample", c.DecisionLogSample, "fraction of checks the decision log keeps, above 0 to 1 (TRELLIS_DECISION_LOG_SAMPLE)")
 	f.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "export OpenTelemetry traces over OTLP/HTTP to host:port; off when empty (TRELLIS_OTLP_ENDPOINT)")
 	f.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "send traces in plaintext (TRELLIS_OTLP_INSECURE)")
+	f.IntVar(&c.MemdbWarnRelationships, "memdb-warn-relationships", c.MemdbWarnRelationships, "with --datastore memory: warn in the log and in /readyz past this many relationships (memdb's uncached checks slow down with size); 0 = never (TRELLIS_MEMDB_WARN_RELATIONSHIPS)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

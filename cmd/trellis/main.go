@@ -285,6 +285,10 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		return err
 	}
 	defer stopTracing()
+	var guard *engine.MemdbGuard // memdb's size, measured from after the demo on
+	if counting, ok := eng.(engine.CountingEngine); ok && cfg.Datastore == "memory" && cfg.SpiceDBEndpoint == "" && cfg.MemdbWarnRelationships > 0 {
+		guard = engine.NewMemdbGuard(counting, uint64(cfg.MemdbWarnRelationships), log, registry)
+	}
 	var graph engine.Engine = eng
 	if tracer != nil {
 		graph = engine.Trace(eng, tracer, "engine")
@@ -352,6 +356,17 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	var warnings func() []string
+	if guard != nil {
+		if err := guard.Measure(ctx); err != nil {
+			return fmt.Errorf("memdb size: %w", err)
+		}
+		guardCtx, stopGuard := context.WithCancel(ctx)
+		guardDone := make(chan struct{})
+		go func() { defer close(guardDone); guard.Run(guardCtx, time.Minute) }()
+		defer func() { stopGuard(); <-guardDone }()
+		warnings = guard.Warnings
+	}
 	decisions, closeDecisions, err := decisionLog(cfg, registry)
 	if err != nil {
 		return err
@@ -365,6 +380,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
 			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
 		DecisionLog: decisions, Tracer: tracer,
+		Warnings: warnings,
 	})
 	srv := &http.Server{
 		Handler:           handler,
@@ -374,6 +390,9 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		IdleTimeout:       cfg.IdleTimeout,
 	}
 	fmt.Fprintf(out, "Trellis %s listening on %s\n", version, base)
+	if guard != nil {
+		fmt.Fprintf(out, "Datastore: memdb, in memory (for the demo, tests and small data: lost at exit, slower past ~%d relationships; production: --datastore postgres)\n", cfg.MemdbWarnRelationships)
+	}
 	if generated {
 		fmt.Fprintf(out, "Admin key (generated; set TRELLIS_ADMIN_KEY to choose one): %s\n", key)
 	}

@@ -227,3 +227,38 @@ func TestAuditKeyFromConfig(t *testing.T) {
 		t.Errorf("a short --audit-key must be refused: %v", err)
 	}
 }
+
+// TestServeReportsMemdbPastItsSize: a demo on memdb is small, so /readyz has no
+// warning by default; with the threshold below the demo's size, /readyz (still
+// 200) and the metrics say memdb holds more than it serves well.
+func TestServeReportsMemdbPastItsSize(t *testing.T) {
+	for _, tc := range []struct {
+		threshold int
+		warned    bool
+	}{{0, false}, {10, true}} {
+		cfg := defaultConfig()
+		cfg.Addr, cfg.Demo = "127.0.0.1:0", true
+		if tc.threshold > 0 {
+			cfg.MemdbWarnRelationships = tc.threshold
+		}
+		base, _, _, stop := startServe(t, cfg)
+		status, body := call(t, http.MethodGet, base+"/readyz", "", "")
+		warnings, _ := body["warnings"].([]any)
+		if status != http.StatusOK || body["status"] != "ready" || (len(warnings) > 0) != tc.warned {
+			t.Fatalf("threshold %d: /readyz = %d %v", tc.threshold, status, body)
+		}
+		if tc.warned && !strings.Contains(warnings[0].(string), "memdb holds") {
+			t.Fatalf("warning = %q", warnings[0])
+		}
+		resp, err := http.Get(base + "/metrics")
+		if err != nil {
+			t.Fatal(err)
+		}
+		metrics, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if !regexp.MustCompile(`(?m)^trellis_memdb_relationships [1-9]`).Match(metrics) {
+			t.Fatalf("no memdb size in /metrics:\n%s", metrics)
+		}
+		stop()
+	}
+}
