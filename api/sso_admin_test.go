@@ -216,3 +216,45 @@ func TestSSOPolicies(t *testing.T) {
 	}
 	wantAudit(t, h, "acme", "sso_policy.update", "oauth.token.refresh.refused")
 }
+
+// TestSSOAuthorityOfTheConnectionCreator: a sign-in grants at most what the
+// connection's creator could grant. An SSO-only delegate (manage_sso, not
+// manage_members) configures a connection: its sign-ins cannot add members
+// (refused, audited as an escalation, nothing granted); the same IdP through
+// a connection an admin configured can.
+func TestSSOAuthorityOfTheConnectionCreator(t *testing.T) {
+	w := newSSOWorld(t)
+	h, p := w.h, w.h.provider()
+	sue := createUser(h, "sue@acme.example")
+	p.do(201, "POST", "/v1/organizations/acme/delegations", map[string]any{"grantee": "user:" + sue, "scopes": []string{"sso"}})
+	sueTok := h.token(sue, "")
+	// the world's connection (by the provider) is deleted; sue makes her own
+	p.do(204, "DELETE", "/v1/organizations/acme/connections/"+w.conn, nil)
+	out := h.as(sueTok).do(201, "POST", "/v1/organizations/acme/connections", map[string]any{
+		"type": "oidc", "issuer": w.idp.URL, "clientId": w.idp.ClientID, "clientSecret": w.idp.ClientSecret})
+	if out["createdBy"] != "user:"+sue {
+		t.Fatalf("connection %v: want createdBy user:%s", out, sue)
+	}
+	h.as(sueTok).fails(403, "", "", "PUT", "/v1/organizations/acme/members/"+sue, map[string]any{"roles": []string{"member"}}) // she cannot add members herself
+	w.idp.SetUser(map[string]any{"sub": "okta|newbie", "email": "newbie@acme.example", "email_verified": true})
+	_, challenge := pkce()
+	_, status, body := newBrowser(t).get(w.app.authorizeURL("st", challenge, url.Values{"organization": {"acme"}}))
+	if status != 403 || pageCode(body) != "not_allowed" {
+		t.Fatalf("sign-in through sue's connection: %d %q, want 403 not_allowed", status, pageCode(body))
+	}
+	if out := p.do(200, "GET", "/v1/users?email=newbie%40acme.example", nil); len(out["users"].([]any)) != 0 {
+		t.Fatal("the refused sign-in created a user")
+	}
+	wantAudit(t, h, "acme", "sso.signin.denied")
+
+	// an admin's connection to the same IdP signs newbie in
+	admin := createUser(h, "root@acme.example")
+	putMember(h, testKey, "acme", admin, "admin")
+	h.as(sueTok).do(204, "DELETE", "/v1/organizations/acme/connections/"+str(out, "id"), nil)
+	h.as(h.token(admin, "acme")).do(201, "POST", "/v1/organizations/acme/connections", map[string]any{
+		"type": "oidc", "issuer": w.idp.URL, "clientId": w.idp.ClientID, "clientSecret": w.idp.ClientSecret})
+	code, verifier := w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
+	if status, tok := w.exchange(code, verifier); status != 200 || jwtClaims(t, str(tok, "access_token"))["org"] != w.org {
+		t.Fatalf("sign-in through the admin's connection: %d %v", status, tok)
+	}
+}

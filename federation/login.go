@@ -223,6 +223,13 @@ func (s *Service) loginStart(c echo.Context) error {
 	if !ok || !(*opStorage)(s.op).live(a) {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in expired or is unknown. Start again from the application.")
 	}
+	g := s.op.grants
+	g.mu.Lock()
+	started := a.done || a.pendingUser != ""
+	g.mu.Unlock()
+	if started { // a completed sign-in is not run again for another user
+		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
+	}
 	orgRef, email := a.OrgHint, a.LoginHint
 	if v := c.FormValue("organization"); c.Request().Method == http.MethodPost && v != "" {
 		orgRef = v
@@ -444,6 +451,10 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 	}
 	g := s.op.grants
 	g.mu.Lock()
+	if a.done || a.pendingUser != "" {
+		g.mu.Unlock()
+		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
+	}
 	a.AuthTime, a.AMR, a.ACR, a.method, a.connection, a.browser = s.cfg.Now(), amr, id.ACR, method, conn, p.Browser
 	if len(choices) > 1 {
 		a.pendingUser, a.Choices = res.User.ID, choices

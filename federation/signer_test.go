@@ -26,8 +26,16 @@ import (
 	trellis "github.com/trellis-iam/trellis"
 )
 
-// goroutines started by package init (SpiceDB's dependencies, through store) are not ours
-func TestMain(m *testing.M) { goleak.VerifyTestMain(m, goleak.IgnoreCurrent()) }
+// TestMain checks for leaked goroutines, except the process-wide workers
+// SpiceDB's dependencies start at init (federation imports directory, which
+// imports the engine).
+func TestMain(m *testing.M) {
+	goleak.VerifyTestMain(m,
+		goleak.IgnoreAnyFunction("github.com/golang/glog.(*fileSink).flushDaemon"),
+		goleak.IgnoreAnyFunction("go.opencensus.io/stats/view.(*worker).start"),
+		goleak.IgnoreTopFunction("cloud.google.com/go/spanner.(*endpointLatencyRegistry).runCleanup"),
+	)
+}
 
 const testIssuer = "http://127.0.0.1:8080"
 
