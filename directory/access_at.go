@@ -145,4 +145,3 @@ func (s *Service) AccessAt(ctx context.Context, p Principal, q AccessAtQuery) (A
 		return nil
 	})
 }
-
