@@ -55,6 +55,10 @@ type Config struct {
 	// MemdbWarnRelationships: past this many relationships in the in-memory
 	// datastore, serve logs a warning and /readyz reports it.
 	MemdbWarnRelationships int
+	// AccessHistory records the relationship changelog (POST /v1/access/at);
+	// AccessHistoryRetention is how far back it answers (0 = all of it).
+	AccessHistory          bool
+	AccessHistoryRetention time.Duration
 }
 
 func defaultConfig() Config {
@@ -73,6 +77,7 @@ func defaultConfig() Config {
 		WriteTimeout:           60 * time.Second,
 		IdleTimeout:            120 * time.Second,
 		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
+		AccessHistory:          true,
 	}
 }
 
@@ -175,6 +180,8 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.IntVar(&c.MovePreviews, "move-previews", c.MovePreviews, "organization moves and previews computed at once; 0 = the default, 2 (TRELLIS_MOVE_PREVIEWS)")
 	f.DurationVar(&c.MovePreviewTimeout, "move-preview-timeout", c.MovePreviewTimeout, "longest a move's impact may take to compute (503 past it); 0 = the default, 10s (TRELLIS_MOVE_PREVIEW_TIMEOUT)")
 	f.IntVar(&c.MemdbWarnRelationships, "memdb-warn-relationships", c.MemdbWarnRelationships, "with --datastore memory: warn in the log and in /readyz past this many relationships (memdb's uncached checks slow down with size); 0 = never (TRELLIS_MEMDB_WARN_RELATIONSHIPS)")
+	f.BoolVar(&c.AccessHistory, "access-history", c.AccessHistory, "record the relationship changelog from the engine's watch stream, for access as of a past time (TRELLIS_ACCESS_HISTORY)")
+	f.DurationVar(&c.AccessHistoryRetention, "access-history-retention", c.AccessHistoryRetention, "how far back POST /v1/access/at answers; 0 = as far as the changelog goes (TRELLIS_ACCESS_HISTORY_RETENTION)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

@@ -24,6 +24,7 @@ import (
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/federation"
+	"github.com/trellis-iam/trellis/history"
 	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
@@ -262,7 +263,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
 		directory.Config{Logger: log, AuditKey: auditKey(cfg, key), MovePreviews: cfg.MovePreviews,
-			MovePreviewTimeout: cfg.MovePreviewTimeout, MovePreviewMaxRelationships: cfg.MovePreviewMaxRelationships})
+			MovePreviewTimeout: cfg.MovePreviewTimeout, MovePreviewMaxRelationships: cfg.MovePreviewMaxRelationships,
+			AccessHistoryRetention: cfg.AccessHistoryRetention})
 	if err != nil {
 		return err
 	}
@@ -270,6 +272,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	relayDone := make(chan struct{})
 	go func() { defer close(relayDone); dir.Relay().Run(relayCtx, 5*time.Second) }()
 	defer func() { stopRelay(); <-relayDone }()
+	if g, ok := eng.(history.Graph); ok && cfg.AccessHistory { // the changelog behind POST /v1/access/at
+		rec := &history.Recorder{Graph: g, Store: st, Logger: log}
+		historyCtx, stopHistory := context.WithCancel(ctx)
+		historyDone := make(chan struct{})
+		go func() { defer close(historyDone); rec.Run(historyCtx) }()
+		defer func() { stopHistory(); <-historyDone }()
+	}
 	var world demoWorld
 	if cfg.Demo {
 		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {
