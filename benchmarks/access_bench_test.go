@@ -47,7 +47,9 @@ func BenchmarkAccessReview(b *testing.B) {
 	}
 	const tenants = 1000
 	obj := func(typ, id string) engine.ObjectRef { return engine.ObjectRef{Type: typ, ID: id} }
-	sub := func(typ, id, rel string) engine.SubjectRef { return engine.SubjectRef{Object: obj(typ, id), Relation: rel} }
+	sub := func(typ, id, rel string) engine.SubjectRef {
+		return engine.SubjectRef{Object: obj(typ, id), Relation: rel}
+	}
 	var ups []engine.RelationshipUpdate
 	var users []store.User
 	add := func(res engine.ObjectRef, rel string, s engine.SubjectRef) {
