@@ -48,7 +48,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd(), accessCmd())
 	return root
 }
 
@@ -145,6 +145,7 @@ func schemaCmd() *cobra.Command {
 			return nil
 		},
 	})
+	sc.AddCommand(schemaDiffCmd())
 	return sc
 }
 
