@@ -15,7 +15,9 @@ import (
 func TestStateFolds(t *testing.T) {
 	at := time.Date(2026, 3, 14, 12, 0, 0, 0, time.UTC)
 	doc := engine.ObjectRef{Type: "document", ID: "d"}
-	user := func(id string) engine.SubjectRef { return engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: id}} }
+	user := func(id string) engine.SubjectRef {
+		return engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: id}}
+	}
 	viewer := func(id string, exp *time.Time) engine.Relationship {
 		return engine.Relationship{Resource: doc, Relation: "viewer", Subject: user(id), ExpiresAt: exp}
 	}
