@@ -2,6 +2,7 @@ package api
 
 import (
 	"net/http"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -17,6 +18,7 @@ func (s *Server) mountAccess(g routes) {
 	g.POST("/access/who-can", s.whoCan)
 	g.GET("/access/users/:user", s.userAccess)
 	g.POST("/access/blast-radius", s.blastRadius)
+	g.POST("/access/at", s.accessAt)
 }
 
 func (s *Server) whoCan(c echo.Context) error {
@@ -66,6 +68,47 @@ func (s *Server) blastRadius(c echo.Context) error {
 		return err
 	}
 	out, err := s.dir.BlastRadius(c.Request().Context(), principal(c), updates)
+	if err != nil {
+		return err
+	}
+	return c.JSON(http.StatusOK, out)
+}
+
+func (s *Server) accessAt(c echo.Context) error {
+	var in struct {
+		Resource   string `json:"resource"`
+		Permission string `json:"permission"`
+		Subject    string `json:"subject"`
+		At         string `json:"at"`
+	}
+	if err := bind(c, &in); err != nil {
+		return err
+	}
+	if in.Resource == "" {
+		return trellis.Invalid("resource", "is required")
+	}
+	res, err := engine.ParseObjectRef("resource", in.Resource)
+	if err != nil {
+		return err
+	}
+	if err := requiredRelation("permission", in.Permission); err != nil {
+		return err
+	}
+	q := directory.AccessAtQuery{Resource: res, Permission: in.Permission}
+	if in.Subject != "" {
+		sub, err := engine.ParseSubjectRef("subject", in.Subject)
+		if err != nil {
+			return err
+		}
+		q.Subject = &sub
+	}
+	if in.At == "" {
+		return trellis.Invalid("at", "is required (RFC 3339)")
+	}
+	if q.At, err = time.Parse(time.RFC3339Nano, in.At); err != nil {
+		return trellis.Invalid("at", "must be an RFC 3339 time, got %q", in.At)
+	}
+	out, err := s.dir.AccessAt(c.Request().Context(), principal(c), q)
 	if err != nil {
 		return err
 	}

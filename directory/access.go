@@ -370,7 +370,13 @@ func (s *Service) WhoCan(ctx context.Context, p Principal, q WhoCanQuery) (WhoCa
 				return err
 			}
 			out.CheckedAt = ex.CheckedAt
+			seen := map[string]bool{}
 			for _, chain := range ex.Paths {
+				if k := chainKey(chain); seen[k] {
+					continue // the same chain reached through two branches of the rewrite
+				} else {
+					seen[k] = true
+				}
 				ap, err := s.describe(ctx, tx, sc, chain)
 				if err != nil {
 					return err
@@ -671,7 +677,13 @@ func (s *Service) orgAccess(ctx context.Context, tx store.Tx, sc *accessScope, o
 			continue
 		}
 		ps := PermissionSource{Permission: perm, Via: []AccessPath{}}
+		seen := map[string]bool{}
 		for _, chain := range ex.Paths {
+			if k := chainKey(chain); seen[k] {
+				continue
+			} else {
+				seen[k] = true
+			}
 			ap, err := s.describe(ctx, tx, sc, chain)
 			if err != nil {
 				return out, err
@@ -806,4 +818,13 @@ func (s *Service) BlastRadius(ctx context.Context, p Principal, updates []engine
 		}
 		return nil
 	})
+}
+
+// chainKey identifies an explain chain by its relationships.
+func chainKey(chain []engine.Relationship) string {
+	parts := make([]string, len(chain))
+	for i, r := range chain {
+		parts[i] = r.String()
+	}
+	return strings.Join(parts, " ")
 }

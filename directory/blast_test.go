@@ -22,7 +22,7 @@ const blastApp = `definition folder {
 definition document {
 	relation org: organization
 	relation folder: folder
-	relation viewer: user | group#member
+	relation viewer: user | user with expiration | group#member
 	relation banned: user
 	permission view = (viewer + org->access + folder->view) - banned
 	permission edit = org->manage

@@ -47,6 +47,10 @@ type Config struct {
 	MovePreviewTimeout          time.Duration
 	MovePreviewMaxRelationships int
 	MovePreviews                int
+
+	// AccessHistoryRetention is how far back POST /v1/access/at answers
+	// (0: as far as the relationship changelog goes).
+	AccessHistoryRetention time.Duration
 }
 
 // Validate fills defaults and checks bounds.
@@ -77,6 +81,9 @@ func (c *Config) Validate() error {
 	}
 	if err := c.validateMovePreviews(); err != nil {
 		return err
+	}
+	if c.AccessHistoryRetention < 0 {
+		return trellis.Invalid("accessHistoryRetention", "must not be negative, got %s", c.AccessHistoryRetention)
 	}
 	if c.LookupTXT == nil {
 		c.LookupTXT = net.DefaultResolver.LookupTXT
@@ -114,6 +121,8 @@ type Service struct {
 	moves      moveGate     // move previews running (move.go)
 	tenants    *tenantHints // tenants of organizations writes were confined to (confine.go)
 	keyCache   providerKeyCache
+	// schemaHistory: the schema in force at a past time (access_at.go)
+	schemaHistory SchemaHistory
 }
 
 // Deps are what the directory is built from.
@@ -123,6 +132,9 @@ type Deps struct {
 	Checker engine.Checker // defaults to Graph
 	Signer  TokenSigner
 	Relay   *Relay // defaults to a relay over Store and Graph
+	// SchemaHistory tells the schema in force at a past time; defaults to
+	// the current schema for every time.
+	SchemaHistory SchemaHistory
 }
 
 // New builds the directory service.
@@ -139,6 +151,10 @@ func New(d Deps, cfg Config) (*Service, error) {
 		s.relay = NewRelay(d.Store, d.Graph, cfg.Logger)
 	}
 	s.schemaText = d.Graph.ReadSchema
+	s.schemaHistory = d.SchemaHistory
+	if s.schemaHistory == nil {
+		s.schemaHistory = currentSchema{s}
+	}
 	return s, nil
 }
 

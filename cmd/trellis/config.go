@@ -84,6 +84,10 @@ type Config struct {
 	KeyEncryptionKeyFile string
 	SigningKeyRotation   time.Duration
 	SchemaPoll           time.Duration
+	// AccessHistory records the relationship changelog (POST /v1/access/at);
+	// AccessHistoryRetention is how far back it answers (0 = all of it).
+	AccessHistory          bool
+	AccessHistoryRetention time.Duration
 }
 
 func defaultConfig() Config {
@@ -107,6 +111,7 @@ func defaultConfig() Config {
 		MemdbWarnRelationships: engine.DefaultMemdbWarnRelationships,
 		SigningKeyRotation:     24 * time.Hour,
 		SchemaPoll:             2 * time.Second,
+		AccessHistory:          true,
 	}
 }
 
@@ -242,6 +247,8 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.OTLPEndpoint, "otlp-endpoint", c.OTLPEndpoint, "export OpenTelemetry traces over OTLP/HTTP to host:port; off when empty (TRELLIS_OTLP_ENDPOINT)")
 	f.BoolVar(&c.OTLPInsecure, "otlp-insecure", c.OTLPInsecure, "send traces in plaintext (TRELLIS_OTLP_INSECURE)")
 	bindNodeFlags(f, c)
+	f.BoolVar(&c.AccessHistory, "access-history", c.AccessHistory, "record the relationship changelog from the engine's watch stream, for access as of a past time (TRELLIS_ACCESS_HISTORY)")
+	f.DurationVar(&c.AccessHistoryRetention, "access-history-retention", c.AccessHistoryRetention, "how far back POST /v1/access/at answers; 0 = as far as the changelog goes (TRELLIS_ACCESS_HISTORY_RETENTION)")
 	f.IntVar(&c.MovePreviewMaxRelationships, "move-preview-max-relationships", c.MovePreviewMaxRelationships, "most relationships a move's impact may load (422 past it); 0 = the default, 20000 (TRELLIS_MOVE_PREVIEW_MAX_RELATIONSHIPS)")
 }
 

@@ -28,6 +28,7 @@ import (
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/federation"
+	"github.com/trellis-iam/trellis/history"
 	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
@@ -51,7 +52,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd(), accessCmd())
 	return root
 }
 
@@ -148,6 +149,7 @@ func schemaCmd() *cobra.Command {
 			return nil
 		},
 	})
+	sc.AddCommand(schemaDiffCmd())
 	return sc
 }
 
@@ -346,7 +348,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}
 	dir, err := directory.New(directory.Deps{Store: st, Graph: graph, Signer: signerFunc(signer)},
 		directory.Config{Logger: log, AuditKey: auditKey(cfg, key), MovePreviews: cfg.MovePreviews,
-			MovePreviewTimeout: cfg.MovePreviewTimeout, MovePreviewMaxRelationships: cfg.MovePreviewMaxRelationships})
+			MovePreviewTimeout: cfg.MovePreviewTimeout, MovePreviewMaxRelationships: cfg.MovePreviewMaxRelationships,
+			AccessHistoryRetention: cfg.AccessHistoryRetention})
 	if err != nil {
 		return err
 	}
@@ -356,6 +359,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	defer func() { stopRelay(); <-relayDone }()
 	stopNodes := followNodes(ctx, cfg, schemas, signer, log)
 	defer stopNodes()
+	if g, ok := eng.(history.Graph); ok && cfg.AccessHistory { // the changelog behind POST /v1/access/at
+		rec := &history.Recorder{Graph: g, Store: st, Logger: log}
+		historyCtx, stopHistory := context.WithCancel(ctx)
+		historyDone := make(chan struct{})
+		go func() { defer close(historyDone); rec.Run(historyCtx) }()
+		defer func() { stopHistory(); <-historyDone }()
+	}
 	var world demoWorld
 	if cfg.Demo {
 		if world, err = loadDemo(ctx, dir, graph, "trellis"); err != nil {
