@@ -74,9 +74,10 @@ type accessScope struct {
 // through delegations too); impersonations never (an impersonation grants
 // plain access, not review).
 //
-// TODO(lead, h15-ops): scoped provider API keys with the access:read scope
-// (their principal type is not on main yet) see everything; a key bound to
-// an organization sees its subtree. Gate them here.
+// Provider API keys reach here only with the access:read scope (the API
+// refuses other keys on /v1/access/*, api/apikeys.go) and act as the
+// provider: they see everything. A key bound to an organization may hold
+// only the check scope, so none reaches the review.
 func (s *Service) accessScope(ctx context.Context, tx store.Tx, p Principal) (*accessScope, error) {
 	sc := &accessScope{orgs: map[string]bool{}, users: map[string]bool{}, objects: map[engine.ObjectRef]bool{}, dels: map[string][]store.Delegation{}}
 	if p.Impersonation != "" || p.Impersonator != "" {

@@ -3,6 +3,7 @@ package directory
 import (
 	"context"
 	"errors"
+	"strconv"
 	"time"
 
 	"github.com/trellis-iam/trellis"
@@ -11,17 +12,43 @@ import (
 	"github.com/trellis-iam/trellis/store"
 )
 
-// SchemaHistory tells the schema version in force at a past time.
-//
-// TODO(lead, h14-nodes): persisted schema versions live in the store on that
-// branch; implement this over them. Until then the current schema answers
-// for every time (version "current").
+// SchemaHistory tells the schema version in force at a past time. The
+// default reads the schema versions the store keeps (every node appends to
+// the same table, ADR 0013); a store that holds none answers with the
+// current schema (version "current").
 type SchemaHistory interface {
 	SchemaAt(ctx context.Context, at time.Time) (version, text string, err error)
 }
 
-// currentSchema is the default SchemaHistory: today's schema for every time.
+// currentSchema is the fallback SchemaHistory: today's schema for every time.
 type currentSchema struct{ s *Service }
+
+// storedSchema is the default SchemaHistory: the newest stored version
+// applied at or before the time asked (the first version for earlier times:
+// nothing was stored before it), else the current schema.
+type storedSchema struct{ s *Service }
+
+func (h storedSchema) SchemaAt(ctx context.Context, at time.Time) (string, string, error) {
+	var versions []store.SchemaVersion
+	if err := h.s.read(ctx, func(tx store.Tx) error {
+		var err error
+		versions, err = tx.ListSchemaVersions(ctx)
+		return err
+	}); err != nil {
+		return "", "", err
+	}
+	if len(versions) == 0 {
+		return currentSchema(h).SchemaAt(ctx, at)
+	}
+	in := versions[0]
+	for _, v := range versions[1:] {
+		if v.AppliedAt.After(at) {
+			break
+		}
+		in = v
+	}
+	return strconv.Itoa(in.Version), in.Text, nil
+}
 
 func (c currentSchema) SchemaAt(ctx context.Context, _ time.Time) (string, string, error) {
 	text, err := c.s.schemaText(ctx)

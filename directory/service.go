@@ -153,7 +153,7 @@ func New(d Deps, cfg Config) (*Service, error) {
 	s.schemaText = d.Graph.ReadSchema
 	s.schemaHistory = d.SchemaHistory
 	if s.schemaHistory == nil {
-		s.schemaHistory = currentSchema{s}
+		s.schemaHistory = storedSchema{s}
 	}
 	return s, nil
 }
