@@ -90,7 +90,7 @@ func (c *testClock) Advance(d time.Duration) {
 // newHarness starts SpiceDB in process, applies app as the app schema and serves the API.
 func newHarness(t testing.TB, app string) *harness {
 	t.Helper()
-	return newHarnessWith(t, app, directory.Config{}, nil)
+	return newHarnessWith(t, app, directory.Config{MovePreviewTimeout: 5 * time.Minute}, nil)
 }
 
 // newHarnessWith is newHarness with the directory configured by cfg (its clock

@@ -140,7 +140,7 @@ func systemRelationships(t *testing.T, h *harness) int {
 // nothing), one preview per organization runs at a time (409), a few in all
 // (503), each within a time bound (503) and a bound on what it loads (422).
 func TestFinding8MovePreviewBounded(t *testing.T) {
-	h, held := newHeldHarness(t, directory.Config{MovePreviews: 2})
+	h, held := newHeldHarness(t, directory.Config{MovePreviews: 2, MovePreviewTimeout: 5 * time.Minute}) // the time bound is tried below, on its own
 	tr := newTree(h)
 	p := h.provider()
 	other := createOrg(h, testKey, "Reseller Two", "reseller-two", "")

@@ -31,7 +31,7 @@ func TestAccessAtEqualsTheAnswerRecordedLive(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := memory.New()
-	s, err := New(Deps{Store: st, Graph: eng}, Config{})
+	s, err := New(Deps{Store: st, Graph: eng}, Config{MovePreviewTimeout: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}

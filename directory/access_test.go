@@ -51,7 +51,7 @@ func newAccessWorldWith(t *testing.T, app string) *accessWorld {
 	if _, err := schema.NewManager(eng).Bootstrap(ctx, app); err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Deps{Store: memory.New(), Graph: eng}, Config{MaxDepth: 6})
+	s, err := New(Deps{Store: memory.New(), Graph: eng}, Config{MaxDepth: 6, MovePreviewTimeout: 5 * time.Minute}) // the bound is not under test: a loaded CI machine must not trip it
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -46,7 +46,7 @@ func TestMoveImpactOnlyReadsWhatTheSubtreeDependsOn(t *testing.T) {
 		t.Fatal(err)
 	}
 	st := memory.New()
-	s, err := New(Deps{Store: st, Graph: eng}, Config{MaxDepth: 6})
+	s, err := New(Deps{Store: st, Graph: eng}, Config{MaxDepth: 6, MovePreviewTimeout: 5 * time.Minute})
 	if err != nil {
 		t.Fatal(err)
 	}
