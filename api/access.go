@@ -31,14 +31,8 @@ func (s *Server) whoCan(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
-	if in.Resource == "" {
-		return trellis.Invalid("resource", "is required")
-	}
-	res, err := engine.ParseObjectRef("resource", in.Resource)
+	res, err := resourceAndPermission(in.Resource, in.Permission)
 	if err != nil {
-		return err
-	}
-	if err := requiredRelation("permission", in.Permission); err != nil {
 		return err
 	}
 	out, err := s.dir.WhoCan(c.Request().Context(), principal(c), directory.WhoCanQuery{Resource: res, Permission: in.Permission, PageSize: in.PageSize, Cursor: in.Cursor})
@@ -46,6 +40,18 @@ func (s *Server) whoCan(c echo.Context) error {
 		return err
 	}
 	return c.JSON(http.StatusOK, out)
+}
+
+// resourceAndPermission reads the two fields every access question names.
+func resourceAndPermission(resource, permission string) (engine.ObjectRef, error) {
+	if resource == "" {
+		return engine.ObjectRef{}, trellis.Invalid("resource", "is required")
+	}
+	res, err := engine.ParseObjectRef("resource", resource)
+	if err != nil {
+		return engine.ObjectRef{}, err
+	}
+	return res, requiredRelation("permission", permission)
 }
 
 func (s *Server) userAccess(c echo.Context) error {
@@ -84,14 +90,8 @@ func (s *Server) accessAt(c echo.Context) error {
 	if err := bind(c, &in); err != nil {
 		return err
 	}
-	if in.Resource == "" {
-		return trellis.Invalid("resource", "is required")
-	}
-	res, err := engine.ParseObjectRef("resource", in.Resource)
+	res, err := resourceAndPermission(in.Resource, in.Permission)
 	if err != nil {
-		return err
-	}
-	if err := requiredRelation("permission", in.Permission); err != nil {
 		return err
 	}
 	q := directory.AccessAtQuery{Resource: res, Permission: in.Permission}
