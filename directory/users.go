@@ -364,29 +364,9 @@ func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID str
 		if err := s.noEscalation(ctx, tx, p, org, permissionsOf(roles), "roles"); err != nil {
 			return err
 		}
-		before, err := s.memberTuples(ctx, tx, org, m)
-		if err != nil {
+		if err := s.dropMembership(ctx, tx, o, org, userID); err != nil {
 			return err
 		}
-		groups, err := tx.GroupsOf(ctx, "user", userID)
-		if err != nil {
-			return err
-		}
-		for _, g := range groups {
-			grp, err := tx.GetGroup(ctx, g.Group)
-			if err != nil {
-				return err
-			}
-			if grp.Org == org.ID {
-				if err := tx.DeleteGroupMember(ctx, g.Group, "user", userID); err != nil {
-					return err
-				}
-			}
-		}
-		if err := tx.DeleteMembership(ctx, org.ID, userID); err != nil {
-			return err
-		}
-		o.revoke(before...)
 		o.record(org.ID, "member.remove", "user:"+userID, map[string]any{"roles": m.Roles})
 		return nil
 	})
