@@ -51,17 +51,16 @@ func NewSpiceDB(conn grpc.ClientConnInterface) *SpiceDB {
 }
 
 // Reachable reports, without a call, whether the connection to SpiceDB is
-// usable: false once it is shut down or failing. The check cache asks it before
-// serving an answer, so checks fail closed when the engine is gone.
+// known to be usable: only while it is Ready. The check cache asks it before
+// serving an answer, so checks fail closed when the engine is gone. A channel
+// that lost its server cycles through TransientFailure, Idle and Connecting
+// while it retries; none of them proves SpiceDB answers, so none serves a
+// cached answer (an idle channel costs one miss, whose call reconnects it).
 func (s *SpiceDB) Reachable() bool {
 	if s.conn == nil {
 		return true
 	}
-	switch s.conn.GetState() {
-	case connectivity.Shutdown, connectivity.TransientFailure:
-		return false
-	}
-	return true
+	return s.conn.GetState() == connectivity.Ready
 }
 
 // begin returns the generation to pass to noteWrite for an operation about to start.
