@@ -626,6 +626,7 @@ func (s *expiryScheduler) stop() {
 
 type cacheMetrics struct {
 	hits, misses, evictions, bumps, calls    prometheus.Counter
+	prewarmed                                prometheus.Counter
 	watchEvents, watchRestarts, watchResyncs prometheus.Counter
 	watchLive                                prometheus.Gauge
 }
@@ -649,6 +650,7 @@ func newCacheMetrics(reg prometheus.Registerer) *cacheMetrics {
 		evictions:     mk("evictions_total", "Entries evicted for space."),
 		bumps:         mk("epoch_bumps_total", "Tenant (or global) epochs bumped by writes, expiries and schema changes."),
 		calls:         mk("engine_calls_total", "Check calls that reached SpiceDB."),
+		prewarmed:     mk("prewarmed_total", "Answers cached ahead of users' checks from a previous process's questions (--cache-warm-file)."),
 		watchEvents:   mk("watch_events_total", "Changes applied from the SpiceDB Watch stream."),
 		watchRestarts: mk("watch_restarts_total", "Watch streams that broke and were reopened."),
 		watchResyncs:  mk("watch_resyncs_total", "Resynchronizations after the watch could not resume (global epoch bumped)."),

@@ -39,6 +39,12 @@ type Config struct {
 	CacheEntries         int
 	CacheMaxBytes        int64
 	CacheTTL             time.Duration
+	// CacheWarmFile keeps the check cache's questions (never its answers)
+	// across restarts: saved every CacheWarmInterval and at shutdown, asked
+	// again in the background at start (at most CacheWarmKeys of them).
+	CacheWarmFile     string
+	CacheWarmKeys     int
+	CacheWarmInterval time.Duration
 	// HTTP server timeouts: a client that sends its headers or body too
 	// slowly, or holds an idle connection, is cut off (a slow body cannot
 	// hold a connection and a goroutine for ever).
@@ -101,6 +107,8 @@ func defaultConfig() Config {
 		CacheEntries:           1_000_000,
 		CacheMaxBytes:          256 << 20,
 		CacheTTL:               10 * time.Minute,
+		CacheWarmKeys:          100_000,
+		CacheWarmInterval:      5 * time.Minute,
 		ReadHeaderTimeout:      10 * time.Second,
 		ReadTimeout:            30 * time.Second,
 		WriteTimeout:           60 * time.Second,
@@ -183,6 +191,12 @@ func (c *Config) Validate() error {
 	if c.CacheTTL <= 0 {
 		errs = append(errs, errors.New("--cache-ttl must be positive"))
 	}
+	if c.CacheWarmKeys < 0 {
+		errs = append(errs, errors.New("--cache-warm-keys must be 0 or positive"))
+	}
+	if c.CacheWarmInterval <= 0 {
+		errs = append(errs, errors.New("--cache-warm-interval must be positive"))
+	}
 	if c.MemdbWarnRelationships < 0 {
 		errs = append(errs, errors.New("--memdb-warn-relationships must be 0 (never warn) or positive"))
 	}
@@ -225,6 +239,9 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.IntVar(&c.CacheEntries, "cache-entries", c.CacheEntries, "check cache size in entries; 0 turns the cache off (TRELLIS_CACHE_ENTRIES)")
 	f.Int64Var(&c.CacheMaxBytes, "cache-max-bytes", c.CacheMaxBytes, "check cache memory bound in bytes (approximate) (TRELLIS_CACHE_MAX_BYTES)")
 	f.DurationVar(&c.CacheTTL, "cache-ttl", c.CacheTTL, "longest a cached answer is served, a safety net behind epochs (TRELLIS_CACHE_TTL)")
+	f.StringVar(&c.CacheWarmFile, "cache-warm-file", c.CacheWarmFile, "file keeping the check cache's hot questions (not answers) across restarts: asked again in the background at start; off when empty (TRELLIS_CACHE_WARM_FILE)")
+	f.IntVar(&c.CacheWarmKeys, "cache-warm-keys", c.CacheWarmKeys, "most questions --cache-warm-file keeps (TRELLIS_CACHE_WARM_KEYS)")
+	f.DurationVar(&c.CacheWarmInterval, "cache-warm-interval", c.CacheWarmInterval, "how often --cache-warm-file is saved (also at shutdown) (TRELLIS_CACHE_WARM_INTERVAL)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
 	f.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest a client may take to send a request's headers (TRELLIS_READ_HEADER_TIMEOUT)")
 	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, headers and body (TRELLIS_READ_TIMEOUT)")

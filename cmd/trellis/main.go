@@ -292,6 +292,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		guard = engine.NewMemdbGuard(counting, uint64(cfg.MemdbWarnRelationships), log, registry)
 	}
 	var graph engine.Engine = eng
+	var cache *engine.Cached
 	if tracer != nil {
 		graph = engine.Trace(eng, tracer, "engine")
 	}
@@ -301,7 +302,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 		defer cached.Close()
-		graph = cached
+		graph, cache = cached, cached
 		if tracer != nil {
 			graph = engine.Trace(cached, tracer, "cache")
 		}
@@ -372,6 +373,8 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	stopPrewarm := startPrewarm(ctx, cfg, cache, log) // after the schema, the catch-up and the demo
+	defer stopPrewarm()
 	var warnings func() []string
 	if guard != nil {
 		if err := guard.Measure(ctx); err != nil {
