@@ -160,7 +160,7 @@ func (c *Cached) learn(ctx context.Context) error {
 			terminal[name] = true
 		}
 	}
-	c.ten.setTerminal(terminal)
+	c.ten.setTypes(terminal, sealedTypes(defs))
 	for pass := 0; pass < 2; pass++ {
 		for typ := range defs {
 			cursor := ""
@@ -214,6 +214,8 @@ func (c *Cached) key(req CheckRequest) (string, error) {
 	b = strconv.AppendUint(b, st.epoch, 36)
 	b = append(b, '|')
 	b = strconv.AppendUint(b, st.writes, 36)
+	b = append(b, '|')
+	b = strconv.AppendUint(b, st.object, 36)
 	b = append(b, '|')
 	b = append(b, req.Resource.Type...)
 	b = append(b, ':')
@@ -437,6 +439,7 @@ func (c *Cached) countBumps(n int, global bool) {
 
 // WriteSchema writes through and invalidates every cached answer.
 func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
+	c.ten.unseal() // the new schema may reach a sealed type: until relearned, every write bumps its tenant
 	token, err := c.Engine.WriteSchema(ctx, text)
 	c.invalidateSchema()
 	if err != nil {
@@ -451,6 +454,7 @@ func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 // store has a newer version than this node wrote): every cached answer goes,
 // and the tenancy index is learned again, as after WriteSchema.
 func (c *Cached) SchemaChanged(ctx context.Context) {
+	c.ten.unseal()
 	c.invalidateSchema()
 	c.relearn(ctx)
 }

@@ -400,3 +400,67 @@ definition note {
 		t.Fatalf("a grant through a type that gained relations was hidden by the cache: %+v", r)
 	}
 }
+
+// TestCacheSealedObjectWriteKeepsItsTenantCached: nothing in the diff schema
+// may hold a relationship to a document, so a write to one document changes
+// only that document's answers: its tenant's other answers stay cached, the
+// document's own are recomputed. Once a schema change lets a relation reach
+// documents, a write to one bumps its tenant again.
+func TestCacheSealedObjectWriteKeepsItsTenantCached(t *testing.T) {
+	ctx := context.Background()
+	_, c := startPair(t)
+	twoTenants(t, c)
+	write(t, c, OpTouch, mkRel("document:a2", "org", "organization:ca"), mkRel("folder:fa", "org", "organization:ca"))
+	other, folder := checkOf("document:a2", "view", "user:alice"), checkOf("folder:fa", "view", "user:alice")
+	written := checkOf("document:a", "view", "user:dave")
+	for _, r := range []CheckRequest{other, folder, written} {
+		mustCheck(t, c, r)
+	}
+	write(t, c, OpTouch, mkRel("document:a", "viewer", "user:dave"))
+	if r := mustCheck(t, c, written); r.Cached || !r.Allowed() {
+		t.Fatalf("the written document's answer: %+v", r)
+	}
+	for _, r := range []CheckRequest{other, folder} {
+		if res := mustCheck(t, c, r); !res.Cached {
+			t.Errorf("%v: a write to another document of the tenant evicted it", r.Resource)
+		}
+	}
+	// a write to a folder (reachable: documents point at folders) still bumps the tenant
+	write(t, c, OpTouch, mkRel("folder:fa", "viewer", "user:dave"))
+	if res := mustCheck(t, c, other); res.Cached {
+		t.Errorf("a write to a folder left the tenant's document answers cached: %+v", res)
+	}
+	// re-anchoring a document to another tenant and back never serves an old answer
+	mustCheck(t, c, written)
+	write(t, c, OpDelete, mkRel("document:a", "org", "organization:ca"))
+	write(t, c, OpTouch, mkRel("document:a", "org", "organization:cb"))
+	write(t, c, OpDelete, mkRel("document:a", "viewer", "user:dave"))
+	write(t, c, OpDelete, mkRel("document:a", "org", "organization:cb"))
+	write(t, c, OpTouch, mkRel("document:a", "org", "organization:ca"))
+	if r := mustCheck(t, c, written); r.Allowed() {
+		t.Fatalf("dave's revoked view came back after the document went away and back: %+v", r)
+	}
+
+	// the schema now lets comments point at documents: documents are no longer sealed
+	composed, err := schema.Compose(diffApp + `
+definition comment {
+	relation doc: document
+	permission view = doc->view
+}`)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.WriteSchema(ctx, composed.Text); err != nil {
+		t.Fatal(err)
+	}
+	write(t, c, OpTouch, mkRel("comment:c1", "doc", "document:a"))
+	onComment := checkOf("comment:c1", "view", "user:erin")
+	mustCheck(t, c, onComment)
+	if r := mustCheck(t, c, onComment); !r.Cached || r.Allowed() {
+		t.Fatalf("setup: want a cached denial, got %+v", r)
+	}
+	write(t, c, OpTouch, mkRel("document:a", "viewer", "user:erin"))
+	if r := mustCheck(t, c, onComment); !r.Allowed() {
+		t.Fatalf("a grant on a document reached through a comment was hidden by the cache: %+v", r)
+	}
+}

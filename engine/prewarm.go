@@ -49,13 +49,13 @@ func (c *Cached) HotRequests(n int) []CheckRequest {
 }
 
 // requestOfKey reads the question back from a cache key (see Cached.key):
-// five stamp fields, then resource#permission@subject and, after "|", the
+// six stamp fields, then resource#permission@subject and, after "|", the
 // caveat context as JSON. Object ids may hold '|' but never '#', '@', ':' or
 // '{', so the parse is unambiguous; HotRequests still checks it by rebuilding
 // the key.
 func requestOfKey(key string) (CheckRequest, bool) {
 	rest := key
-	for range 5 {
+	for range 6 {
 		_, after, ok := strings.Cut(rest, "|")
 		if !ok {
 			return CheckRequest{}, false

@@ -2,6 +2,8 @@ package engine
 
 import (
 	"sync"
+
+	core "github.com/authzed/spicedb/pkg/proto/core/v1"
 )
 
 // maxAnchorHops bounds parent/anchor walks (the org tree is at most this deep).
@@ -32,13 +34,24 @@ type tenancy struct {
 	writes     uint64                 // bumped by every write
 	terminal   map[string]bool        // types with no relations: never traversed
 	degraded   bool                   // the index could not be rebuilt: key everything by the write counter
+	// sealed types are those no relation of the schema allows as a subject:
+	// no check on another object can traverse into one, so a write to a
+	// sealed object can change only the answers about that object. It bumps
+	// the object's generation (part of its answers' keys) instead of its
+	// tenant's epoch, and the tenant's other answers stay cached.
+	sealed map[string]bool
+	objGen map[ObjectRef]uint64 // sealed objects written since start (bounded: maxObjectGenerations)
 }
+
+// maxObjectGenerations bounds objGen; past it the map is cleared and the
+// global epoch bumped, so no key built on a forgotten generation is served.
+const maxObjectGenerations = 1 << 20
 
 func newTenancy() *tenancy {
 	return &tenancy{
 		parent: map[string]string{}, anchor: map[ObjectRef]ObjectRef{}, epoch: map[string]uint64{},
 		dependents: map[string]map[string]struct{}{}, tainted: map[string]struct{}{}, orphans: map[ObjectRef]struct{}{},
-		terminal: map[string]bool{"user": true},
+		terminal: map[string]bool{"user": true}, sealed: map[string]bool{}, objGen: map[ObjectRef]uint64{},
 	}
 }
 
@@ -73,12 +86,16 @@ type stamp struct {
 	epoch  uint64
 	global uint64
 	writes uint64 // set only when the resource's tenant is unknown or tainted
+	object uint64 // the generation of a sealed resource (0 otherwise)
 }
 
 func (t *tenancy) stampOf(obj ObjectRef) stamp {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	s := stamp{global: t.global}
+	if t.sealed[obj.Type] {
+		s.object = t.objGen[obj]
+	}
 	s.tenant = t.tenantOf(obj)
 	if s.tenant == "" {
 		s.writes = t.writes
@@ -99,11 +116,21 @@ func (t *tenancy) degrade() {
 	t.mu.Unlock()
 }
 
-// setTerminal records the types that have no relations in the schema.
-func (t *tenancy) setTerminal(types map[string]bool) {
+// setTypes records the types that have no relations in the schema, and
+// those no relation allows as a subject (sealed).
+func (t *tenancy) setTypes(terminal, sealed map[string]bool) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.terminal = types
+	t.terminal, t.sealed = terminal, sealed
+}
+
+// unseal treats every type as reachable until the schema's types are learned
+// again: called before a schema change, which may let relations reach a type
+// that was sealed (a write to it must then bump its tenant again).
+func (t *tenancy) unseal() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.sealed = map[string]bool{}
 }
 
 // applied updates the index for relationships just written and bumps every
@@ -145,6 +172,14 @@ func (t *tenancy) bumpTouched(touched map[string]struct{}, global bool) int {
 // its former tenant may still reach, even after it is anchored again) forces a
 // global bump.
 func (t *tenancy) touch(touched map[string]struct{}, global *bool, obj ObjectRef) {
+	if t.sealed[obj.Type] { // only its own answers can change
+		if len(t.objGen) >= maxObjectGenerations {
+			clear(t.objGen)
+			*global = true
+		}
+		t.objGen[obj]++
+		return
+	}
 	if tn := t.tenantOf(obj); tn != "" {
 		touched[tn] = struct{}{}
 	}
@@ -195,7 +230,9 @@ func (t *tenancy) index(u RelationshipUpdate) {
 	if u.Operation == OpDelete {
 		if r.Resource.Type != orgType && t.anchor[r.Resource] == sub {
 			delete(t.anchor, r.Resource)
-			t.orphans[r.Resource] = struct{}{}
+			if !t.sealed[r.Resource.Type] { // nothing reaches a sealed object: no former tenant's entry can
+				t.orphans[r.Resource] = struct{}{}
+			}
 		}
 		return
 	}
@@ -304,6 +341,7 @@ func (t *tenancy) reset() {
 	clear(t.dependents)
 	clear(t.tainted)
 	clear(t.orphans)
+	clear(t.objGen)
 	t.degraded = false
 	t.global++
 	t.writes++
@@ -328,4 +366,25 @@ func (t *tenancy) bumpObjects(objs ...ObjectRef) (bumped int, global bool) {
 		t.touch(touched, &global, o)
 	}
 	return t.bumpTouched(touched, global), global
+}
+
+// sealedTypes are the definitions no relation allows as a subject (directly,
+// as a subject set or as a wildcard): nothing can hold a relationship to one
+// of their objects, so no check on another object traverses into them.
+func sealedTypes(defs map[string]*core.NamespaceDefinition) map[string]bool {
+	reachable := map[string]bool{}
+	for _, d := range defs {
+		for _, r := range d.Relation {
+			for _, a := range r.GetTypeInformation().GetAllowedDirectRelations() {
+				reachable[a.GetNamespace()] = true
+			}
+		}
+	}
+	sealed := map[string]bool{}
+	for name := range defs {
+		if !reachable[name] && name != orgType {
+			sealed[name] = true
+		}
+	}
+	return sealed
 }
