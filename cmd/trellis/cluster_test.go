@@ -59,14 +59,25 @@ func TestLoopbackCluster(t *testing.T) {
 		t.Fatalf("trellis migrate: %v\n%s", err, out)
 	}
 	sdb := [2]*trellisProc{startSpiceDB(t, bin, db), startSpiceDB(t, bin, db)}
-	a := startNode(t, bin, db, sdb[0]) // loads the demo
-	b := startNode(t, bin, db, sdb[1]) // finds it in the store
+	a := startNode(t, bin, db, sdb[0])
+	b := startNode(t, bin, db, sdb[1])
 	nodes := [2]*trellisProc{a, b}
 	t.Logf("cluster up in %v: node A %s on SpiceDB %s, node B %s on SpiceDB %s",
 		time.Since(started).Round(time.Millisecond), a.base, sdb[0].base, b.base, sdb[1].base)
 
+	// First the kills, while the database holds only what the load wrote
+	// (the invariants account for every organization and audit event); then
+	// the rest on the restarted nodes.
+	var rootID string
+	t.Run("kill", func(st *testing.T) { rootID = clusterKills(st, t, nodes, sdb) })
+	if t.Failed() {
+		return
+	}
 	t.Run("tokens", func(t *testing.T) { clusterTokens(t, nodes) })
 	t.Run("schema", func(t *testing.T) { clusterSchema(t, nodes) })
+	if t.Failed() {
+		return
+	}
 	t.Run("consistency", func(t *testing.T) {
 		for i := range 6 {
 			t.Run(fmt.Sprint(i), func(t *testing.T) {
@@ -76,13 +87,9 @@ func TestLoopbackCluster(t *testing.T) {
 		}
 		t.Run("membership", func(t *testing.T) {
 			t.Parallel()
-			clusterMembershipRevocation(t, nodes)
+			clusterMembershipRevocation(t, nodes, rootID)
 		})
 	})
-	if t.Failed() {
-		return
-	}
-	t.Run("kill", func(t *testing.T) { clusterKills(t, nodes, sdb) })
 	t.Logf("whole test: %v", time.Since(started).Round(time.Millisecond))
 }
 
@@ -171,7 +178,8 @@ func waitSpiceDB(p *trellisProc) error {
 }
 
 // startNode runs a Trellis node in remote mode on sdb (Watch on) with the
-// store on PostgreSQL and the demo, and waits for /readyz.
+// store on PostgreSQL, and waits for /readyz. (No demo: the kill phase's
+// invariants account for every organization in the database.)
 func startNode(t *testing.T, bin, db string, sdb *trellisProc) *trellisProc {
 	t.Helper()
 	for attempt := 1; ; attempt++ {
@@ -179,7 +187,7 @@ func startNode(t *testing.T, bin, db string, sdb *trellisProc) *trellisProc {
 		p := &trellisProc{bin: bin, base: "http://" + addr, out: &syncBuffer{}, args: []string{
 			"serve", "--addr", addr, "--spicedb-endpoint", sdb.base, "--spicedb-token", clusterSpiceDBKey, "--spicedb-insecure",
 			"--store", "postgres", "--store-url", db, "--issuer", clusterIssuer, "--key-encryption-key", clusterKEK,
-			"--admin-key", crashKey, "--audit-key", clusterAuditKey, "--demo",
+			"--admin-key", crashKey, "--audit-key", clusterAuditKey,
 		}}
 		if err := p.start(t); err != nil {
 			t.Fatal(err)
@@ -206,22 +214,23 @@ func startNode(t *testing.T, bin, db string, sdb *trellisProc) *trellisProc {
 	}
 }
 
-// clusterTokens: a token one node signs is accepted by the other.
+// clusterTokens: a token one node signs is accepted by the other, a forged
+// one by neither.
 func clusterTokens(t *testing.T, nodes [2]*trellisProc) {
 	for i, n := range nodes {
 		other := nodes[1-i]
-		code, tok := call(t, "POST", n.base+"/v1/tokens", crashKey, `{"subject":"user:gary","organization":"globex"}`)
+		code, tok := call(t, "POST", n.base+"/v1/tokens", crashKey, `{"subject":"user:boss","organization":"crash-root"}`)
 		token, _ := tok["accessToken"].(string)
 		if code != http.StatusCreated && code != http.StatusOK || token == "" {
 			t.Fatalf("POST /v1/tokens on %s: %d %v", n.base, code, tok)
 		}
 		for _, m := range nodes {
-			if code, got := call(t, "GET", m.base+"/v1/organizations/globex/members", token, ""); code != http.StatusOK {
-				t.Errorf("gary's token from %s on %s: %d %v, want 200", n.base, m.base, code, got)
+			if code, got := call(t, "GET", m.base+"/v1/organizations/crash-root/members?pageSize=1", token, ""); code != http.StatusOK {
+				t.Errorf("boss's token from %s on %s: %d %v, want 200", n.base, m.base, code, got)
 			}
 		}
 		forged := token[:len(token)-4] + flip(token[len(token)-4:])
-		if code, got := call(t, "GET", other.base+"/v1/organizations/globex/members", forged, ""); code != http.StatusUnauthorized {
+		if code, got := call(t, "GET", other.base+"/v1/organizations/crash-root/members?pageSize=1", forged, ""); code != http.StatusUnauthorized {
 			t.Errorf("a forged token on %s: %d %v, want 401", other.base, code, got)
 		}
 	}
@@ -240,30 +249,50 @@ func flip(s string) string {
 	return string(b)
 }
 
-// clusterSchema: node A applies version v+1 with expectedVersion v; the same
-// expectedVersion on node B is stale (409), and B serves v+1.
+// clusterSchema: node A applies the demo app schema as version v+1 with
+// expectedVersion v; the same expectedVersion on node B is stale (409), and
+// B serves v+1.
 func clusterSchema(t *testing.T, nodes [2]*trellisProc) {
 	a, b := nodes[0], nodes[1]
 	code, cur := call(t, "GET", b.base+"/v1/schema", crashKey, "")
 	v, _ := cur["version"].(float64)
-	app, _ := cur["appText"].(string)
-	if code != http.StatusOK || v < 1 || !strings.Contains(app, "definition document") {
+	if code != http.StatusOK || v < 1 {
 		t.Fatalf("GET /v1/schema on B: %d %v", code, cur)
 	}
-	put := func(n *trellisProc, def string) (int, map[string]any) {
-		body := fmt.Sprintf(`{"text":%q,"expectedVersion":%d}`, app+"\ndefinition "+def+" {}\n", int(v))
-		return call(t, "PUT", n.base+"/v1/schema", crashKey, body)
+	put := func(n *trellisProc, text string) (int, map[string]any) {
+		return call(t, "PUT", n.base+"/v1/schema", crashKey, fmt.Sprintf(`{"text":%q,"expectedVersion":%d}`, text, int(v)))
 	}
-	if code, got := put(a, "cluster_a"); code != http.StatusOK || got["version"] != v+1 {
-		t.Fatalf("PUT /v1/schema on A with expectedVersion %d: %d %v, want version %d", int(v), code, got, int(v)+1)
+	code, applied := put(a, demoAppSchema)
+	written, _ := applied["writtenAt"].(string)
+	if code != http.StatusOK || applied["version"] != v+1 || written == "" {
+		t.Fatalf("PUT /v1/schema on A with expectedVersion %d: %d %v, want version %d", int(v), code, applied, int(v)+1)
 	}
-	if code, got := put(b, "cluster_b"); code != http.StatusConflict {
+	if code, got := put(b, demoAppSchema+"\ndefinition cluster_b {}\n"); code != http.StatusConflict {
 		t.Fatalf("PUT /v1/schema on B with the same expectedVersion %d: %d %v, want 409 (stale)", int(v), code, got)
 	}
 	code, now := call(t, "GET", b.base+"/v1/schema", crashKey, "")
-	if text, _ := now["text"].(string); code != http.StatusOK || now["version"] != v+1 || !strings.Contains(text, "cluster_a") || strings.Contains(text, "cluster_b") {
-		t.Fatalf("GET /v1/schema on B after A's change: %d %v, want version %d with cluster_a", code, now, int(v)+1)
+	if text, _ := now["text"].(string); code != http.StatusOK || now["version"] != v+1 || !strings.Contains(text, "definition document") || strings.Contains(text, "cluster_b") {
+		t.Fatalf("GET /v1/schema on B after A's change: %d %v, want version %d with document", code, now, int(v)+1)
 	}
+	// B checks against the new definitions at once with the change's token,
+	// and without it once its Watch has delivered the change (until then its
+	// reads may be at a revision before it: 400, no such definition).
+	check := `{"resource":"document:schema-probe","permission":"view","subject":"user:boss"`
+	if code, got := call(t, "POST", b.base+"/v1/check", crashKey, check+`,"consistency":`+atLeastAsFresh(written)+`}`); code != http.StatusOK || got["allowed"] != false {
+		t.Fatalf("a check of the new definition on B with the schema change's token: %d %v", code, got)
+	}
+	start := time.Now()
+	for {
+		code, got := call(t, "POST", b.base+"/v1/check", crashKey, check+`}`)
+		if code == http.StatusOK {
+			break
+		}
+		if code != http.StatusBadRequest || time.Since(start) > clusterLag {
+			t.Fatalf("a check of the new definition on B: %d %v after %v", code, got, time.Since(start).Round(time.Millisecond))
+		}
+		time.Sleep(5 * time.Millisecond) // polling B's Watch; bounded above
+	}
+	t.Logf("B checks the new definitions without a token after %v", time.Since(start).Round(time.Millisecond))
 }
 
 type checkAnswer struct {
@@ -358,18 +387,13 @@ func clusterReadYourWrites(t *testing.T, w, o *trellisProc, i int) {
 // clusterMembershipRevocation: a membership added through node A and removed
 // through node B. Directory writes return no token: the other node answers
 // at once with fullyConsistent, and without it once its Watch caught up.
-func clusterMembershipRevocation(t *testing.T, nodes [2]*trellisProc) {
+func clusterMembershipRevocation(t *testing.T, nodes [2]*trellisProc, rootID string) {
 	a, b := nodes[0], nodes[1]
 	if code, got := call(t, "POST", a.base+"/v1/users", crashKey, `{"id":"cluster-m","email":"cluster-m@example.com","name":"Cluster M"}`); code != http.StatusCreated {
 		t.Fatalf("creating the user: %d %v", code, got)
 	}
-	code, org := call(t, "GET", b.base+"/v1/organizations/globex", crashKey, "")
-	id, _ := org["id"].(string)
-	if code != http.StatusOK || id == "" {
-		t.Fatalf("GET globex on B: %d %v", code, org)
-	}
-	resource := "organization:" + id
-	if code, got := call(t, "PUT", a.base+"/v1/organizations/globex/members/cluster-m", crashKey, `{"roles":["member"]}`); code != http.StatusCreated {
+	resource, member := "organization:"+rootID, "/v1/organizations/"+rootID+"/members/cluster-m"
+	if code, got := call(t, "PUT", a.base+member, crashKey, `{"roles":["member"]}`); code != http.StatusCreated {
 		t.Fatalf("PUT membership on A: %d %v", code, got)
 	}
 	if got := clusterCheck(t, b, resource, "access", "user:cluster-m", fullyConsistent); !got.allowed {
@@ -378,10 +402,10 @@ func clusterMembershipRevocation(t *testing.T, nodes [2]*trellisProc) {
 	eventually(t, b, resource, "access", "user:cluster-m", true)
 	eventually(t, a, resource, "access", "user:cluster-m", true) // both nodes have the allow cached
 
-	if code, got := call(t, "DELETE", b.base+"/v1/organizations/globex/members/cluster-m", crashKey, ""); code != http.StatusNoContent {
+	if code, got := call(t, "DELETE", b.base+member, crashKey, ""); code != http.StatusNoContent {
 		t.Fatalf("DELETE membership on B: %d %v", code, got)
 	}
-	if code, got := call(t, "GET", a.base+"/v1/organizations/globex/members/cluster-m", crashKey, ""); code != http.StatusNotFound {
+	if code, got := call(t, "GET", a.base+member, crashKey, ""); code != http.StatusNotFound {
 		t.Fatalf("membership removed on B, GET on A: %d %v, want 404", code, got)
 	}
 	if got := clusterCheck(t, a, resource, "access", "user:cluster-m", fullyConsistent); got.allowed {
@@ -395,10 +419,10 @@ func clusterMembershipRevocation(t *testing.T, nodes [2]*trellisProc) {
 // clusterKills runs writers through both nodes, kills SpiceDB server 2 (node
 // B's) with SIGKILL and restarts it, then kills node A and restarts it, and
 // checks through each node that no acknowledged write was lost and nothing is
-// half-applied.
-func clusterKills(t *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) {
+// half-applied. The restarted processes belong to top (they outlive t).
+func clusterKills(t, top *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) (rootID string) {
 	a, b := nodes[0], nodes[1]
-	rootID := setupTenant(t, a.base)
+	rootID = setupTenant(t, a.base)
 	la, lb := newWriteLoad(a.base, rootID), newWriteLoad(b.base, rootID)
 	la.writers, lb.writers = crashWriters/2, crashWriters/2
 	la.run("a")
@@ -415,7 +439,7 @@ func clusterKills(t *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) {
 	// SpiceDB 2 dies under node B's writes and comes back on the same address.
 	before := ackedBy(lb)
 	sdb[1].kill()
-	if err := sdb[1].start(t); err != nil {
+	if err := sdb[1].start(top); err != nil {
 		t.Fatal(err)
 	}
 	if err := waitSpiceDB(sdb[1]); err != nil {
@@ -425,6 +449,15 @@ func clusterKills(t *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) {
 		t.Fatal(err)
 	}
 	pollUntil(t, 30*time.Second, "node B acknowledging writes again", func() bool { return ackedBy(lb) >= before+20 })
+	lb.mu.Lock()
+	failed := 0
+	for _, r := range lb.results {
+		if r.err != nil || r.status >= 500 {
+			failed++
+		}
+	}
+	lb.mu.Unlock()
+	t.Logf("SpiceDB 2 killed and back: node B answered %d writes with 503 or not at all meanwhile", failed)
 
 	// Node A dies under its writers (they stop starting requests; those in
 	// flight are cut) and restarts on the same address, while B takes writes.
@@ -433,7 +466,7 @@ func clusterKills(t *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) {
 	la.wg.Wait()
 	la.client.CloseIdleConnections()
 	http.DefaultClient.CloseIdleConnections()
-	if err := a.start(t); err != nil {
+	if err := a.start(top); err != nil {
 		t.Fatal(err)
 	}
 	if err := a.waitReady(readyWithin); err != nil {
@@ -458,6 +491,7 @@ func clusterKills(t *testing.T, nodes [2]*trellisProc, sdb [2]*trellisProc) {
 	for _, n := range nodes {
 		t.Run(strings.TrimPrefix(n.base, "http://"), func(t *testing.T) { checkCrashInvariants(t, n, all, 20*time.Second) })
 	}
+	return rootID
 }
 
 // mergeLoads is every load's outcomes as one load's (the invariants read them).
