@@ -115,7 +115,7 @@ node() { # name port spicedb-port
     TRELLIS_ADMIN_KEY="$admin_key" TRELLIS_AUDIT_KEY="$audit_key" TRELLIS_KEY_ENCRYPTION_KEY="$kek" \
     TRELLIS_SPICEDB_TOKEN="$spicedb_key" TRELLIS_ISSUER="$issuer" \
     "$trellis" serve --addr "127.0.0.1:$2" --spicedb-endpoint "127.0.0.1:$3" --spicedb-insecure \
-    --store postgres --store-url "$db" --demo
+    --store postgres --store-url "$db&pool_max_conns=16" --demo
   wait_for "$1" curl -fs "http://127.0.0.1:$2/readyz"
 }
 node trellis-a "$node_a" "$sdb_a"
