@@ -712,32 +712,7 @@ func checkCrashInvariants(t *testing.T, srv *trellisProc, l *writeLoad, converge
 	defer l.mu.Unlock()
 
 	// (a) Acknowledged means in the directory and in the graph, now.
-	var lost []string
-	var checks []bulkItem
-	for _, o := range l.orgs {
-		code, got := call(t, "GET", base+"/v1/organizations/"+o.slug, crashKey, "")
-		if code != http.StatusOK || got["id"] != o.id {
-			lost = append(lost, fmt.Sprintf("organization %s (%s): GET %d %v", o.slug, o.id, code, got))
-		}
-		checks = append(checks, bulkItem{"organization:" + o.id, "manage", "user:boss"})
-	}
-	for _, m := range l.members {
-		code, got := call(t, "GET", base+"/v1/organizations/"+m.org+"/members/"+m.user, crashKey, "")
-		var roles []string
-		remarshal(got, &struct {
-			Roles *[]string `json:"roles"`
-		}{&roles})
-		if code != http.StatusOK || !sameRoles(roles, m.roles) {
-			lost = append(lost, fmt.Sprintf("membership %s in %s %v: GET %d %v", m.user, m.org, m.roles, code, got))
-		}
-		checks = append(checks, bulkItem{"organization:" + m.org, "access", "user:" + m.user})
-		if slices.Contains(m.roles, "admin") {
-			checks = append(checks, bulkItem{"organization:" + m.org, "manage", "user:" + m.user})
-		}
-	}
-	for _, c := range deniedChecks(t, base, checks) {
-		lost = append(lost, "acknowledged, but the graph denies "+c)
-	}
+	lost := lostWrites(t, base, l)
 	for _, s := range lost {
 		t.Errorf("lost: %s", s)
 	}
@@ -782,6 +757,39 @@ func checkCrashInvariants(t *testing.T, srv *trellisProc, l *writeLoad, converge
 		"lost: %d; half-applied: %d (+%d audit); graph agreed after %v; directory: %d organizations, %d memberships",
 		len(l.orgs)+len(l.members), len(l.orgs), len(l.members), unknown, unknownPresent, unknown-unknownPresent,
 		len(lost), len(half), len(auditProblems), converged.Round(time.Millisecond), len(snap.orgs), len(snap.members))
+}
+
+// lostWrites lists the acknowledged writes of l (l.mu held) that the
+// directory behind base does not have or the graph does not grant, now.
+func lostWrites(t *testing.T, base string, l *writeLoad) []string {
+	t.Helper()
+	var lost []string
+	var checks []bulkItem
+	for _, o := range l.orgs {
+		code, got := call(t, "GET", base+"/v1/organizations/"+o.slug, crashKey, "")
+		if code != http.StatusOK || got["id"] != o.id {
+			lost = append(lost, fmt.Sprintf("organization %s (%s): GET %d %v", o.slug, o.id, code, got))
+		}
+		checks = append(checks, bulkItem{"organization:" + o.id, "manage", "user:boss"})
+	}
+	for _, m := range l.members {
+		code, got := call(t, "GET", base+"/v1/organizations/"+m.org+"/members/"+m.user, crashKey, "")
+		var roles []string
+		remarshal(got, &struct {
+			Roles *[]string `json:"roles"`
+		}{&roles})
+		if code != http.StatusOK || !sameRoles(roles, m.roles) {
+			lost = append(lost, fmt.Sprintf("membership %s in %s %v: GET %d %v", m.user, m.org, m.roles, code, got))
+		}
+		checks = append(checks, bulkItem{"organization:" + m.org, "access", "user:" + m.user})
+		if slices.Contains(m.roles, "admin") {
+			checks = append(checks, bulkItem{"organization:" + m.org, "manage", "user:" + m.user})
+		}
+	}
+	for _, c := range deniedChecks(t, base, checks) {
+		lost = append(lost, "acknowledged, but the graph denies "+c)
+	}
+	return lost
 }
 
 type bulkItem struct{ resource, permission, subject string }

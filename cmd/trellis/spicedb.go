@@ -60,7 +60,7 @@ func (c spicedbServeConfig) server() (engine.ServerConfig, error) {
 }
 
 func spicedbServeCmd() *cobra.Command {
-	c := spicedbServeConfig{GRPCAddr: ":50051", Engine: "memory", Quantization: 5 * time.Second, LogLevel: "info"}
+	c := spicedbServeConfig{GRPCAddr: "127.0.0.1:50051", Engine: "memory", Quantization: 5 * time.Second, LogLevel: "info"}
 	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve SpiceDB's gRPC API (plaintext) with a preshared key, on memdb or PostgreSQL",
@@ -96,7 +96,7 @@ func spicedbServeCmd() *cobra.Command {
 		},
 	}
 	f := cmd.Flags()
-	f.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "address to serve gRPC on; port 0 picks a free one (SPICEDB_GRPC_ADDR)")
+	f.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "address to serve gRPC on, plaintext: loopback unless told otherwise (spicedb serve's default is :50051); port 0 picks a free one (SPICEDB_GRPC_ADDR)")
 	f.StringVar(&c.PresharedKey, "grpc-preshared-key", c.PresharedKey, "(required) preshared key clients must send as a bearer token (SPICEDB_GRPC_PRESHARED_KEY)")
 	bindSpicedbDatastoreFlags(cmd, &c.Engine, &c.ConnURI)
 	f.DurationVar(&c.Quantization, "datastore-revision-quantization-interval", c.Quantization, "how stale a minimize_latency read may be (SPICEDB_DATASTORE_REVISION_QUANTIZATION_INTERVAL)")
