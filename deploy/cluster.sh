@@ -12,6 +12,7 @@
 # of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+umask 077 # the logs hold the admin key (the demo tour) and a token: this user's only
 
 pgport=${PGPORT:-55432}
 read -r sdb_a sdb_b <<<"${SPICEDB_PORTS:-50051 50052}"
