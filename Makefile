@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-postgres test fuzz-authz build bench bench-scale bench-peer bench-scim bench-writes scim-conformance load lint fmt
+.PHONY: run run-postgres cluster test fuzz-authz build bench bench-scale bench-peer bench-scim bench-writes scim-conformance load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -34,6 +34,10 @@ load:
 run-postgres:
 	@test -n "$(DATABASE_URL)" || (echo "set DATABASE_URL=postgres://user@host/db (e.g. createdb trellis)"; exit 1)
 	$(GO) run ./cmd/trellis serve --demo --migrate --addr $(ADDR) --datastore postgres --store postgres --database-url "$(DATABASE_URL)"
+
+## cluster: PostgreSQL, two SpiceDB servers and two Trellis nodes on loopback, the demo loaded; Ctrl-C stops them (deploy/cluster.sh)
+cluster:
+	deploy/cluster.sh
 
 ## bench: run the benchmarks in benchmarks/ but the large-data ones, 5 times each (minutes; not part of make test)
 bench:

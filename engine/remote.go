@@ -150,9 +150,10 @@ type ServerConfig struct {
 
 // Server is SpiceDB's own server package serving its gRPC API on a TCP port.
 type Server struct {
-	addr   string
-	cancel context.CancelFunc
-	done   chan error
+	addr    string
+	cancel  context.CancelFunc
+	stopped chan struct{} // closed when the server has stopped; runErr is then set
+	runErr  error
 
 	closeOnce sync.Once
 	closeErr  error
@@ -192,9 +193,9 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			break
 		}
 		runCtx, cancel := context.WithCancel(context.Background())
-		done := make(chan error, 1)
-		go func() { done <- runnable.Run(runCtx) }()
-		return &Server{addr: addr, cancel: cancel, done: done}, nil
+		s := &Server{addr: addr, cancel: cancel, stopped: make(chan struct{})}
+		go func() { s.runErr = runnable.Run(runCtx); close(s.stopped) }()
+		return s, nil
 	}
 	return nil, fmt.Errorf("engine: start spicedb server: %w", lastErr)
 }
@@ -219,13 +220,18 @@ func resolvePort(addr string) (string, error) {
 // Addr is the address the server listens on (host:port).
 func (s *Server) Addr() string { return s.addr }
 
+// Stopped is closed when the server has stopped, by Close or on its own (a
+// failure it cannot serve through); Close then reports why.
+func (s *Server) Stopped() <-chan struct{} { return s.stopped }
+
 // Close stops the server; open streams are cut after a one-second grace period.
 // Closing twice is harmless.
 func (s *Server) Close() error {
 	s.closeOnce.Do(func() {
 		s.cancel()
-		if err := <-s.done; err != nil && !errors.Is(err, context.Canceled) {
-			s.closeErr = err
+		<-s.stopped
+		if s.runErr != nil && !errors.Is(s.runErr, context.Canceled) {
+			s.closeErr = s.runErr
 		}
 	})
 	return s.closeErr

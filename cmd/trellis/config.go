@@ -270,13 +270,17 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 }
 
 // applyEnv fills every flag not set on the command line from TRELLIS_<FLAG>.
-func applyEnv(cmd *cobra.Command) error {
+func applyEnv(cmd *cobra.Command) error { return applyEnvPrefix(cmd, "TRELLIS_") }
+
+// applyEnvPrefix fills every flag not set on the command line from
+// <prefix><FLAG> (dashes as underscores, upper case).
+func applyEnvPrefix(cmd *cobra.Command, prefix string) error {
 	var errs []error
 	cmd.Flags().VisitAll(func(f *pflag.Flag) {
 		if f.Changed {
 			return
 		}
-		name := "TRELLIS_" + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
+		name := prefix + strings.ToUpper(strings.ReplaceAll(f.Name, "-", "_"))
 		if v, ok := os.LookupEnv(name); ok {
 			if err := f.Value.Set(v); err != nil {
 				errs = append(errs, fmt.Errorf("%s: %w", name, err))

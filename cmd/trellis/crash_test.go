@@ -264,36 +264,64 @@ func TestPostgresRestartDuringLoadRecovers(t *testing.T) {
 
 // ---- the Trellis process
 
-// buildTrellis builds cmd/trellis into the test's temporary directory, from
-// the module root, once per test (both runs of the crash test use it). It is
-// built with -race when the test binary is: then it links from the packages
-// `go test -race` has just compiled rather than compiling SpiceDB's dependency
-// tree a second time without -race (minutes on a cold cache), and a data race
-// in the server under a crash or an outage fails the test.
+// built is the trellis binary the tests of this package run as processes,
+// built once per test binary (linking it is most of the cost) and removed by
+// TestMain.
+var built struct {
+	once     sync.Once
+	dir, bin string
+	err      error
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if built.dir != "" {
+		_ = os.RemoveAll(built.dir)
+	}
+	os.Exit(code)
+}
+
+// buildTrellis builds cmd/trellis from the module root, once for every test
+// of the package (the crash tests and the cluster test). It is built with
+// -race when the test binary is: then it links from the packages `go test
+// -race` has just compiled rather than compiling SpiceDB's dependency tree a
+// second time without -race (minutes on a cold cache), and a data race in the
+// server under a crash or an outage fails the test.
 func buildTrellis(t *testing.T) string {
 	t.Helper()
-	gomod, err := exec.Command("go", "env", "GOMOD").Output()
-	mod := strings.TrimSpace(string(gomod))
-	if err != nil || mod == "" || mod == os.DevNull {
-		t.Fatalf("go env GOMOD: %q %v", mod, err)
-	}
-	bin := filepath.Join(t.TempDir(), "trellis")
-	args := []string{"build", "-o", bin}
-	if info, ok := debug.ReadBuildInfo(); ok {
-		for _, s := range info.Settings {
-			if s.Key == "-race" && s.Value == "true" {
-				args = append(args, "-race")
+	built.once.Do(func() {
+		gomod, err := exec.Command("go", "env", "GOMOD").Output()
+		mod := strings.TrimSpace(string(gomod))
+		if err != nil || mod == "" || mod == os.DevNull {
+			built.err = fmt.Errorf("go env GOMOD: %q %v", mod, err)
+			return
+		}
+		if built.dir, err = os.MkdirTemp("", "trellis-test-bin-"); err != nil {
+			built.err = err
+			return
+		}
+		built.bin = filepath.Join(built.dir, "trellis")
+		args := []string{"build", "-o", built.bin}
+		if info, ok := debug.ReadBuildInfo(); ok {
+			for _, s := range info.Settings {
+				if s.Key == "-race" && s.Value == "true" {
+					args = append(args, "-race")
+				}
 			}
 		}
+		start := time.Now()
+		cmd := exec.Command("go", append(args, "./cmd/trellis")...)
+		cmd.Dir = filepath.Dir(mod)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			built.err = fmt.Errorf("go build ./cmd/trellis: %v\n%s", err, out)
+			return
+		}
+		t.Logf("go %s: %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
+	})
+	if built.err != nil {
+		t.Fatal(built.err)
 	}
-	start := time.Now()
-	cmd := exec.Command("go", append(args, "./cmd/trellis")...)
-	cmd.Dir = filepath.Dir(mod)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go build ./cmd/trellis: %v\n%s", err, out)
-	}
-	t.Logf("go %s: %v", strings.Join(args, " "), time.Since(start).Round(time.Millisecond))
-	return bin
+	return built.bin
 }
 
 // trellisProc is `trellis serve` on PostgreSQL as a child process.
@@ -355,8 +383,8 @@ func (p *trellisProc) start(t *testing.T) error {
 	cmd := exec.Command(p.bin, p.args...)
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	for _, kv := range os.Environ() { // the flags say everything; no TRELLIS_* from the caller's shell
-		if !strings.HasPrefix(kv, "TRELLIS_") {
+	for _, kv := range os.Environ() { // the flags say everything; no TRELLIS_* or SPICEDB_* from the caller's shell
+		if !strings.HasPrefix(kv, "TRELLIS_") && !strings.HasPrefix(kv, "SPICEDB_") {
 			cmd.Env = append(cmd.Env, kv)
 		}
 	}
@@ -542,6 +570,7 @@ type writeResult struct {
 // writeLoad is the writers and what they saw.
 type writeLoad struct {
 	base, root string
+	writers    int // concurrent writers (crashWriters)
 	client     *http.Client
 	stop       atomic.Bool
 	wg         sync.WaitGroup
@@ -556,7 +585,7 @@ type writeLoad struct {
 }
 
 func newWriteLoad(base, root string) *writeLoad {
-	return &writeLoad{base: base, root: root, client: &http.Client{
+	return &writeLoad{base: base, root: root, writers: crashWriters, client: &http.Client{
 		Timeout:   clientTimeout,
 		Transport: &http.Transport{MaxIdleConnsPerHost: 2 * crashWriters},
 	}}
@@ -565,7 +594,7 @@ func newWriteLoad(base, root string) *writeLoad {
 // run starts the writers; each creates an organization under the top-level
 // one, then puts a user into it as member or admin, until stop.
 func (l *writeLoad) run(prefix string) {
-	for w := range crashWriters {
+	for w := range l.writers {
 		l.wg.Add(1)
 		go func() {
 			defer l.wg.Done()
@@ -683,32 +712,7 @@ func checkCrashInvariants(t *testing.T, srv *trellisProc, l *writeLoad, converge
 	defer l.mu.Unlock()
 
 	// (a) Acknowledged means in the directory and in the graph, now.
-	var lost []string
-	var checks []bulkItem
-	for _, o := range l.orgs {
-		code, got := call(t, "GET", base+"/v1/organizations/"+o.slug, crashKey, "")
-		if code != http.StatusOK || got["id"] != o.id {
-			lost = append(lost, fmt.Sprintf("organization %s (%s): GET %d %v", o.slug, o.id, code, got))
-		}
-		checks = append(checks, bulkItem{"organization:" + o.id, "manage", "user:boss"})
-	}
-	for _, m := range l.members {
-		code, got := call(t, "GET", base+"/v1/organizations/"+m.org+"/members/"+m.user, crashKey, "")
-		var roles []string
-		remarshal(got, &struct {
-			Roles *[]string `json:"roles"`
-		}{&roles})
-		if code != http.StatusOK || !sameRoles(roles, m.roles) {
-			lost = append(lost, fmt.Sprintf("membership %s in %s %v: GET %d %v", m.user, m.org, m.roles, code, got))
-		}
-		checks = append(checks, bulkItem{"organization:" + m.org, "access", "user:" + m.user})
-		if slices.Contains(m.roles, "admin") {
-			checks = append(checks, bulkItem{"organization:" + m.org, "manage", "user:" + m.user})
-		}
-	}
-	for _, c := range deniedChecks(t, base, checks) {
-		lost = append(lost, "acknowledged, but the graph denies "+c)
-	}
+	lost := lostWrites(t, base, l)
 	for _, s := range lost {
 		t.Errorf("lost: %s", s)
 	}
@@ -753,6 +757,39 @@ func checkCrashInvariants(t *testing.T, srv *trellisProc, l *writeLoad, converge
 		"lost: %d; half-applied: %d (+%d audit); graph agreed after %v; directory: %d organizations, %d memberships",
 		len(l.orgs)+len(l.members), len(l.orgs), len(l.members), unknown, unknownPresent, unknown-unknownPresent,
 		len(lost), len(half), len(auditProblems), converged.Round(time.Millisecond), len(snap.orgs), len(snap.members))
+}
+
+// lostWrites lists the acknowledged writes of l (l.mu held) that the
+// directory behind base does not have or the graph does not grant, now.
+func lostWrites(t *testing.T, base string, l *writeLoad) []string {
+	t.Helper()
+	var lost []string
+	var checks []bulkItem
+	for _, o := range l.orgs {
+		code, got := call(t, "GET", base+"/v1/organizations/"+o.slug, crashKey, "")
+		if code != http.StatusOK || got["id"] != o.id {
+			lost = append(lost, fmt.Sprintf("organization %s (%s): GET %d %v", o.slug, o.id, code, got))
+		}
+		checks = append(checks, bulkItem{"organization:" + o.id, "manage", "user:boss"})
+	}
+	for _, m := range l.members {
+		code, got := call(t, "GET", base+"/v1/organizations/"+m.org+"/members/"+m.user, crashKey, "")
+		var roles []string
+		remarshal(got, &struct {
+			Roles *[]string `json:"roles"`
+		}{&roles})
+		if code != http.StatusOK || !sameRoles(roles, m.roles) {
+			lost = append(lost, fmt.Sprintf("membership %s in %s %v: GET %d %v", m.user, m.org, m.roles, code, got))
+		}
+		checks = append(checks, bulkItem{"organization:" + m.org, "access", "user:" + m.user})
+		if slices.Contains(m.roles, "admin") {
+			checks = append(checks, bulkItem{"organization:" + m.org, "manage", "user:" + m.user})
+		}
+	}
+	for _, c := range deniedChecks(t, base, checks) {
+		lost = append(lost, "acknowledged, but the graph denies "+c)
+	}
+	return lost
 }
 
 type bulkItem struct{ resource, permission, subject string }

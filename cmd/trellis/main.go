@@ -52,7 +52,7 @@ func rootCmd() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd(), accessCmd())
+	root.AddCommand(serveCmd(), migrateCmd(), versionCmd(), schemaCmd(), accessCmd(), spicedbCmd())
 	return root
 }
 

@@ -72,7 +72,9 @@ type runAs struct {
 // StartServer initializes a data directory in a fresh temporary directory and
 // starts PostgreSQL on a free loopback port, returning once it accepts
 // connections. fsync, full_page_writes and synchronous_commit are off: the
-// data is thrown away, so durability buys nothing. Stop it with Stop. The
+// data is thrown away, so durability buys nothing. track_commit_timestamp is
+// on, as SpiceDB's Watch on PostgreSQL needs (deploy/docker-compose.yaml sets
+// it too). Stop it with Stop. The
 // error wraps ErrNotInstalled when the binaries are nowhere to be found.
 func StartServer() (*Server, error) {
 	if err := platformSupported(); err != nil {
@@ -378,6 +380,7 @@ func (s *Server) start() error {
 		"-c", "full_page_writes=off",
 		"-c", "synchronous_commit=off",
 		"-c", "max_connections=200",
+		"-c", "track_commit_timestamp=on", // SpiceDB's Watch on its PostgreSQL datastore needs it
 		"-c", "log_min_messages=warning",
 	)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
