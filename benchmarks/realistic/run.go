@@ -113,12 +113,13 @@ func (l *load) phase(ctx context.Context, d, window time.Duration) []stats {
 			defer wg.Done()
 			r := rand.New(rand.NewPCG(uint64(w), 99))
 			var pending *viewerWrite
+			// a request counts in the window it completes in
+			at := func() *local { return &per[w][min(int(time.Since(start)/window), n-1)] }
 			for now := time.Now(); now.Before(end) && ctx.Err() == nil; now = time.Now() {
-				i := min(int(now.Sub(start)/window), n-1)
-				acc := &per[w][i]
 				if l.writePct > 0 && r.Float64()*100 < l.writePct {
 					next, stale, err := l.writeAndRead(r, w, pending)
 					pending = next
+					acc := at()
 					acc.req += 2
 					acc.writes++
 					if err != nil {
@@ -132,6 +133,7 @@ func (l *load) phase(ctx context.Context, d, window time.Duration) []stats {
 				p := l.pairs[l.seq[int(l.next.Add(1))%len(l.seq)]]
 				path, body := l.t.check(p.user, p.doc, "", false)
 				resp, err := l.t.do("POST", path, body)
+				acc := at()
 				acc.req++
 				if err != nil {
 					acc.errs++
