@@ -76,7 +76,7 @@ func migrate(datastore, uri string) error {
 		if uri == "" {
 			return errors.New("-datastore postgres needs -datastore-uri")
 		}
-		return storagemigrate.RunMigrations(storagemigrate.MigrationConfig{Engine: "postgres", URI: uri, Timeout: time.Minute})
+		return storagemigrate.RunMigrations(storagemigrate.MigrationConfig{Engine: "postgres", URI: uri, Timeout: time.Minute, PingTimeout: 30 * time.Second})
 	default:
 		return fmt.Errorf("-datastore %q: want memory or postgres", datastore)
 	}
