@@ -269,6 +269,9 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		l.writePct = mix
 		if i == 0 {
 			res.cold = l.phase(ctx, c.warmup, c.window)
+			if ctx.Err() != nil {
+				return res, ctx.Err() // interrupted: the windows are incomplete
+			}
 			for k, w := range res.cold {
 				fmt.Printf("  cold %3.0f–%3.0f s: %s\n", float64(k)*c.window.Seconds(), float64(k)*c.window.Seconds()+w.seconds, line(w))
 			}
@@ -276,12 +279,12 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 			l.phase(ctx, min(c.warmup, 10*time.Second), time.Hour) // the mix settles, unreported
 		}
 		s := l.phase(ctx, c.measured, time.Hour)[0]
-		fmt.Printf("  steady, %g %% writes: %s\n", mix, line(s))
-		res.steady = append(res.steady, s)
-		res.mixes = append(res.mixes, mix)
 		if ctx.Err() != nil {
 			return res, ctx.Err()
 		}
+		fmt.Printf("  steady, %g %% writes: %s\n", mix, line(s))
+		res.steady = append(res.steady, s)
+		res.mixes = append(res.mixes, mix)
 	}
 	res.rss = rssPeak(srv.pid())
 	return res, nil
