@@ -3,7 +3,7 @@ ADDR ?= 127.0.0.1:8080
 
 STATICCHECK ?= honnef.co/go/tools/cmd/staticcheck@v0.8.2
 
-.PHONY: run run-postgres cluster test fuzz-authz build bench bench-scale bench-peer bench-scim bench-writes scim-conformance load lint fmt
+.PHONY: run run-postgres cluster test fuzz-authz build bench bench-scale bench-peer bench-scim bench-writes bench-realistic scim-conformance load lint fmt
 
 ## run: start Trellis on $(ADDR) with embedded SpiceDB (memdb) and the demo
 run:
@@ -29,6 +29,21 @@ bench-peer:
 ## load: ceiling, Trellis (cached, 1 % writes, uncached) and OpenFGA over HTTP, pinned processes, 3 rounds (benchmarks/load.sh)
 load:
 	REPEAT=3 benchmarks/load.sh
+
+## bench-realistic: issue 19's workload (1,000 tenants, 100,000 users, 60,000 documents, Zipf checks, cold then warm, 0 and 1 % writes): ceiling, Trellis on memdb and PostgreSQL, OpenFGA on PostgreSQL, each its own process (benchmarks/realistic.sh; ≈ 15 min and more at full size)
+TENANTS ?= 1000
+USERS ?= 100000
+DOCS ?= 60000
+PAIRS ?= 100000
+ZIPF ?= 1.1
+WARMUP ?= 60s
+MEASURED ?= 15s
+WRITES ?= 0,1
+WORKERS ?= 32
+ARMS ?= ceiling,trellis-memdb,trellis-postgres,openfga-postgres
+bench-realistic:
+	benchmarks/realistic.sh -tenants $(TENANTS) -users $(USERS) -docs $(DOCS) -pairs $(PAIRS) -zipf $(ZIPF) \
+		-warmup $(WARMUP) -measured $(MEASURED) -writes $(WRITES) -workers $(WORKERS) -arms $(ARMS)
 
 ## run-postgres: make run on PostgreSQL (both stores, migrations at start): make run-postgres DATABASE_URL=postgres://…
 run-postgres:

@@ -475,3 +475,7 @@ func identifierPart(name string) string {
 	}
 	return b.String()
 }
+
+// PID is the postmaster's process id (benchmarks pin it to a CPU and sum its
+// processes' CPU time).
+func (s *Server) PID() int { return s.cmd.Process.Pid }

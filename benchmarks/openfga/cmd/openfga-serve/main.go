@@ -13,6 +13,12 @@
 //
 //	go run ./benchmarks/loadgen -target openfga -url http://127.0.0.1:18290 -store <id> -model <id>
 //
+// -datastore postgres -datastore-uri postgres://… runs it on PostgreSQL instead
+// of its memory datastore, after OpenFGA's own migrations (pkg/storage/migrate,
+// what `openfga migrate` runs). -tenants 0 creates the store and writes the
+// model but no tuples: benchmarks/realistic seeds its own dataset through
+// OpenFGA's HTTP write API.
+//
 // Authentication is OpenFGA's default, "none". Apart from the check query cache
 // and the flags below, the configuration is OpenFGA's defaults, except that
 // the Prometheus metrics server (default 0.0.0.0:2112) is off and the log level
@@ -33,6 +39,7 @@ import (
 	"github.com/openfga/openfga/cmd/run"
 	"github.com/openfga/openfga/pkg/logger"
 	serverconfig "github.com/openfga/openfga/pkg/server/config"
+	storagemigrate "github.com/openfga/openfga/pkg/storage/migrate"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
@@ -46,16 +53,39 @@ func main() {
 	users := flag.Int("users", 10, "members per region")
 	idsFile := flag.String("ids-file", "", "write OPENFGA_STORE=<id> and OPENFGA_MODEL=<id> lines here once ready")
 	logLevel := flag.String("log-level", "warn", "OpenFGA log level (none, debug, info, warn, error); logs go to stderr")
+	datastore := flag.String("datastore", "memory", "OpenFGA datastore: memory, or postgres (with -datastore-uri; migrated at start)")
+	datastoreURI := flag.String("datastore-uri", "", "PostgreSQL URL for -datastore postgres")
 	flag.Parse()
-	if err := serve(*addr, *grpcAddr, *tenants, *users, *idsFile, *logLevel); err != nil {
+	if err := migrate(*datastore, *datastoreURI); err != nil {
+		fmt.Fprintln(os.Stderr, "openfga-serve: migrate:", err)
+		os.Exit(1)
+	}
+	if err := serve(*addr, *grpcAddr, *datastore, *datastoreURI, *tenants, *users, *idsFile, *logLevel); err != nil {
 		fmt.Fprintln(os.Stderr, "openfga-serve:", err)
 		os.Exit(1)
 	}
 }
 
-func serve(addr, grpcAddr string, tenants, users int, idsFile, logLevel string) error {
+// migrate brings a PostgreSQL datastore to OpenFGA's head schema; the memory
+// datastore needs nothing.
+func migrate(datastore, uri string) error {
+	switch datastore {
+	case "memory":
+		return nil
+	case "postgres":
+		if uri == "" {
+			return errors.New("-datastore postgres needs -datastore-uri")
+		}
+		return storagemigrate.RunMigrations(storagemigrate.MigrationConfig{Engine: "postgres", URI: uri, Timeout: time.Minute, PingTimeout: 30 * time.Second})
+	default:
+		return fmt.Errorf("-datastore %q: want memory or postgres", datastore)
+	}
+}
+
+func serve(addr, grpcAddr, datastore, datastoreURI string, tenants, users int, idsFile, logLevel string) error {
 	cfg := serverconfig.DefaultConfig()
-	cfg.Datastore.Engine = "memory"
+	cfg.Datastore.Engine = datastore
+	cfg.Datastore.URI = datastoreURI
 	cfg.Authn.Method = "none"
 	cfg.HTTP.Addr = addr
 	cfg.GRPC.Addr = grpcAddr

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// parallel runs fn(0..n-1) on workers goroutines and returns the first error
+// (the others stop at their next item).
+func parallel(ctx context.Context, n, workers int, fn func(i int) error) error {
+	var next atomic.Int64
+	var once sync.Once
+	var first error
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1)) - 1; i < n && ctx.Err() == nil; i = int(next.Add(1)) - 1 {
+				if err := fn(i); err != nil {
+					once.Do(func() { first = err })
+					next.Store(int64(n))
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if first == nil {
+		first = ctx.Err()
+	}
+	return first
+}
+
+// appSchema is the app schema for Trellis: documents anchored to an
+// organization, so that a write to one stays in its tenant.
+const appSchema = `definition document {
+	relation org: organization
+	relation viewer: user
+	permission view = viewer + org->access
+}`
+
+// seedTrellis writes the app schema, then the organizations (root, 3 children,
+// 6 leaves a tenant), users and memberships through the directory's endpoints
+// (so the check cache knows the tenants), then the documents as raw writes of
+// 1,000 relationships.
+func seedTrellis(ctx context.Context, t *target, s dataset, clients int) error {
+	if err := t.call("PUT", "/v1/schema", map[string]any{"text": appSchema}, nil); err != nil {
+		return err
+	}
+	leafIDs := make([]string, s.leaves())
+	rootIDs := make([]string, s.tenants)
+	org := func(slug, parent string) (string, error) {
+		body := map[string]any{"name": slug, "slug": slug}
+		if parent != "" {
+			body["parent"] = parent
+		}
+		var out struct {
+			ID string `json:"id"`
+		}
+		err := t.call("POST", "/v1/organizations", body, &out)
+		return out.ID, err
+	}
+	phase := time.Now()
+	err := parallel(ctx, s.tenants, clients, func(tn int) error {
+		root, err := org(fmt.Sprintf("t%d", tn), "")
+		if err != nil {
+			return err
+		}
+		rootIDs[tn] = root
+		for c := range 3 {
+			child, err := org(fmt.Sprintf("t%d-c%d", tn, c), root)
+			if err != nil {
+				return err
+			}
+			for k := range 2 {
+				leaf := tn*leavesPerTenant + 2*c + k
+				if leafIDs[leaf], err = org(fmt.Sprintf("t%d-l%d", tn, 2*c+k), child); err != nil {
+					return err
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  organizations: %d in %v\n", s.tenants*10, time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
+	err = parallel(ctx, s.users, clients, func(u int) error {
+		id := fmt.Sprintf("u%d", u)
+		if err := t.call("POST", "/v1/users", map[string]any{"id": id, "email": id + "@realistic.example"}, nil); err != nil {
+			return err
+		}
+		if err := t.call("PUT", "/v1/organizations/"+leafIDs[s.userLeaf(u)]+"/members/"+id, map[string]any{"roles": []string{"member"}}, nil); err != nil {
+			return err
+		}
+		if tn := s.adminOf(u); tn >= 0 {
+			return t.call("PUT", "/v1/organizations/"+rootIDs[tn]+"/members/"+id, map[string]any{"roles": []string{"admin"}}, nil)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  users and memberships: %d in %v\n", s.users, time.Since(phase).Round(time.Millisecond))
+	phase = time.Now()
+	type update map[string]any
+	rel := func(resource, relation, subject string) update {
+		return update{"operation": "touch", "relationship": map[string]string{"resource": resource, "relation": relation, "subject": subject}}
+	}
+	const batch = 1000 // engine.MaxUpdatesPerWrite
+	err = parallel(ctx, (s.docs+batch-1)/batch, clients, func(b int) error {
+		var updates []update
+		for d := b * batch; d < min((b+1)*batch, s.docs); d++ {
+			doc := fmt.Sprintf("document:d%d", d)
+			updates = append(updates, rel(doc, "org", "organization:"+leafIDs[s.docLeaf(d)]))
+			if v := s.viewer(d); v >= 0 {
+				updates = append(updates, rel(doc, "viewer", fmt.Sprintf("user:u%d", v)))
+			}
+		}
+		for len(updates) > 0 { // a batch with viewers holds more than 1,000
+			n := min(len(updates), batch)
+			if err := t.call("POST", "/v1/relationships/write", map[string]any{"updates": updates[:n]}, nil); err != nil {
+				return err
+			}
+			updates = updates[n:]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  documents: %d in %v\n", s.docs, time.Since(phase).Round(time.Millisecond))
+	return nil
+}
+
+// seedOpenFGA writes the same graph as tuples through OpenFGA's HTTP write
+// API, 100 a request (its default limit), into the store openfga-serve made.
+func seedOpenFGA(ctx context.Context, t *target, s dataset, clients int) error {
+	all := openfgaTuples(s)
+	const batch = 100
+	return parallel(ctx, (len(all)+batch-1)/batch, clients, func(b int) error {
+		body := map[string]any{
+			"authorization_model_id": t.model,
+			"writes":                 map[string]any{"tuple_keys": all[b*batch : min((b+1)*batch, len(all))]},
+		}
+		return t.call("POST", "/stores/"+t.store+"/write", body, nil)
+	})
+}
+
+type tuple struct {
+	User     string `json:"user"`
+	Relation string `json:"relation"`
+	Object   string `json:"object"`
+}
+
+// openfgaTuples is the dataset as OpenFGA tuples. Organization ids are names
+// (t<tenant>, t<tenant>-c<child>, t<tenant>-l<leaf>) where Trellis has
+// generated ids: the checks name only users and documents, which are the same.
+func openfgaTuples(s dataset) []tuple {
+	leaf := func(l int) string {
+		return fmt.Sprintf("organization:t%d-l%d", l/leavesPerTenant, l%leavesPerTenant)
+	}
+	var all []tuple
+	for tn := range s.tenants {
+		root := fmt.Sprintf("organization:t%d", tn)
+		for c := range 3 {
+			child := fmt.Sprintf("organization:t%d-c%d", tn, c)
+			all = append(all, tuple{root, "parent", child})
+			for k := range 2 {
+				all = append(all, tuple{child, "parent", leaf(tn*leavesPerTenant + 2*c + k)})
+			}
+		}
+	}
+	for u := range s.users {
+		all = append(all, tuple{fmt.Sprintf("user:u%d", u), "member", leaf(s.userLeaf(u))})
+		if tn := s.adminOf(u); tn >= 0 {
+			all = append(all, tuple{fmt.Sprintf("user:u%d", u), "admin", fmt.Sprintf("organization:t%d", tn)})
+		}
+	}
+	for d := range s.docs {
+		doc := fmt.Sprintf("document:d%d", d)
+		all = append(all, tuple{leaf(s.docLeaf(d)), "org", doc})
+		if v := s.viewer(d); v >= 0 {
+			all = append(all, tuple{fmt.Sprintf("user:u%d", v), "viewer", doc})
+		}
+	}
+	return all
+}
