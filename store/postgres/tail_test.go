@@ -1,0 +1,75 @@
+package postgres_test
+
+import (
+	"testing"
+
+	"github.com/trellis-iam/trellis/audit"
+	"github.com/trellis-iam/trellis/store"
+)
+
+// TestQueuedAuditInsertThatFailsCommitsNothing: AppendAudit's insert is sent
+// with the transaction's next statement or before commit (tail.go). When it
+// fails there (PostgreSQL refuses a NUL byte in text), the transaction
+// commits nothing: not the event, not the head, not the outbox entry sent
+// with it, nor the row written before it.
+func TestQueuedAuditInsertThatFailsCommitsNothing(t *testing.T) {
+	s := newStore(t)
+	ctx := t.Context()
+	bad := func(tx store.Tx) audit.Event {
+		ev := sealed(t, tx, "org_q")
+		ev.Target = "organization:org_q\x00"
+		return ev
+	}
+	for _, withOutbox := range []bool{true, false} {
+		err := s.InTx(ctx, func(tx store.Tx) error {
+			if err := tx.InsertOrg(ctx, store.Org{ID: "org_q", Slug: "q", Name: "Q", Status: store.StatusActive, CreatedAt: at0, UpdatedAt: at0}); err != nil {
+				return err
+			}
+			if err := tx.AppendAudit(ctx, bad(tx)); err != nil {
+				return err // refused at once: fine too, but nothing may commit
+			}
+			if withOutbox {
+				_, err := tx.AppendOutbox(ctx, store.OutboxEntry{Action: "test", CreatedAt: at0})
+				if err == nil {
+					t.Error("the outbox insert sent with a failing audit insert succeeded")
+				}
+				return err
+			}
+			return nil // the insert fails when InTx sends it before commit
+		})
+		if err == nil {
+			t.Fatalf("withOutbox=%v: a transaction whose audit insert failed committed", withOutbox)
+		}
+		err = s.Read(ctx, func(tx store.Tx) error {
+			if _, err := tx.GetOrg(ctx, "org_q"); err == nil {
+				t.Errorf("withOutbox=%v: the organization written before the failed insert was committed", withOutbox)
+			}
+			head, err := tx.AuditHead(ctx, "org_q")
+			if err != nil {
+				return err
+			}
+			if head != (audit.Head{}) {
+				t.Errorf("withOutbox=%v: the chain's head moved to %+v", withOutbox, head)
+			}
+			pending, err := tx.PendingOutbox(ctx, 0)
+			if len(pending) != 0 {
+				t.Errorf("withOutbox=%v: %d outbox entries committed", withOutbox, len(pending))
+			}
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	// and the store is usable: the same event without the NUL commits
+	err := s.InTx(ctx, func(tx store.Tx) error {
+		if err := tx.AppendAudit(ctx, sealed(t, tx, "org_q")); err != nil {
+			return err
+		}
+		_, err := tx.AppendOutbox(ctx, store.OutboxEntry{Action: "test", CreatedAt: at0})
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
