@@ -12,7 +12,8 @@ import (
 // writer of the database waits on, so its round trips bound the throughput of
 // all writers together. It is kept to three:
 //
-//  1. appendLock and the first audit head, in one batch (AuditHead);
+//  1. appendLock and the first audit head, in one batch (AuditHead; a second
+//     chain's head goes with the first chain's queued event);
 //  2. the audit events and the outbox entry: AppendAudit checks the event
 //     against the head this transaction read or moved under the lock (no
 //     other writer can move it meanwhile) and queues its insert, which is sent
@@ -85,15 +86,24 @@ func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) 
 	if err := t.usable(op, false); err != nil {
 		return audit.Head{}, err
 	}
-	if err := t.flush(ctx); err != nil {
-		return audit.Head{}, err
-	}
+	// what is queued (an earlier chain's event) goes in the same round trip
 	b := &pgx.Batch{}
+	for _, q := range t.queued {
+		b.Queue(q.sql, q.args...)
+	}
+	queued := t.queued
+	t.queued = nil
 	if !t.tail {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, appendLock)
 	}
 	b.Queue(`SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
 	br := t.tx.SendBatch(ctx, b)
+	for _, q := range queued {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return audit.Head{}, t.fail(q.op, err)
+		}
+	}
 	if !t.tail {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()

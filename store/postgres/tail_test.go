@@ -1,10 +1,16 @@
 package postgres_test
 
 import (
+	"context"
+	"sync/atomic"
 	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trellis-iam/trellis/audit"
 	"github.com/trellis-iam/trellis/store"
+	"github.com/trellis-iam/trellis/store/postgres"
 )
 
 // TestQueuedAuditInsertThatFailsCommitsNothing: AppendAudit's insert is sent
@@ -71,5 +77,66 @@ func TestQueuedAuditInsertThatFailsCommitsNothing(t *testing.T) {
 	})
 	if err != nil {
 		t.Fatal(err)
+	}
+}
+
+// roundTrips counts the round trips of the connections it traces: a query,
+// or a batch of queued statements, is one.
+type roundTrips struct{ n atomic.Int64 }
+
+func (r *roundTrips) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+func (r *roundTrips) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	r.n.Add(1)
+	return ctx
+}
+func (r *roundTrips) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+func (r *roundTrips) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData)     {}
+
+// TestConfinedWriteRoundTrips: a write transaction confined to a tenant that
+// appends an audit event and an outbox entry costs begin, its locks (one
+// batch), the append lock with the head (one batch), the event with the entry
+// (one batch) and commit: five round trips, of which the serialized tail is
+// three. An event on a second chain adds one (its head).
+func TestConfinedWriteRoundTrips(t *testing.T) {
+	url := needServer(t).NewDatabase(t)
+	openMigrated(t, url) // migrates
+	cfg, err := pgxpool.ParseConfig(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	counter := &roundTrips{}
+	cfg.ConnConfig.Tracer = counter
+	s, err := postgres.OpenConfig(t.Context(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = s.Close() })
+	ctx := store.WithTenants(t.Context(), "org_r")
+	write := func(chains ...string) int64 {
+		before := counter.n.Load()
+		err := s.InTx(ctx, func(tx store.Tx) error {
+			for _, org := range chains {
+				if err := tx.AppendAudit(ctx, sealed(t, tx, org)); err != nil {
+					return err
+				}
+			}
+			_, err := tx.AppendOutbox(ctx, store.OutboxEntry{Action: "test", CreatedAt: at0})
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return counter.n.Load() - before
+	}
+	write("org_r") // the pool's connection and prepared statements are made once
+	if n := write("org_r"); n != 5 {
+		t.Errorf("a confined write with one audit event and an outbox entry took %d round trips, want 5", n)
+	}
+	if n := write("org_r", ""); n != 6 {
+		t.Errorf("a confined write with events on two chains and an outbox entry took %d round trips, want 6", n)
 	}
 }
