@@ -36,9 +36,14 @@ var errTenantMoved = errors.New("directory: the organization moved to another te
 // move can change it; if it changed (or ref cannot be resolved), the
 // operation runs unconfined, alone, as every other operation does.
 //
-// Confined today: membership put and remove, group member add and remove, and
-// sub-organization create (ref = its parent). Moves, deletes, user creation
-// and everything else that may span tenants or write shared rows run unconfined.
+// Confined today: membership put and remove, group member add and remove,
+// sub-organization create (ref = its parent), custom role create, update and
+// delete (a role is resolved on its organization's path and bound in its
+// subtree only), and service account create and update. Moves, deletes of
+// organizations and service accounts (a subject filter may reach relationships
+// anywhere), user creation, invitations (accepting one may create a user),
+// delegations and impersonations (they span tenants) and everything else that
+// may span tenants or write shared rows run unconfined.
 func (s *Service) runInTenant(ctx context.Context, p Principal, action, ref string, fn func(tx store.Tx, o *op) error) error {
 	tenant, ok := s.tenants.Get(ref)
 	if !ok {
@@ -48,13 +53,15 @@ func (s *Service) runInTenant(ctx context.Context, p Principal, action, ref stri
 		}
 	}
 	err := s.run(store.WithTenants(ctx, tenant), p, action, func(tx store.Tx, o *op) error {
-		now, err := tenantIn(ctx, tx, ref, s.cfg.MaxDepth)
+		org, now, err := orgAndTenant(ctx, tx, ref, s.cfg.MaxDepth)
 		if err != nil {
 			return err
 		}
 		if now != tenant {
 			return errTenantMoved
 		}
+		// read under the tenant's lock: no other writer changes it before commit
+		o.ref, o.refOrg = ref, &org
 		return fn(tx, o)
 	})
 	if errors.Is(err, errTenantMoved) {
@@ -81,17 +88,34 @@ func (s *Service) tenantOf(ctx context.Context, ref string) (string, error) {
 
 // tenantIn is the id of the top-level organization above (or equal to) ref.
 func tenantIn(ctx context.Context, tx store.Tx, ref string, maxDepth int) (string, error) {
+	_, tenant, err := orgAndTenant(ctx, tx, ref, maxDepth)
+	return tenant, err
+}
+
+// orgAndTenant is the organization ref names and the id of the top-level
+// organization above (or equal to) it.
+func orgAndTenant(ctx context.Context, tx store.Tx, ref string, maxDepth int) (store.Org, string, error) {
 	org, err := resolveOrg(ctx, tx, ref)
 	if err != nil {
-		return "", err
+		return store.Org{}, "", err
 	}
+	cur := org
 	for range maxDepth + 1 {
-		if org.Parent == "" {
-			return org.ID, nil
+		if cur.Parent == "" {
+			return org, cur.ID, nil
 		}
-		if org, err = tx.GetOrg(ctx, org.Parent); err != nil {
-			return "", err
+		if cur, err = tx.GetOrg(ctx, cur.Parent); err != nil {
+			return store.Org{}, "", err
 		}
 	}
-	return "", nil // deeper than any tree may be: let the operation run alone
+	return org, "", nil // deeper than any tree may be: let the operation run alone
+}
+
+// orgForOp is orgFor for an operation runInTenant confined: the organization
+// it resolved under the tenant's lock is not read again.
+func (s *Service) orgForOp(ctx context.Context, tx store.Tx, o *op, ref, perm string) (store.Org, error) {
+	if o.refOrg == nil || o.ref != ref {
+		return s.orgFor(ctx, tx, o.p, ref, perm)
+	}
+	return *o.refOrg, s.authorize(ctx, tx, o.p, *o.refOrg, perm)
 }

@@ -75,6 +75,16 @@ func (s *Service) groupFor(ctx context.Context, tx store.Tx, p Principal, ref, i
 	return org, g, err
 }
 
+// groupForOp is groupFor for an operation runInTenant confined (orgForOp).
+func (s *Service) groupForOp(ctx context.Context, tx store.Tx, o *op, ref, id string) (store.Org, store.Group, error) {
+	org, err := s.orgForOp(ctx, tx, o, ref, permManageMembers)
+	if err != nil {
+		return org, store.Group{}, err
+	}
+	g, err := orgGroup(ctx, tx, org, id)
+	return org, g, err
+}
+
 // orgGroup resolves a group of org; another organization's group is not found.
 func orgGroup(ctx context.Context, tx store.Tx, org store.Org, id string) (store.Group, error) {
 	g, err := tx.GetGroup(ctx, id)
@@ -233,7 +243,7 @@ func (s *Service) PutGroupMember(ctx context.Context, p Principal, ref, id, memb
 	kind, mid := parseGroupMember(member)
 	var out GroupMember
 	err := s.runInTenant(ctx, p, "group.member_add", ref, func(tx store.Tx, o *op) error {
-		org, g, err := s.groupFor(ctx, tx, p, ref, id)
+		org, g, err := s.groupForOp(ctx, tx, o, ref, id)
 		if err != nil {
 			return err
 		}
@@ -308,7 +318,7 @@ func nests(ctx context.Context, tx store.Tx, inner, outer string) (bool, error) 
 func (s *Service) RemoveGroupMember(ctx context.Context, p Principal, ref, id, member string) error {
 	kind, mid := parseGroupMember(member)
 	return s.runInTenant(ctx, p, "group.member_remove", ref, func(tx store.Tx, o *op) error {
-		org, g, err := s.groupFor(ctx, tx, p, ref, id)
+		org, g, err := s.groupForOp(ctx, tx, o, ref, id)
 		if err != nil {
 			return err
 		}

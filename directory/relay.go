@@ -62,7 +62,8 @@ func NewRelay(st store.Store, graph engine.Engine, log *slog.Logger) *Relay {
 		maxUpdates: engine.MaxAtomicUpdates, maxBytes: maxWriteBytes, batch: 500}
 }
 
-// Flush applies every pending entry, holding the store's outbox claim. It
+// Flush applies every entry pending when it begins (and those it finds
+// committed meanwhile), holding the store's outbox claim. It
 // stops at the first failure, leaving that entry and the ones after it
 // pending for the next Flush.
 //
@@ -81,6 +82,9 @@ func (r *Relay) Flush(ctx context.Context) error {
 			if len(pending) == 0 {
 				return nil
 			}
+			// a short read saw everything committed before it, so everything
+			// committed before this Flush began: no read again to find it empty
+			short := len(pending) < r.batch
 			for len(pending) > 0 {
 				n := r.group(pending)
 				token, err := r.applyGroup(ctx, pending[:n])
@@ -98,6 +102,9 @@ func (r *Relay) Flush(ctx context.Context) error {
 					r.onApplied(seqs)
 				}
 				pending = pending[n:]
+			}
+			if short {
+				return nil
 			}
 		}
 	})

@@ -70,6 +70,11 @@ func (s *Service) resolveRoles(ctx context.Context, tx store.Tx, org store.Org, 
 	if err != nil {
 		return nil, err
 	}
+	return s.resolveOnPath(ctx, tx, org, path, keys, field)
+}
+
+// resolveOnPath is resolveRoles for org's path already read (s.path).
+func (s *Service) resolveOnPath(ctx context.Context, tx store.Tx, org store.Org, path []string, keys []string, field string) ([]resolved, error) {
 	var out []resolved
 	seen := map[string]bool{}
 	for i, k := range keys {
@@ -280,8 +285,8 @@ func (s *Service) CreateRole(ctx context.Context, p Principal, ref string, in Ro
 		return Role{}, err
 	}
 	var out Role
-	err = s.run(ctx, p, "role.create", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageRoles)
+	err = s.runInTenant(ctx, p, "role.create", ref, func(tx store.Tx, o *op) error {
+		org, err := s.orgForOp(ctx, tx, o, ref, permManageRoles)
 		if err != nil {
 			return err
 		}
@@ -322,8 +327,8 @@ func customRole(ctx context.Context, tx store.Tx, org store.Org, key string) (st
 // and so must removed ones (no one rewrites a role above their own power).
 func (s *Service) UpdateRole(ctx context.Context, p Principal, ref, key string, in RoleInput) (Role, error) {
 	var out Role
-	err := s.run(ctx, p, "role.update", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageRoles)
+	err := s.runInTenant(ctx, p, "role.update", ref, func(tx store.Tx, o *op) error {
+		org, err := s.orgForOp(ctx, tx, o, ref, permManageRoles)
 		if err != nil {
 			return err
 		}
@@ -370,8 +375,8 @@ func (s *Service) UpdateRole(ctx context.Context, p Principal, ref, key string, 
 
 // DeleteRole removes a custom role that nothing in org's subtree still holds.
 func (s *Service) DeleteRole(ctx context.Context, p Principal, ref, key string) error {
-	return s.run(ctx, p, "role.delete", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageRoles)
+	return s.runInTenant(ctx, p, "role.delete", ref, func(tx store.Tx, o *op) error {
+		org, err := s.orgForOp(ctx, tx, o, ref, permManageRoles)
 		if err != nil {
 			return err
 		}

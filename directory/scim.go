@@ -351,29 +351,30 @@ func (s *Service) dropMembership(ctx context.Context, tx store.Tx, o *op, org st
 	} else if err != nil {
 		return err
 	}
-	before, err := s.memberTuples(ctx, tx, org, m)
-	if err != nil {
-		return err
+	var roles []resolved
+	if m.Status == store.StatusActive { // only an active membership's roles are written
+		if roles, err = s.resolveRoles(ctx, tx, org, m.Roles, "roles"); err != nil {
+			return err
+		}
 	}
-	groups, err := tx.GroupsOf(ctx, "user", userID)
+	return s.dropMembershipOf(ctx, tx, o, org, m, roles)
+}
+
+// dropMembershipOf is dropMembership for a membership and roles already read.
+func (s *Service) dropMembershipOf(ctx context.Context, tx store.Tx, o *op, org store.Org, m store.Membership, roles []resolved) error {
+	groups, err := groupsIn(ctx, tx, org, m.User)
 	if err != nil {
 		return err
 	}
 	for _, g := range groups {
-		grp, err := tx.GetGroup(ctx, g.Group)
-		if err != nil {
+		if err := tx.DeleteGroupMember(ctx, g, "user", m.User); err != nil {
 			return err
 		}
-		if grp.Org == org.ID {
-			if err := tx.DeleteGroupMember(ctx, g.Group, "user", userID); err != nil {
-				return err
-			}
-		}
 	}
-	if err := tx.DeleteMembership(ctx, org.ID, userID); err != nil {
+	if err := tx.DeleteMembership(ctx, org.ID, m.User); err != nil {
 		return err
 	}
-	o.revoke(before...)
+	o.revoke(memberRels(org, m, roles, groups)...)
 	return nil
 }
 

@@ -214,6 +214,9 @@ type op struct {
 	created   map[string]bool // organizations this operation creates
 	// delegations the actor drew on for what it granted or revoked
 	delegations []string
+	// refOrg: the organization ref named, as runInTenant read it (orgForOp)
+	ref    string
+	refOrg *store.Org
 }
 
 func (o *op) touch(rels ...engine.Relationship) {

@@ -132,8 +132,8 @@ func (s *Service) CreateServiceAccount(ctx context.Context, p Principal, ref str
 		return ServiceAccount{}, err
 	}
 	var out ServiceAccount
-	err = s.run(ctx, p, "service_account.create", func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManage)
+	err = s.runInTenant(ctx, p, "service_account.create", ref, func(tx store.Tx, o *op) error {
+		org, err := s.orgForOp(ctx, tx, o, ref, permManage)
 		if err != nil {
 			return err
 		}
@@ -193,7 +193,7 @@ func (s *Service) GetServiceAccount(ctx context.Context, p Principal, ref, id st
 // UpdateServiceAccount renames a service account or changes its roles.
 func (s *Service) UpdateServiceAccount(ctx context.Context, p Principal, ref, id string, in ServiceAccountInput) (ServiceAccount, error) {
 	var out ServiceAccount
-	err := s.run(ctx, p, "service_account.update", func(tx store.Tx, o *op) error {
+	err := s.runInTenant(ctx, p, "service_account.update", ref, func(tx store.Tx, o *op) error {
 		org, sa, err := s.accountFor(ctx, tx, p, ref, id)
 		if err != nil {
 			return err

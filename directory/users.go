@@ -241,20 +241,41 @@ func (s *Service) memberTuples(ctx context.Context, tx store.Tx, org store.Org, 
 	if err != nil {
 		return nil, err
 	}
-	u := subj("user", m.User)
-	out := []engine.Relationship{rel(orgRef(org.ID), "member", u)}
-	out = append(out, grantTuples(org.ID, u, roles)...)
-	groups, err := tx.GroupsOf(ctx, "user", m.User)
+	groups, err := groupsIn(ctx, tx, org, m.User)
 	if err != nil {
 		return nil, err
 	}
+	return memberRels(org, m, roles, groups), nil
+}
+
+// memberRels are memberTuples for roles and groups already read.
+func memberRels(org store.Org, m store.Membership, roles []resolved, groups []string) []engine.Relationship {
+	if m.Status != store.StatusActive {
+		return nil
+	}
+	u := subj("user", m.User)
+	out := []engine.Relationship{rel(orgRef(org.ID), "member", u)}
+	out = append(out, grantTuples(org.ID, u, roles)...)
+	for _, g := range groups {
+		out = append(out, rel(engine.ObjectRef{Type: "group", ID: g}, "member", u))
+	}
+	return out
+}
+
+// groupsIn lists the groups of org the user is a direct member of.
+func groupsIn(ctx context.Context, tx store.Tx, org store.Org, user string) ([]string, error) {
+	groups, err := tx.GroupsOf(ctx, "user", user)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
 	for _, g := range groups {
 		grp, err := tx.GetGroup(ctx, g.Group)
 		if err != nil {
 			return nil, err
 		}
 		if grp.Org == org.ID {
-			out = append(out, rel(engine.ObjectRef{Type: "group", ID: g.Group}, "member", u))
+			out = append(out, g.Group)
 		}
 	}
 	return out, nil
@@ -271,7 +292,10 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 	var out Membership
 	created := false
 	err := s.runInTenant(ctx, p, "member.put", ref, func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
+		// every read once: the organization (as runInTenant resolved it), the
+		// user, the membership, the user's groups there, and the roles before
+		// and after, resolved once each (their organization path read once)
+		org, err := s.orgForOp(ctx, tx, o, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
@@ -294,23 +318,32 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 		case err != nil:
 			return err
 		}
-		var old []resolved
-		if !created {
-			if old, err = s.resolveRoles(ctx, tx, org, m.Roles, "roles"); err != nil {
-				return err
-			}
-		}
-		before, err := s.memberTuples(ctx, tx, org, m)
+		path, err := s.path(ctx, tx, org)
 		if err != nil {
 			return err
 		}
+		before, err := s.resolveOnPath(ctx, tx, org, path, m.Roles, "roles")
+		if err != nil {
+			return err
+		}
+		var old []resolved
+		if !created {
+			old = before
+		}
+		var groups []string
+		if m.Status == store.StatusActive || in.Status == store.StatusActive {
+			if groups, err = groupsIn(ctx, tx, org, u.ID); err != nil {
+				return err
+			}
+		}
+		beforeRels := memberRels(org, m, before, groups)
 		if in.Roles != nil {
 			m.Roles = dedupeStrings(in.Roles)
 			if len(m.Roles) == 0 {
 				m.Roles = []string{RoleMember}
 			}
 		}
-		roles, err := s.resolveRoles(ctx, tx, org, m.Roles, "roles")
+		roles, err := s.resolveOnPath(ctx, tx, org, path, m.Roles, "roles")
 		if err != nil {
 			return err
 		}
@@ -329,11 +362,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 		if err := tx.PutMembership(ctx, m); err != nil {
 			return err
 		}
-		after, err := s.memberTuples(ctx, tx, org, m)
-		if err != nil {
-			return err
-		}
-		o.replace(before, after)
+		o.replace(beforeRels, memberRels(org, m, roles, groups))
 		action := "member.update"
 		if created {
 			action = "member.add"
@@ -349,7 +378,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 // granted, cached ones included) go with it.
 func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID string) error {
 	return s.runInTenant(ctx, p, "member.remove", ref, func(tx store.Tx, o *op) error {
-		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
+		org, err := s.orgForOp(ctx, tx, o, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
@@ -364,7 +393,7 @@ func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID str
 		if err := s.noEscalation(ctx, tx, p, org, permissionsOf(roles), "roles"); err != nil {
 			return err
 		}
-		if err := s.dropMembership(ctx, tx, o, org, userID); err != nil {
+		if err := s.dropMembershipOf(ctx, tx, o, org, m, roles); err != nil {
 			return err
 		}
 		o.record(org.ID, "member.remove", "user:"+userID, map[string]any{"roles": m.Roles})

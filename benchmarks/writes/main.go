@@ -20,6 +20,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -27,6 +28,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trellis-iam/trellis/api"
 	"github.com/trellis-iam/trellis/directory"
@@ -50,6 +52,8 @@ var (
 	orgCount = flag.Int("orgs", 50, "organizations")
 	perOrg   = flag.Int("users", 40, "users per organization")
 	label    = flag.String("label", "", "text for the first column (e.g. the commit)")
+	cpuProf  = flag.String("cpuprofile", "", "write a CPU profile of the measured runs (not the setup) to this file")
+	count    = flag.Bool("count", false, "also print, per acknowledged write, the SQL statements and round trips (PostgreSQL) and the calls that reached SpiceDB")
 )
 
 func main() {
@@ -64,6 +68,14 @@ func main() {
 		}
 		defer pg.Stop()
 	}
+	if *cpuProf != "" {
+		f, err := os.Create(*cpuProf)
+		if err != nil {
+			fail(err)
+		}
+		profiling = f
+		defer f.Close()
+	}
 	fmt.Println("| build | store | nodes | operation | writers | writes/s | p50 ms | p95 ms | p99 ms | errors |")
 	fmt.Println("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
 	dbs := 0
@@ -77,9 +89,17 @@ func main() {
 				for _, w := range split(*writers) {
 					k := 1
 					fmt.Sscan(w, &k)
+					before := counters.snapshot()
 					r := c.run(op, k, *duration)
 					fmt.Printf("| %s | %s | %d | %s | %d | %.0f | %.1f | %.1f | %.1f | %d |\n", *label, st, nodes, op, k,
 						r.throughput, ms(r.p50), ms(r.p95), ms(r.p99), r.errors)
+					if *count && r.acked > 0 {
+						d := counters.snapshot().minus(before)
+						n := float64(r.acked)
+						fmt.Fprintf(os.Stderr, "count %s %s nodes=%d writers=%d: per write %.1f SQL statements in %.1f round trips (%.1f in transactions: begin/commit included), SpiceDB: %.2f checks, %.2f reads, %.2f writes\n",
+							st, op, nodes, k, float64(d.statements)/n, float64(d.roundTrips)/n, float64(d.inTx)/n,
+							float64(d.checks)/n, float64(d.reads)/n, float64(d.writes)/n)
+					}
 				}
 			}
 			c.close()
@@ -109,11 +129,12 @@ type cluster struct {
 func setup(kind string, nodes int, pg *pgtest.Server, db int) *cluster {
 	ctx := context.Background()
 	c := &cluster{}
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
+	embedded, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
 	if err != nil {
 		fail(err)
 	}
-	c.closers = append(c.closers, func() { _ = eng.Close() })
+	eng := &countingEngine{Engine: embedded}
+	c.closers = append(c.closers, func() { _ = embedded.Close() })
 	var shared store.Store
 	url := ""
 	switch kind {
@@ -140,7 +161,14 @@ func setup(kind string, nodes int, pg *pgtest.Server, db int) *cluster {
 	for range nodes {
 		st := shared
 		if st == nil { // each PostgreSQL node has its own pool, as separate processes do
-			pst, err := postgres.Open(ctx, url+"&pool_max_conns=16")
+			cfg, err := pgxpool.ParseConfig(url + "&pool_max_conns=16")
+			if err != nil {
+				fail(err)
+			}
+			if *count {
+				cfg.ConnConfig.Tracer = sqlCounter{}
+			}
+			pst, err := postgres.OpenConfig(ctx, cfg)
 			if err != nil {
 				fail(err)
 			}
@@ -213,6 +241,7 @@ type result struct {
 	throughput    float64
 	p50, p95, p99 time.Duration
 	errors        int
+	acked         int
 }
 
 // request is the next write of op by writer w.
@@ -242,6 +271,12 @@ func (c *cluster) run(op string, writers int, d time.Duration) result {
 		errors    int
 		wg        sync.WaitGroup
 	)
+	if profiling != nil {
+		if err := pprof.StartCPUProfile(profiling); err == nil {
+			defer pprof.StopCPUProfile()
+		}
+		profiling = nil // one run per profile
+	}
 	deadline := time.Now().Add(d)
 	start := time.Now()
 	for w := range writers {
@@ -287,5 +322,5 @@ func (c *cluster) run(op string, writers int, d time.Duration) result {
 		}
 		return latencies[min(len(latencies)-1, int(f*float64(len(latencies))))]
 	}
-	return result{throughput: float64(len(latencies)) / elapsed.Seconds(), p50: q(0.50), p95: q(0.95), p99: q(0.99), errors: errors}
+	return result{throughput: float64(len(latencies)) / elapsed.Seconds(), p50: q(0.50), p95: q(0.95), p99: q(0.99), errors: errors, acked: len(latencies)}
 }

@@ -49,10 +49,9 @@ func events(rows []positioned) []audit.Event {
 
 func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
 	if t.write && !t.done && t.err == nil {
-		// a writer reads a head to extend its chain: from here to commit, in commit order
-		if err := t.lockTail(ctx); err != nil {
-			return audit.Head{}, err
-		}
+		// a writer reads a head to extend its chain: from here to commit, in
+		// commit order (appendLock, taken in the same round trip: tail.go)
+		return t.headUnderLock(ctx, org)
 	}
 	scan := func(r scanner) (audit.Head, error) {
 		var h audit.Head
@@ -71,11 +70,8 @@ func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 	if err := t.usable("append audit event", true); err != nil {
 		return err
 	}
-	if err := t.lockTail(ctx); err != nil {
-		return err
-	}
 	org := ev.Organization
-	head, err := t.AuditHead(ctx, org)
+	head, err := t.headUnderLock(ctx, org)
 	if err != nil {
 		return err
 	}
@@ -88,7 +84,8 @@ func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 	if err != nil {
 		return err
 	}
-	_, err = t.exec(ctx, "append audit event",
+	// sent with the next statement or before commit (tail.go)
+	t.queue("append audit event",
 		`WITH event AS (
 			INSERT INTO audit_events (org, seq, at, actor, impersonator, action, target, organization, details, prev_hash, hash, checkpoint)
 			VALUES ($1, $2, $3, $4, $5, $6, $7, $1, $8, $9, $10, $11)
@@ -97,7 +94,8 @@ func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 		ON CONFLICT (org) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, checkpoint = excluded.checkpoint`,
 		org, ev.Seq, ev.At, validUTF8(ev.Actor), validUTF8(ev.Impersonator), validUTF8(ev.Action), validUTF8(ev.Target),
 		details, ev.PrevHash, ev.Hash, ev.Checkpoint, ev.HeadCheckpoint)
-	return err
+	t.heads[org] = audit.Head{Seq: ev.Seq, Hash: ev.Hash, Checkpoint: ev.HeadCheckpoint}
+	return nil
 }
 
 func (t *tx) ListAudit(ctx context.Context, f store.AuditFilter) ([]audit.Event, int64, error) {

@@ -37,13 +37,14 @@ func takeWriteLocks(ctx context.Context, ptx pgx.Tx, tenants []string) error {
 		}
 		return nil
 	}
-	if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock_shared($1)`, writeLock); err != nil {
-		return translate("taking the write lock (shared)", err)
-	}
+	// one round trip: the shared lock, then the tenants' locks in order
+	b := &pgx.Batch{}
+	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, writeLock)
 	for _, t := range tenants {
-		if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1, hashtext($2))`, tenantLockClass, t); err != nil {
-			return translate("taking a tenant's write lock", err)
-		}
+		b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, tenantLockClass, t)
+	}
+	if err := ptx.SendBatch(ctx, b).Close(); err != nil {
+		return translate("taking the write lock (shared) and the tenants' locks", err)
 	}
 	return nil
 }

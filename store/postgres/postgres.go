@@ -63,6 +63,12 @@ func Open(ctx context.Context, url string) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store/postgres: %w", err) // pgx redacts the password
 	}
+	return OpenConfig(ctx, cfg)
+}
+
+// OpenConfig is Open for a pool configuration the caller parsed (and may have
+// given a pgx tracer, as benchmarks/writes does to count statements).
+func OpenConfig(ctx context.Context, cfg *pgxpool.Config) (*Store, error) {
 	cfg.AfterConnect = registerTypes
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
@@ -142,6 +148,9 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	}
 	if err := fn(t); err != nil {
 		return err
+	}
+	if t.err == nil {
+		_ = t.flush(ctx) // a failure is t.err
 	}
 	if t.err != nil {
 		return fmt.Errorf("store/postgres: not committed, a statement failed: %w", t.err)
@@ -276,6 +285,10 @@ type tx struct {
 	done  bool
 	tail  bool  // holds appendLock: its audit positions and outbox seqs are in commit order
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
+	// heads: audit heads read or moved under appendLock; queued: writes sent
+	// with the next round trip (tail.go)
+	heads  map[string]audit.Head
+	queued []queuedStmt
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -320,6 +333,20 @@ func (t *tx) exec(ctx context.Context, op, sql string, args ...any) (int64, erro
 	if err := t.usable(op, true); err != nil {
 		return 0, err
 	}
+	if len(t.queued) > 0 {
+		br, err := t.sendQueued(ctx, sql, args...)
+		if err != nil {
+			return 0, err
+		}
+		tag, err := br.Exec()
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return 0, t.fail(op, err)
+		}
+		return tag.RowsAffected(), nil
+	}
 	tag, err := t.tx.Exec(ctx, sql, args...)
 	if err != nil {
 		return 0, t.fail(op, err)
@@ -331,6 +358,24 @@ func (t *tx) exec(ctx context.Context, op, sql string, args ...any) (int64, erro
 func all[T any](ctx context.Context, t *tx, op string, scan func(scanner) (T, error), sql string, args ...any) ([]T, error) {
 	if err := t.usable(op, false); err != nil {
 		return nil, err
+	}
+	if len(t.queued) > 0 {
+		br, err := t.sendQueued(ctx, sql, args...)
+		if err != nil {
+			return nil, err
+		}
+		rows, err := br.Query()
+		var out []T
+		if err == nil {
+			out, err = pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
+		}
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		if err != nil {
+			return nil, t.fail(op, err)
+		}
+		return out, nil
 	}
 	rows, err := t.tx.Query(ctx, sql, args...)
 	if err != nil {

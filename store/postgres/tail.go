@@ -1,0 +1,130 @@
+package postgres
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/trellis-iam/trellis/audit"
+)
+
+// The tail of a write transaction (locks.go) runs under appendLock, which every
+// writer of the database waits on, so its round trips bound the throughput of
+// all writers together. It is kept to three:
+//
+//  1. appendLock and the first audit head, in one batch (AuditHead; a second
+//     chain's head goes with the first chain's queued event);
+//  2. the audit events and the outbox entry: AppendAudit checks the event
+//     against the head this transaction read or moved under the lock (no
+//     other writer can move it meanwhile) and queues its insert, which is sent
+//     with the transaction's next statement (AppendOutbox's insert) or before
+//     commit;
+//  3. the commit.
+//
+// A queued statement that fails fails the transaction as any other does: the
+// statement it was sent with reports it, and InTx does not commit.
+
+// queuedStmt is a statement waiting for the transaction's next round trip.
+type queuedStmt struct {
+	op, sql string
+	args    []any
+}
+
+// queue defers a write that returns nothing to the next round trip.
+func (t *tx) queue(op, sql string, args ...any) {
+	t.queued = append(t.queued, queuedStmt{op: op, sql: sql, args: args})
+}
+
+// sendQueued sends the queued statements followed by sql (if not empty) in one
+// batch and checks the queued statements' results; the caller reads sql's
+// result from the returned batch and closes it.
+func (t *tx) sendQueued(ctx context.Context, sql string, args ...any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	for _, q := range t.queued {
+		b.Queue(q.sql, q.args...)
+	}
+	if sql != "" {
+		b.Queue(sql, args...)
+	}
+	queued := t.queued
+	t.queued = nil
+	br := t.tx.SendBatch(ctx, b)
+	for _, q := range queued {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, t.fail(q.op, err)
+		}
+	}
+	return br, nil
+}
+
+// flush sends what is queued (before commit, or before a statement that is
+// not sent through exec or all).
+func (t *tx) flush(ctx context.Context) error {
+	if len(t.queued) == 0 {
+		return nil
+	}
+	op := t.queued[0].op
+	br, err := t.sendQueued(ctx, "")
+	if err != nil {
+		return err
+	}
+	if err := br.Close(); err != nil {
+		return t.fail(op, err)
+	}
+	return nil
+}
+
+// headUnderLock is the head of org's chain for a writer: read with appendLock
+// taken in the same round trip the first time, then as this transaction
+// moved it.
+func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) {
+	if h, ok := t.heads[org]; ok {
+		return h, nil
+	}
+	const op = "get audit head"
+	if err := t.usable(op, false); err != nil {
+		return audit.Head{}, err
+	}
+	// what is queued (an earlier chain's event) goes in the same round trip
+	b := &pgx.Batch{}
+	for _, q := range t.queued {
+		b.Queue(q.sql, q.args...)
+	}
+	queued := t.queued
+	t.queued = nil
+	if !t.tail {
+		b.Queue(`SELECT pg_advisory_xact_lock($1)`, appendLock)
+	}
+	b.Queue(`SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
+	br := t.tx.SendBatch(ctx, b)
+	for _, q := range queued {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return audit.Head{}, t.fail(q.op, err)
+		}
+	}
+	if !t.tail {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return audit.Head{}, t.fail("take the append lock", err)
+		}
+		t.tail = true
+	}
+	var h audit.Head
+	err := br.QueryRow().Scan(&h.Seq, &h.Hash, &h.Checkpoint)
+	if err == pgx.ErrNoRows {
+		err = nil // an empty chain has the zero head
+	}
+	if cerr := br.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return audit.Head{}, t.fail(op, err)
+	}
+	if t.heads == nil {
+		t.heads = map[string]audit.Head{}
+	}
+	t.heads[org] = h
+	return h, nil
+}
