@@ -1,7 +1,9 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -68,6 +70,10 @@ func (s *Server) blastRadius(c echo.Context) error {
 		directory.DirectoryChange
 	}
 	if err := bind(c, &in); err != nil {
+		var v *trellis.ValidationError // a change's fields are the body's own
+		if errors.As(err, &v) {
+			v.Field = strings.TrimPrefix(v.Field, "DirectoryChange.")
+		}
 		return err
 	}
 	if in.Updates == nil && !in.Empty() { // a directory change, weighed as the directory would make it
