@@ -3,9 +3,11 @@ package memory
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/store"
 )
 
@@ -28,7 +30,10 @@ func (t *tx) AppendChanges(_ context.Context, from, to string, changes []store.R
 	n, old := len(t.changes), t.changelogCursor
 	for _, c := range changes {
 		c.Updates = cloneOutbox(store.OutboxEntry{Updates: c.Updates}).Updates
-		c.Seq = int64(len(t.changes)) + 1
+		c.Seq = 1
+		if len(t.changes) > 0 {
+			c.Seq = t.changes[len(t.changes)-1].Seq + 1
+		}
 		t.changes = append(t.changes, c)
 	}
 	t.changelogCursor = to
@@ -63,4 +68,54 @@ func (t *tx) ChangelogStart(context.Context) (time.Time, error) {
 		return time.Time{}, nil
 	}
 	return t.changes[0].At, nil
+}
+
+func (t *tx) ObjectChanges(_ context.Context, objects []engine.ObjectRef, until time.Time) ([]store.RelationshipChange, error) {
+	if t.done {
+		return nil, errTxDone
+	}
+	want := map[engine.ObjectRef]bool{}
+	for _, o := range objects {
+		want[o] = true
+	}
+	from := 0
+	for i, c := range t.changes {
+		if c.Baseline && !c.At.After(until) {
+			from = i
+		}
+	}
+	var out []store.RelationshipChange
+	for _, c := range t.changes[from:] {
+		if c.At.After(until) {
+			continue
+		}
+		var mine []engine.RelationshipUpdate
+		for _, u := range c.Updates {
+			if want[u.Relationship.Resource] {
+				mine = append(mine, u)
+			}
+		}
+		if len(mine) == 0 && !c.Baseline {
+			continue
+		}
+		c.Updates = cloneOutbox(store.OutboxEntry{Updates: mine}).Updates
+		out = append(out, c)
+	}
+	return out, nil
+}
+
+func (t *tx) CompactChanges(_ context.Context, through int64, base store.RelationshipChange) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	i := slices.IndexFunc(t.changes, func(c store.RelationshipChange) bool { return c.Seq == through })
+	if i < 0 {
+		return fmt.Errorf("%w: relationship change %d", trellis.ErrNotFound, through)
+	}
+	old := t.changes
+	base.Seq, base.Baseline = through, true
+	base.Updates = cloneOutbox(store.OutboxEntry{Updates: base.Updates}).Updates
+	t.changes = append([]store.RelationshipChange{base}, old[i+1:]...)
+	t.undo = append(t.undo, func() { t.changes = old })
+	return nil
 }

@@ -92,7 +92,7 @@ type tables struct {
 
 	schemaVersions  []store.SchemaVersion // schemaVersions[i].Version == i+1
 	signingKeys     map[string]store.SigningKey
-	changes         []store.RelationshipChange // changes[i].Seq == i+1
+	changes         []store.RelationshipChange // in Seq order (compaction removes a prefix)
 	changelogCursor string
 	federationTables
 }
