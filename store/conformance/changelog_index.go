@@ -18,7 +18,9 @@ import (
 func testChangelogIndex(t *testing.T, s store.Store) {
 	d1 := engine.ObjectRef{Type: "document", ID: "d1"}
 	d2 := engine.ObjectRef{Type: "document", ID: "d2"}
-	user := func(id string) engine.SubjectRef { return engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: id}} }
+	user := func(id string) engine.SubjectRef {
+		return engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: id}}
+	}
 	upd := func(op engine.Operation, res engine.ObjectRef, sub engine.SubjectRef) engine.RelationshipUpdate {
 		return engine.RelationshipUpdate{Operation: op, Relationship: engine.Relationship{Resource: res, Relation: "viewer", Subject: sub}}
 	}
