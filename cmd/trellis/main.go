@@ -270,6 +270,11 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	if cfg.AccessHistory && cfg.Datastore == "postgres" && cfg.SpiceDBEndpoint == "" {
+		if err := requireCommitTimestamps(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
 	eng, err := openEngine(ctx, cfg)
 	if err != nil {
 		return err
