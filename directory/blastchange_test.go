@@ -181,16 +181,18 @@ func TestBlastRadiusOfDirectoryChangesEqualsTheChangeObserved(t *testing.T) {
 		return fmt.Sprint(len(events), rels)
 	}
 	nonEmpty, made := 0, 0
-	for round := 0; round < 32 && made < 8; round++ {
-		c, ok := changes[made%len(changes)]()
+	order := rnd.Perm(len(changes)) // six of the eight forms per seed, lean under -race
+	for round := 0; round < 30 && made < 6; round++ {
+		c, ok := changes[order[made%len(order)]]()
 		if !ok {
 			continue
 		}
 		was := trace()
 		br, err := w.s.BlastRadiusOf(ctx, w.provider, c)
 		var rule *trellis.RuleError
-		if errors.As(err, &rule) || errors.Is(err, trellis.ErrConflict) {
-			// the change is refused (a cycle, too deep, not a member…): so is making it
+		var invalid *trellis.ValidationError
+		if errors.As(err, &rule) || errors.As(err, &invalid) || errors.Is(err, trellis.ErrConflict) {
+			// the change is refused (a cycle, too deep, not a member, owner on a group…): so is making it
 			if err2 := w.s.makeChange(ctx, w.provider, c); err2 == nil || err2.Error() != err.Error() {
 				t.Fatalf("round %d (seed %d): %s planned: %v; made: %v", round, w.seed, c.form(), err, err2)
 			}
@@ -227,7 +229,7 @@ func TestBlastRadiusOfDirectoryChangesEqualsTheChangeObserved(t *testing.T) {
 		}
 		t.Logf("round %d: %s: %d triples changed; %d objects compared, %d relationships loaded", round, c.form(), len(observed), br.Totals.Objects, br.Totals.Relationships)
 	}
-	if made < 6 || nonEmpty < 2 {
+	if made < 5 || nonEmpty < 2 {
 		t.Fatalf("%d changes made, %d of them granted or revoked anything: too poor to prove anything", made, nonEmpty)
 	}
 }
