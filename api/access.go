@@ -1,7 +1,9 @@
 package api
 
 import (
+	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -65,9 +67,24 @@ func (s *Server) userAccess(c echo.Context) error {
 func (s *Server) blastRadius(c echo.Context) error {
 	var in struct {
 		Updates []updateJSON `json:"updates"`
+		directory.DirectoryChange
 	}
 	if err := bind(c, &in); err != nil {
+		var v *trellis.ValidationError // a change's fields are the body's own
+		if errors.As(err, &v) {
+			v.Field = strings.TrimPrefix(v.Field, "DirectoryChange.")
+		}
 		return err
+	}
+	if in.Updates == nil && !in.Empty() { // a directory change, weighed as the directory would make it
+		out, err := s.dir.BlastRadiusOf(c.Request().Context(), principal(c), in.DirectoryChange)
+		if err != nil {
+			return err
+		}
+		return c.JSON(http.StatusOK, out)
+	}
+	if !in.Empty() {
+		return trellis.Invalid("updates", "give either updates or one directory change, not both")
 	}
 	updates, err := parseUpdates(in.Updates, true)
 	if err != nil {

@@ -758,6 +758,12 @@ func (s *Service) BlastRadius(ctx context.Context, p Principal, updates []engine
 	if err != nil {
 		return out, err
 	}
+	return s.blast(ctx, sc, updates)
+}
+
+// blast weighs updates for a caller of scope sc (BlastRadius, BlastRadiusOf).
+func (s *Service) blast(ctx context.Context, sc *accessScope, updates []engine.RelationshipUpdate) (BlastRadius, error) {
+	out := BlastRadius{Gained: []Triple{}, Lost: []Triple{}}
 	leave, err := s.moves.enter(store.Org{ID: "blast:" + newID("br")}, s.cfg.MovePreviews)
 	if err != nil {
 		return out, err

@@ -2,6 +2,7 @@ package directory
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -43,18 +44,7 @@ func TestBlastRadiusEqualsTheChangeObserved(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	cs, err := compiler.Compile(compiler.InputSchema{Source: input.Source("t"), SchemaString: text}, compiler.AllowUnprefixedObjectType())
-	if err != nil {
-		t.Fatal(err)
-	}
-	perms := map[string][]string{}
-	for _, d := range cs.ObjectDefinitions {
-		for _, r := range d.GetRelation() {
-			if r.GetUsersetRewrite() != nil {
-				perms[d.GetName()] = append(perms[d.GetName()], r.GetName())
-			}
-		}
-	}
+	perms := permissionsByType(t, text)
 	var groups []string
 	for _, gs := range w.groups {
 		groups = append(groups, gs...)
@@ -130,48 +120,12 @@ func TestBlastRadiusEqualsTheChangeObserved(t *testing.T) {
 		for _, u := range updates {
 			objects[u.Relationship.Resource] = true
 		}
-		for typ := range perms {
-			rels, err := engine.ReadAll(ctx, w.eng, engine.RelationshipFilter{ResourceType: typ}, 0)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for _, r := range rels {
-				objects[r.Resource] = true
-			}
-		}
-		observe := func() map[string][]string {
-			out := map[string][]string{}
-			for o := range objects {
-				for _, p := range perms[o.Type] {
-					users, err := engine.UsersWith(ctx, w.eng, o, p)
-					if err != nil {
-						t.Fatal(err)
-					}
-					out[o.String()+" "+p] = users
-				}
-			}
-			return out
-		}
-		before := observe()
+		before := observeAll(t, w.eng, perms, objects)
 		if _, err := w.eng.WriteRelationships(ctx, updates); err != nil {
 			t.Fatal(err)
 		}
-		after := observe()
-		var observed []string
-		for k, now := range after {
-			var res, p string
-			fmt.Sscan(k, &res, &p)
-			for _, u := range now {
-				if !slices.Contains(before[k], u) {
-					observed = append(observed, triple(true, "user:"+u, res, p))
-				}
-			}
-			for _, u := range before[k] {
-				if !slices.Contains(now, u) {
-					observed = append(observed, triple(false, "user:"+u, res, p))
-				}
-			}
-		}
+		observed := observedChange(before, observeAll(t, w.eng, perms, objects))
+		observedPerms := len(before)
 		slices.Sort(observed)
 		slices.Sort(predicted)
 		if !slices.Equal(observed, predicted) {
@@ -180,11 +134,82 @@ func TestBlastRadiusEqualsTheChangeObserved(t *testing.T) {
 		if len(observed) > 0 {
 			nonEmpty++
 		}
-		t.Logf("round %d: %d updates, %d triples changed; %d objects compared, %d relationships loaded (of %d objects in the graph)", round, len(updates), len(observed), stats.Objects, stats.Relationships, len(objects))
+		t.Logf("round %d: %d updates, %d triples changed; %d objects compared, %d relationships loaded (of %d object permissions in the graph)", round, len(updates), len(observed), stats.Objects, stats.Relationships, observedPerms)
 	}
 	if nonEmpty < 2 {
 		t.Fatalf("only %d changes granted or revoked anything: too poor to prove anything", nonEmpty)
 	}
+}
+
+// permissionsByType lists each definition's permissions.
+func permissionsByType(t *testing.T, text string) map[string][]string {
+	t.Helper()
+	cs, err := compiler.Compile(compiler.InputSchema{Source: input.Source("t"), SchemaString: text}, compiler.AllowUnprefixedObjectType())
+	if err != nil {
+		t.Fatal(err)
+	}
+	perms := map[string][]string{}
+	for _, d := range cs.ObjectDefinitions {
+		for _, r := range d.GetRelation() {
+			if r.GetUsersetRewrite() != nil {
+				perms[d.GetName()] = append(perms[d.GetName()], r.GetName())
+			}
+		}
+	}
+	return perms
+}
+
+// observeAll asks every object of the graph with permissions (and those of
+// extra) for each permission: "object permission" → its users.
+func observeAll(t *testing.T, eng engine.Engine, perms map[string][]string, extra map[engine.ObjectRef]bool) map[string][]string {
+	t.Helper()
+	ctx := t.Context()
+	objects := maps.Clone(extra)
+	if objects == nil {
+		objects = map[engine.ObjectRef]bool{}
+	}
+	for typ := range perms {
+		rels, err := engine.ReadAll(ctx, eng, engine.RelationshipFilter{ResourceType: typ}, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rels {
+			objects[r.Resource] = true
+		}
+	}
+	out := map[string][]string{}
+	for o := range objects {
+		for _, p := range perms[o.Type] {
+			users, err := engine.UsersWith(ctx, eng, o, p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			out[o.String()+" "+p] = users
+		}
+	}
+	return out
+}
+
+// observedChange lists the triples gained and lost between two observations.
+func observedChange(before, after map[string][]string) []string {
+	var observed []string
+	keys := maps.Clone(before)
+	maps.Copy(keys, after)
+	for k := range keys {
+		var res, p string
+		fmt.Sscan(k, &res, &p)
+		for _, u := range after[k] {
+			if !slices.Contains(before[k], u) {
+				observed = append(observed, triple(true, "user:"+u, res, p))
+			}
+		}
+		for _, u := range before[k] {
+			if !slices.Contains(after[k], u) {
+				observed = append(observed, triple(false, "user:"+u, res, p))
+			}
+		}
+	}
+	return observed
 }
 
 func touchRel(r engine.Relationship) engine.RelationshipUpdate {

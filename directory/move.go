@@ -403,11 +403,15 @@ func (s *Service) MoveOrganization(ctx context.Context, p Principal, ref string,
 	}); err != nil {
 		return MoveResult{}, err
 	}
-	leave, err := s.moves.enter(org, s.cfg.MovePreviews)
-	if err != nil {
-		return MoveResult{}, err
+	// planned (a blast radius, which bounds its own computation): no preview
+	planning := planOf(ctx) != nil
+	if !planning {
+		leave, err := s.moves.enter(org, s.cfg.MovePreviews)
+		if err != nil {
+			return MoveResult{}, err
+		}
+		defer leave()
 	}
-	defer leave()
 	var plan movePlan
 	if err := s.read(ctx, func(tx store.Tx) error {
 		var err error
@@ -426,15 +430,18 @@ func (s *Service) MoveOrganization(ctx context.Context, p Principal, ref string,
 	if plan.newParent != "" {
 		res.To = &plan.newParent
 	}
-	impact, err := s.previewImpact(ctx, plan)
-	if err != nil {
-		return MoveResult{}, err
+	var impact Impact
+	if !planning {
+		var err error
+		if impact, err = s.previewImpact(ctx, plan); err != nil {
+			return MoveResult{}, err
+		}
 	}
 	res.Impact = impact
 	if in.DryRun || plan.newParent == plan.org.Parent {
 		return res, nil
 	}
-	err = s.run(ctx, p, "organization.move", func(tx store.Tx, o *op) error {
+	err := s.run(ctx, p, "organization.move", func(tx store.Tx, o *op) error {
 		cur, err := s.planMove(ctx, tx, p, ref, in)
 		if err != nil {
 			return err

@@ -245,17 +245,10 @@ func (r *Relay) Run(ctx context.Context, interval time.Duration) {
 // intermediate state grants what neither the state before nor the state after
 // grants: see inPhases. It returns the last write's token.
 func (r *Relay) apply(ctx context.Context, e store.OutboxEntry) (string, error) {
-	var updates []engine.RelationshipUpdate
-	for _, f := range e.DeleteFilters {
-		found, err := r.matching(ctx, f)
-		if err != nil {
-			return "", err
-		}
-		for _, rel := range found {
-			updates = append(updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: rel})
-		}
+	updates, err := r.expand(ctx, e.DeleteFilters, e.Updates)
+	if err != nil {
+		return "", err
 	}
-	updates = dedupe(append(updates, e.Updates...))
 	if len(updates) == 0 {
 		return "", nil
 	}
@@ -340,6 +333,22 @@ func updateSize(u engine.RelationshipUpdate) int {
 
 // matching reads the relationships a filter selects; a filter without a
 // resource type is expanded over every definition of the stored schema.
+// expand is the write an outbox entry makes: the relationships its delete
+// filters match, deleted, then its updates, one update per relationship.
+func (r *Relay) expand(ctx context.Context, filters []engine.RelationshipFilter, upd []engine.RelationshipUpdate) ([]engine.RelationshipUpdate, error) {
+	var updates []engine.RelationshipUpdate
+	for _, f := range filters {
+		found, err := r.matching(ctx, f)
+		if err != nil {
+			return nil, err
+		}
+		for _, rel := range found {
+			updates = append(updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: rel})
+		}
+	}
+	return dedupe(append(updates, upd...)), nil
+}
+
 func (r *Relay) matching(ctx context.Context, f engine.RelationshipFilter) ([]engine.Relationship, error) {
 	types := []string{f.ResourceType}
 	if f.ResourceType == "" {

@@ -286,6 +286,10 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 		if err := s.authorizeEffects(ctx, tx, o); err != nil {
 			return err
 		}
+		if pl := planOf(ctx); pl != nil { // a plan: authorized, then rolled back
+			pl.updates, pl.filters = o.updates, o.filters
+			return errPlanned
+		}
 		if err := s.appendEvents(ctx, tx, o); err != nil {
 			return err
 		}
@@ -297,7 +301,7 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 		return err
 	})
 	var esc *escalation
-	if errors.As(err, &esc) {
+	if errors.As(err, &esc) && planOf(ctx) == nil {
 		s.recordDenied(ctx, p, action, esc)
 	}
 	if err != nil || seq == 0 {

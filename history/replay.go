@@ -79,10 +79,11 @@ func (s *Snapshot) ReadRelationships(_ context.Context, req engine.ReadRequest) 
 }
 
 // Replay loads into a scratch engine, under schemaText, what a check or
-// subject lookup of root's permission depends on in the snapshot (at most
+// subject lookup of root's permission depends on in the snapshot (a Snapshot
+// or an Indexed one) (at most
 // limit relationships: engine.ErrTooManyRelationships past it). It returns
 // the scratch, how many relationships it loaded and stop, which releases it.
-func Replay(ctx context.Context, s *Snapshot, schemaText string, root engine.SubjectRef, limit int) (*engine.SpiceDB, int, func(), error) {
+func Replay(ctx context.Context, s engine.RelationshipReader, schemaText string, root engine.SubjectRef, limit int) (*engine.SpiceDB, int, func(), error) {
 	rels, err := engine.ReadReachable(ctx, s, schemaText, []engine.SubjectRef{root}, limit)
 	if err != nil {
 		return nil, 0, nil, err

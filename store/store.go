@@ -43,6 +43,7 @@ type Tx interface {
 	SchemaVersionRows
 	SigningKeyRows
 	ChangelogRows
+	ChangelogIndex
 	FederationRows
 }
 

@@ -220,7 +220,7 @@ func accessCmd() *cobra.Command {
 	user.Flags().StringVar(&org, "organization", "", "only this organization (id or slug)")
 	var file string
 	blast := &cobra.Command{
-		Use: "blast-radius -f change.json", Short: "What a relationship change would grant and revoke, computed and not applied", Args: cobra.NoArgs,
+		Use: "blast-radius -f change.json", Short: "What a relationship or directory change would grant and revoke, computed and not applied", Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			text, err := os.ReadFile(file)
 			if err != nil {
@@ -250,7 +250,7 @@ func accessCmd() *cobra.Command {
 			})
 		},
 	}
-	blast.Flags().StringVarP(&file, "file", "f", "", "the change: {\"updates\": [...]} as POST /v1/relationships/write takes them")
+	blast.Flags().StringVarP(&file, "file", "f", "", "the change: {\"updates\": [...]} as POST /v1/relationships/write takes them, or one directory change such as {\"addGroupRole\": {\"organization\": ..., \"group\": ..., \"role\": ...}}")
 	_ = blast.MarkFlagRequired("file")
 	var subject string
 	at := &cobra.Command{

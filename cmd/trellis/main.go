@@ -270,6 +270,11 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
+	if cfg.AccessHistory && cfg.Datastore == "postgres" && cfg.SpiceDBEndpoint == "" {
+		if err := requireCommitTimestamps(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+	}
 	eng, err := openEngine(ctx, cfg)
 	if err != nil {
 		return err
@@ -366,6 +371,12 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		historyDone := make(chan struct{})
 		go func() { defer close(historyDone); rec.Run(historyCtx) }()
 		defer func() { stopHistory(); <-historyDone }()
+		if cfg.AccessHistoryRetention > 0 { // changes older than the retention fold into a baseline
+			c := &history.Compactor{Store: st, Retention: cfg.AccessHistoryRetention, Logger: log}
+			compactDone := make(chan struct{})
+			go func() { defer close(compactDone); c.Run(historyCtx) }()
+			defer func() { stopHistory(); <-compactDone }()
+		}
 	}
 	var world demoWorld
 	if cfg.Demo {

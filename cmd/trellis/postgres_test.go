@@ -94,6 +94,13 @@ func TestServeOnPostgresSurvivesRestart(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	// pgtest's server runs without track_commit_timestamp: the access history
+	// (SpiceDB's watch) is refused at start, naming the setting
+	err := serve(t.Context(), cfg, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "track_commit_timestamp = on") || !strings.Contains(err.Error(), "--access-history=false") {
+		t.Fatalf("serve --access-history on a PostgreSQL datastore without commit timestamps: %v", err)
+	}
+	cfg.AccessHistory = false
 
 	base, printed, _, stop := startServe(t, cfg)
 	if printed != "" {

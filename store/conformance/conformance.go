@@ -70,6 +70,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"schema versions", testSchemaVersions},
 		{"signing keys", testSigningKeys},
 		{"changelog", testChangelog},
+		{"changelog/index and compaction", testChangelogIndex},
 		{"tx/fn error passes through", testTxErrorPassesThrough},
 		{"tx/rollback undoes every write", testTxRollback},
 		{"tx/commit makes every write visible", testTxCommitEach},

@@ -92,14 +92,16 @@ type tables struct {
 
 	schemaVersions  []store.SchemaVersion // schemaVersions[i].Version == i+1
 	signingKeys     map[string]store.SigningKey
-	changes         []store.RelationshipChange // changes[i].Seq == i+1
+	changes         []store.RelationshipChange // in Seq order (compaction removes a prefix)
 	changelogCursor string
+	changeIndex     *changeIndex // derived from changes; rebuilt after a changelog write
 	federationTables
 }
 
 // New returns an empty store.
 func New() *Store {
 	return &Store{tables: tables{
+		changeIndex:    &changeIndex{},
 		orgs:           map[string]store.Org{},
 		orgBySlug:      map[string]string{},
 		orgByDomain:    map[string]string{},
