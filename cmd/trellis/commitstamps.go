@@ -2,10 +2,15 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 
 	"github.com/jackc/pgx/v5"
 )
+
+// errNoCommitTimestamps: the server behind --database-url has
+// track_commit_timestamp off.
+var errNoCommitTimestamps = errors.New("commit timestamps are off")
 
 // requireCommitTimestamps refuses to start the access history on SpiceDB's
 // PostgreSQL datastore when the server does not track commit timestamps:
@@ -22,10 +27,10 @@ func requireCommitTimestamps(ctx context.Context, databaseURL string) error {
 		return fmt.Errorf("--access-history: reading track_commit_timestamp on --database-url: %w", err)
 	}
 	if on != "on" {
-		return fmt.Errorf("--access-history needs track_commit_timestamp = on in the PostgreSQL server behind --database-url " +
+		return fmt.Errorf("%w: --access-history needs track_commit_timestamp = on in the PostgreSQL server behind --database-url " +
 			"(SpiceDB's watch stream, which records the access history, reads commit timestamps), and it is off: " +
 			"set it in postgresql.conf or with ALTER SYSTEM SET track_commit_timestamp = on, restart PostgreSQL, " +
-			"or start with --access-history=false (no POST /v1/access/at)")
+			"or start with --access-history=false (no POST /v1/access/at)", errNoCommitTimestamps)
 	}
 	return nil
 }

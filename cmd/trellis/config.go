@@ -92,7 +92,11 @@ type Config struct {
 	SchemaPoll           time.Duration
 	// AccessHistory records the relationship changelog (POST /v1/access/at);
 	// AccessHistoryRetention is how far back it answers (0 = all of it).
-	AccessHistory          bool
+	AccessHistory bool
+	// AccessHistoryExplicit: --access-history (or its variable) was given,
+	// so a PostgreSQL server without commit timestamps refuses the start
+	// rather than starting without the history.
+	AccessHistoryExplicit  bool
 	AccessHistoryRetention time.Duration
 }
 

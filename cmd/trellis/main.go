@@ -165,6 +165,8 @@ func serveCmd() *cobra.Command {
 			if err := cfg.Validate(); err != nil {
 				return err
 			}
+			_, fromEnv := os.LookupEnv("TRELLIS_ACCESS_HISTORY")
+			cfg.AccessHistoryExplicit = cmd.Flags().Changed("access-history") || fromEnv
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			return serve(ctx, cfg, cmd.OutOrStdout())
@@ -272,7 +274,12 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	}
 	if cfg.AccessHistory && cfg.Datastore == "postgres" && cfg.SpiceDBEndpoint == "" {
 		if err := requireCommitTimestamps(ctx, cfg.DatabaseURL); err != nil {
-			return err
+			// asked for: refuse; on by default: start without it, and say so
+			if cfg.AccessHistoryExplicit || !errors.Is(err, errNoCommitTimestamps) {
+				return err
+			}
+			log.Warn("the access history (POST /v1/access/at) is off: the PostgreSQL server behind --database-url has track_commit_timestamp off; turn it on and restart to record it", "err", err)
+			cfg.AccessHistory = false
 		}
 	}
 	eng, err := openEngine(ctx, cfg)

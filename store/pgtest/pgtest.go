@@ -50,6 +50,8 @@ type Server struct {
 	root string // temporary directory: data/, the socket, postgres.log
 	as   *runAs // nil: run as ourselves
 	port int
+	// settings are extra `-c name=value` server settings, after the defaults (the last wins)
+	settings []string
 
 	cmd    *exec.Cmd
 	exited chan struct{} // closed once cmd has been waited for
@@ -76,7 +78,11 @@ type runAs struct {
 // on, as SpiceDB's Watch on PostgreSQL needs (deploy/docker-compose.yaml sets
 // it too). Stop it with Stop. The
 // error wraps ErrNotInstalled when the binaries are nowhere to be found.
-func StartServer() (*Server, error) {
+func StartServer() (*Server, error) { return StartServerWith() }
+
+// StartServerWith is StartServer with extra server settings ("name=value",
+// e.g. "track_commit_timestamp=off"), applied after the defaults.
+func StartServerWith(settings ...string) (*Server, error) {
 	if err := platformSupported(); err != nil {
 		return nil, err
 	}
@@ -92,7 +98,7 @@ func StartServer() (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, root: root, as: as}
+	s := &Server{bin: bin, root: root, as: as, settings: settings}
 	if err := s.initdb(); err != nil {
 		_ = os.RemoveAll(root)
 		return nil, err
@@ -115,9 +121,12 @@ func StartServer() (*Server, error) {
 
 // Start starts a server for one test and stops it at t.Cleanup. It skips t,
 // loudly, when PostgreSQL is not installed, and fails it on any other error.
-func Start(t testing.TB) *Server {
+func Start(t testing.TB) *Server { t.Helper(); return StartWith(t) }
+
+// StartWith is Start with extra server settings (see StartServerWith).
+func StartWith(t testing.TB, settings ...string) *Server {
 	t.Helper()
-	s, err := StartServer()
+	s, err := StartServerWith(settings...)
 	if errors.Is(err, ErrNotInstalled) {
 		t.Skipf("%v; skipping %s", err, t.Name())
 	}
@@ -371,18 +380,22 @@ func (s *Server) start() error {
 			return fmt.Errorf("pgtest: %w", err)
 		}
 	}
-	cmd := s.command("postgres",
+	args := []string{
 		"-D", s.dataDir(),
 		"-p", strconv.Itoa(port),
 		"-c", "listen_addresses=127.0.0.1",
-		"-c", "unix_socket_directories="+s.root, // never the system's /var/run/postgresql
+		"-c", "unix_socket_directories=" + s.root, // never the system's /var/run/postgresql
 		"-c", "fsync=off",
 		"-c", "full_page_writes=off",
 		"-c", "synchronous_commit=off",
 		"-c", "max_connections=200",
 		"-c", "track_commit_timestamp=on", // SpiceDB's Watch on its PostgreSQL datastore needs it
 		"-c", "log_min_messages=warning",
-	)
+	}
+	for _, setting := range s.settings {
+		args = append(args, "-c", setting)
+	}
+	cmd := s.command("postgres", args...)
 	cmd.Stdout, cmd.Stderr = s.log, s.log
 	if err := cmd.Start(); err != nil {
 		return fmt.Errorf("pgtest: starting postgres: %w", err)
