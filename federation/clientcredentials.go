@@ -133,7 +133,8 @@ func (s *Service) liveAccount(ctx context.Context, f family, scopes []string) (d
 		return pr, nil, err
 	}
 	// the token acts with its scopes, never more than the key holds now
-	var perms []string
+	// (never nil: a nil list would mean no limit at all)
+	perms := []string{}
 	for _, sc := range scopes {
 		if slices.Contains(pr.Permissions, sc) {
 			perms = append(perms, sc)
