@@ -109,8 +109,11 @@ type authRequest struct {
 	Choices []string
 	// pendingUser is who signed in while a pick is outstanding.
 	pendingUser string
-	method      string           // oidc | saml, of the sign-in
-	connection  store.Connection // it came through
+	method      string // oidc | saml | impersonation, of the sign-in
+	// Actor and Impersonation: a sign-in through an impersonation (the
+	// actor's user id acts as UserID; tokens carry "act").
+	Actor, Impersonation string
+	connection           store.Connection // it came through
 	// browser is the hash of the login cookie of the browser that signed in:
 	// only it may pick an organization or collect the code.
 	browser [32]byte
@@ -404,7 +407,7 @@ func (p *opStorage) familyOf(req op.TokenRequest) (*family, error) {
 		defer g.mu.Unlock()
 		f, ok := g.families[r.ID]
 		if !ok {
-			f = &family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org}
+			f = &family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org, Actor: r.Actor, Impersonation: r.Impersonation}
 			g.families[r.ID] = f
 		}
 		if f.revoked {
@@ -529,7 +532,7 @@ func (p *opStorage) TokenRequestByRefreshToken(ctx context.Context, tok string) 
 	case f.revoked || !p.s.cfg.Now().Before(copyRT.ExpiresAt):
 		return nil, op.ErrInvalidRefreshToken
 	}
-	_, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	_, err := p.s.liveGrant(ctx, f)
 	if err == nil {
 		err = p.s.withinSession(ctx, f.Org, copyRT.AuthTime)
 	}
@@ -698,7 +701,7 @@ func (p *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInf
 	if !ok || f.Subject != subject || f.Kind == kindClientCredentials { // a service account has no userinfo
 		return oidc.ErrAccessDenied().WithDescription("token is not active")
 	}
-	c, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	c, err := p.s.liveGrant(ctx, f)
 	if err != nil {
 		return oidc.ErrAccessDenied().WithDescription("token is not active")
 	}
@@ -722,9 +725,12 @@ func (p *opStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.In
 	if !ok || f.Subject != subject || f.ClientID != clientID {
 		return errors.New("inactive")
 	}
-	c, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	c, err := p.s.liveGrant(ctx, f)
 	if err != nil {
 		return errors.New("inactive")
+	}
+	if f.Actor != "" {
+		resp.Actor = &oidc.ActorClaims{Subject: f.Actor}
 	}
 	resp.Subject, resp.ClientID, resp.Scope = f.Subject, f.ClientID, at.Scopes
 	resp.Audience = oidc.Audience{f.ClientID}
