@@ -95,6 +95,7 @@ type Service struct {
 	op     *provider
 	flows  *flows
 	replay *replayCache // SAML assertions accepted (this process)
+	spKeys *spKeys      // SAML SP signing keys, derived per connection
 }
 
 // New builds the sign-in service.
@@ -106,7 +107,7 @@ func New(cfg Config, dir *directory.Service, st store.Store, keys KeySource) (*S
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now)}
+	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now), spKeys: newSPKeys()}
 	if s.op, err = newProvider(s); err != nil {
 		return nil, fmt.Errorf("federation: OpenID provider: %w", err)
 	}
