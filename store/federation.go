@@ -31,6 +31,12 @@ type Connection struct {
 	ClientID         string // oidc
 	SealedSecret     []byte // oidc: the client secret, sealed
 	MetadataXML      string // saml: the IdP's metadata
+	// MetadataURL (saml), when set, is where MetadataXML is fetched from;
+	// MetadataFetchedAt is the last successful fetch, MetadataError the last
+	// failure's reason ("" after a success: a failure keeps the metadata).
+	MetadataURL       string
+	MetadataFetchedAt *time.Time
+	MetadataError     string
 	RoleMapping      []RoleRule
 	JIT              bool // first sign-ins create the user and membership
 	Enabled          bool
