@@ -87,6 +87,7 @@ func (r *replayCache) Consume(id string, expiresAt time.Time) error {
 // answered by HTTP-POST at the connection's ACS.
 func (s *Service) samlRedirect(c echo.Context, conn store.Connection, org, authRequest, testBy string) error {
 	ctx := c.Request().Context()
+	conn = s.refreshIfStale(ctx, conn) // metadata by URL older than MetadataRefresh (saml_metadata.go)
 	sp, err := s.samlSP(conn)
 	if err != nil {
 		s.refused(ctx, conn, org, "idp_unavailable")
