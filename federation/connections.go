@@ -43,20 +43,20 @@ type ConnectionInput struct {
 
 // Connection is a connection as clients see it: never its secret.
 type Connection struct {
-	ID                        string           `json:"id"`
-	Organization              string           `json:"organization"`
-	Type                      string           `json:"type"`
-	Name                      string           `json:"name"`
-	Issuer                    string           `json:"issuer,omitempty"`
-	ClientID                  string           `json:"clientId,omitempty"`
-	HasClientSecret           bool             `json:"hasClientSecret,omitempty"`
-	IdPEntityID               string           `json:"idpEntityId,omitempty"`
+	ID              string `json:"id"`
+	Organization    string `json:"organization"`
+	Type            string `json:"type"`
+	Name            string `json:"name"`
+	Issuer          string `json:"issuer,omitempty"`
+	ClientID        string `json:"clientId,omitempty"`
+	HasClientSecret bool   `json:"hasClientSecret,omitempty"`
+	IdPEntityID     string `json:"idpEntityId,omitempty"`
 	// MetadataURL (saml) is where the IdP's metadata is fetched from;
 	// MetadataFetchedAt its last successful fetch; MetadataError the last
 	// failed refresh's reason (the previous metadata is kept).
-	MetadataURL       string     `json:"metadataUrl,omitempty"`
-	MetadataFetchedAt *time.Time `json:"metadataFetchedAt,omitempty"`
-	MetadataError     string     `json:"metadataError,omitempty"`
+	MetadataURL               string           `json:"metadataUrl,omitempty"`
+	MetadataFetchedAt         *time.Time       `json:"metadataFetchedAt,omitempty"`
+	MetadataError             string           `json:"metadataError,omitempty"`
 	RoleMapping               []store.RoleRule `json:"roleMapping"`
 	JIT                       bool             `json:"jit"`
 	Enabled                   bool             `json:"enabled"`
