@@ -12,12 +12,12 @@ import (
 func (w *ssoWorld) impersonationSignIn(b *browser, token string) (*url.URL, int, string, string) {
 	w.h.t.Helper()
 	verifier, challenge := pkce()
-	u, status, body := b.get(w.app.authorizeURL("app-state", challenge, nil))
+	u, status, _ := b.get(w.app.authorizeURL("app-state", challenge, nil))
 	id := u.Query().Get("authRequestID")
 	if status != 200 || u.Path != "/sso/login" || id == "" {
 		w.h.t.Fatalf("the sign-in without a hint ended at %s %d, want the email page", u, status)
 	}
-	u, status, body = b.post(w.h.url+"/sso/login", url.Values{"authRequestID": {id}, "impersonation_token": {token}})
+	u, status, body := b.post(w.h.url+"/sso/login", url.Values{"authRequestID": {id}, "impersonation_token": {token}})
 	return u, status, body, verifier
 }
 
