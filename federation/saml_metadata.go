@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	trellis "github.com/trellis-iam/trellis"
@@ -66,6 +67,14 @@ func (s *Service) fetchMetadata(ctx context.Context, u string) (string, error) {
 	}
 	req.Header.Set("Accept", "application/samlmetadata+xml, application/xml, text/xml")
 	client := *s.cfg.HTTPClient
+	if t, ok := client.Transport.(*http.Transport); ok || client.Transport == nil {
+		if !ok {
+			t = http.DefaultTransport.(*http.Transport)
+		}
+		t = t.Clone()
+		t.DialContext = (&net.Dialer{Timeout: metadataFetchTimeout, Control: publicOrLoopback}).DialContext
+		client.Transport = t
+	}
 	client.CheckRedirect = func(r *http.Request, via []*http.Request) error {
 		if len(via) >= 5 {
 			return errors.New("too many redirects")
@@ -100,6 +109,24 @@ func (s *Service) fetchMetadata(ctx context.Context, u string) (string, error) {
 		return "", err
 	}
 	return string(body), nil
+}
+
+// publicOrLoopback refuses to connect to private, link-local or unspecified
+// addresses: an organization's admin must not make Trellis fetch from its
+// internal network. Loopback stays allowed (local IdPs, tests).
+func publicOrLoopback(_, address string, _ syscall.RawConn) error {
+	host, _, err := net.SplitHostPort(address)
+	if err != nil {
+		return err
+	}
+	ip := net.ParseIP(host)
+	if ip == nil || ip.IsLoopback() {
+		return nil
+	}
+	if ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() || ip.IsUnspecified() || ip.IsMulticast() {
+		return fmt.Errorf("address %s is not public", ip)
+	}
+	return nil
 }
 
 // prefetch fetches the metadata a POST or PATCH (of connection id; "" on

@@ -2,6 +2,7 @@ package federation
 
 import (
 	"crypto/ecdsa"
+	"strings"
 	"testing"
 	"time"
 
@@ -36,5 +37,18 @@ func TestSAMLSPKeyDerivation(t *testing.T) {
 	}
 	if !a.cert.NotBefore.Before(conn.CreatedAt) || a.cert.NotAfter.Before(conn.CreatedAt.AddDate(10, 0, 0)) {
 		t.Fatalf("certificate validity %s – %s", a.cert.NotBefore, a.cert.NotAfter)
+	}
+}
+
+// Metadata is not fetched from private, link-local or unspecified addresses.
+func TestSAMLMetadataFetchRefusesPrivateAddresses(t *testing.T) {
+	s := &Service{cfg: Config{Issuer: "http://127.0.0.1:1", KEK: RandomKEK()}}
+	if err := s.cfg.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{"https://10.1.2.3/md", "https://192.168.0.1/md", "https://169.254.169.254/latest", "https://[fd00::1]/md"} {
+		if _, err := s.fetchMetadata(t.Context(), u); err == nil || !strings.Contains(err.Error(), "not public") {
+			t.Errorf("fetch %s: %v, want refused as not public", u, err)
+		}
 	}
 }
