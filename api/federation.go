@@ -19,6 +19,7 @@ func (s *Server) mountFederation(root, v1 routes) {
 	v1.PATCH("/organizations/:org/connections/:connection", s.patchConnection)
 	v1.DELETE("/organizations/:org/connections/:connection", s.deleteConnection)
 	v1.POST("/organizations/:org/connections/:connection/test", s.testConnection)
+	v1.POST("/organizations/:org/connections/:connection/refresh-metadata", s.refreshConnectionMetadata)
 
 	v1.GET("/organizations/:org/sso-policy", s.getSSOPolicy)
 	v1.PUT("/organizations/:org/sso-policy", s.putSSOPolicy)
@@ -64,6 +65,11 @@ func (s *Server) deleteConnection(c echo.Context) error {
 
 func (s *Server) testConnection(c echo.Context) error {
 	v, err := s.fed.TestConnection(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection"))
+	return ok(c, v, err)
+}
+
+func (s *Server) refreshConnectionMetadata(c echo.Context) error {
+	v, err := s.fed.RefreshMetadata(c.Request().Context(), principal(c), c.Param("org"), c.Param("connection"))
 	return ok(c, v, err)
 }
 

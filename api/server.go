@@ -198,8 +198,9 @@ func (r routes) DELETE(path string, h echo.HandlerFunc) { r.add(http.MethodDelet
 
 // authenticate resolves the bearer token into a principal: the provider admin
 // key (compared as SHA-256 digests in constant time), a provider API key
-// (which must hold the route's scope), a service account's API key, or a user
-// access token signed by Trellis.
+// (which must hold the route's scope), a service account's API key, a user
+// access token signed by Trellis, or an access token of Trellis's OpenID
+// provider (a signed-in user's, or a service account's by client credentials).
 func (s *Server) authenticate(next echo.HandlerFunc) echo.HandlerFunc {
 	return func(c echo.Context) error {
 		p, key, err := s.principalOf(c)
@@ -246,6 +247,9 @@ func (s *Server) principalOf(c echo.Context) (directory.Principal, *directory.Ke
 		return s.dir.AuthenticateProviderKey(ctx, token)
 	case directory.IsAPIKey(token):
 		p, err := s.dir.AuthenticateKey(ctx, token)
+		return p, nil, err
+	case s.fed != nil && strings.Count(token, ".") == 2 && federation.IsProviderAccessToken(token):
+		p, err := s.fed.AuthenticateAccessToken(ctx, token) // an OpenID provider access token (ADR 0016)
 		return p, nil, err
 	case s.tokens != nil && strings.Count(token, ".") == 2:
 		v, err := s.tokens.Verify(token)

@@ -33,6 +33,7 @@ type ConnectionInput struct {
 	ClientID                  *string          `json:"clientId"`
 	ClientSecret              *string          `json:"clientSecret"`
 	MetadataXML               *string          `json:"metadataXml"`
+	MetadataURL               *string          `json:"metadataUrl"`
 	RoleMapping               []store.RoleRule `json:"roleMapping"`
 	JIT                       *bool            `json:"jit"`
 	Enabled                   *bool            `json:"enabled"`
@@ -42,14 +43,20 @@ type ConnectionInput struct {
 
 // Connection is a connection as clients see it: never its secret.
 type Connection struct {
-	ID                        string           `json:"id"`
-	Organization              string           `json:"organization"`
-	Type                      string           `json:"type"`
-	Name                      string           `json:"name"`
-	Issuer                    string           `json:"issuer,omitempty"`
-	ClientID                  string           `json:"clientId,omitempty"`
-	HasClientSecret           bool             `json:"hasClientSecret,omitempty"`
-	IdPEntityID               string           `json:"idpEntityId,omitempty"`
+	ID              string `json:"id"`
+	Organization    string `json:"organization"`
+	Type            string `json:"type"`
+	Name            string `json:"name"`
+	Issuer          string `json:"issuer,omitempty"`
+	ClientID        string `json:"clientId,omitempty"`
+	HasClientSecret bool   `json:"hasClientSecret,omitempty"`
+	IdPEntityID     string `json:"idpEntityId,omitempty"`
+	// MetadataURL (saml) is where the IdP's metadata is fetched from;
+	// MetadataFetchedAt its last successful fetch; MetadataError the last
+	// failed refresh's reason (the previous metadata is kept).
+	MetadataURL               string           `json:"metadataUrl,omitempty"`
+	MetadataFetchedAt         *time.Time       `json:"metadataFetchedAt,omitempty"`
+	MetadataError             string           `json:"metadataError,omitempty"`
 	RoleMapping               []store.RoleRule `json:"roleMapping"`
 	JIT                       bool             `json:"jit"`
 	Enabled                   bool             `json:"enabled"`
@@ -82,6 +89,7 @@ func (s *Service) connectionView(c store.Connection) Connection {
 		if ed, err := parseIdPMetadata(c.MetadataXML); err == nil {
 			v.IdPEntityID = ed.EntityID
 		}
+		v.MetadataURL, v.MetadataFetchedAt, v.MetadataError = c.MetadataURL, c.MetadataFetchedAt, c.MetadataError
 	}
 	return v
 }
@@ -117,6 +125,9 @@ func (s *Service) apply(c *store.Connection, in ConnectionInput, creating bool) 
 	case store.ConnectionOIDC:
 		if in.MetadataXML != nil {
 			return trellis.Invalid("metadataXml", "is for saml connections")
+		}
+		if in.MetadataURL != nil {
+			return trellis.Invalid("metadataUrl", "is for saml connections")
 		}
 		if in.Issuer != nil {
 			iss, err := validIssuer(*in.Issuer)
@@ -155,6 +166,16 @@ func (s *Service) apply(c *store.Connection, in ConnectionInput, creating bool) 
 				return err
 			}
 			c.MetadataXML = *in.MetadataXML
+			if in.MetadataURL == nil { // pasted metadata: no longer fetched
+				in.MetadataURL = new(string)
+			}
+		}
+		if in.MetadataURL != nil { // prefetch fetched it into MetadataXML
+			c.MetadataURL, c.MetadataFetchedAt, c.MetadataError = *in.MetadataURL, nil, ""
+			if c.MetadataURL != "" {
+				now := s.cfg.Now().UTC()
+				c.MetadataFetchedAt = &now
+			}
 		}
 		if c.MetadataXML == "" {
 			return trellis.Invalid("metadataXml", "is required for saml connections")
@@ -250,6 +271,9 @@ func parseIdPMetadata(raw string) (*saml.EntityDescriptor, error) {
 // CreateConnection adds a connection to org; the caller needs manage_sso.
 func (s *Service) CreateConnection(ctx context.Context, p directory.Principal, org string, in ConnectionInput) (Connection, error) {
 	var out Connection
+	if err := s.prefetch(ctx, p, org, "", &in); err != nil { // saml_metadata.go
+		return out, err
+	}
 	err := s.dir.AdministerOrg(ctx, p, org, permManageSSO, "connection.create", func(tx store.Tx, o store.Org, rec directory.Recorder) error {
 		now := s.cfg.Now().UTC()
 		c := store.Connection{ID: newID(connectionIDTag), Org: o.ID, JIT: true, Enabled: true, CreatedBy: p.Actor(), CreatedAt: now, UpdatedAt: now}
@@ -302,6 +326,9 @@ func (s *Service) GetConnection(ctx context.Context, p directory.Principal, org,
 // UpdateConnection changes a connection of org.
 func (s *Service) UpdateConnection(ctx context.Context, p directory.Principal, org, id string, in ConnectionInput) (Connection, error) {
 	var out Connection
+	if err := s.prefetch(ctx, p, org, id, &in); err != nil { // saml_metadata.go
+		return out, err
+	}
 	err := s.dir.AdministerOrg(ctx, p, org, permManageSSO, "connection.update", func(tx store.Tx, o store.Org, rec directory.Recorder) error {
 		c, err := connectionOf(ctx, tx, o, id)
 		if err != nil {

@@ -230,6 +230,9 @@ func (s *Service) loginStart(c echo.Context) error {
 	if started { // a completed sign-in is not run again for another user
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
 	}
+	if c.Request().Method == http.MethodPost && c.FormValue("impersonation_token") != "" {
+		return s.impersonationSignIn(c, a) // impersonation.go
+	}
 	orgRef, email := a.OrgHint, a.LoginHint
 	if v := c.FormValue("organization"); c.Request().Method == http.MethodPost && v != "" {
 		orgRef = v

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -108,8 +109,11 @@ type authRequest struct {
 	Choices []string
 	// pendingUser is who signed in while a pick is outstanding.
 	pendingUser string
-	method      string           // oidc | saml, of the sign-in
-	connection  store.Connection // it came through
+	method      string // oidc | saml | impersonation, of the sign-in
+	// Actor and Impersonation: a sign-in through an impersonation (the
+	// actor's user id acts as UserID; tokens carry "act").
+	Actor, Impersonation string
+	connection           store.Connection // it came through
 	// browser is the hash of the login cookie of the browser that signed in:
 	// only it may pick an organization or collect the code.
 	browser [32]byte
@@ -137,6 +141,22 @@ func (a *authRequest) Done() bool                            { return a.done }
 type family struct {
 	ID, ClientID, Subject, Org string
 	revoked                    bool
+	// Kind is "" for a sign-in's grant, kindClientCredentials for a
+	// service account's (ClientID is then its key id, Subject
+	// service_account:<id>).
+	Kind       string
+	KeyExpires time.Time // a client-credentials key's expiry (zero: none)
+	// Actor and Impersonation mark a grant signed in through an
+	// impersonation: Actor (a user id) acts as Subject ("act").
+	Actor, Impersonation string
+}
+
+// target is the family's subject as an audit target.
+func (f *family) target() string {
+	if f.Kind == kindClientCredentials {
+		return f.Subject
+	}
+	return "user:" + f.Subject
 }
 
 type accessToken struct {
@@ -333,7 +353,7 @@ func (p *opStorage) AuthRequestByCode(ctx context.Context, code string) (op.Auth
 		g.mu.Unlock()
 		if f != nil {
 			g.revokeFamilies(func(x *family) bool { return x.ID == fam })
-			p.s.audit(ctx, f.ClientID, f.Org, "oauth.code.reuse", "user:"+f.Subject, map[string]any{"grant": fam, "revoked": true})
+			p.s.audit(ctx, f.ClientID, f.Org, "oauth.code.reuse", f.target(), map[string]any{"grant": fam, "revoked": true})
 		}
 		return nil, oidc.ErrInvalidGrant().WithDescription("authorization code already used; its tokens are revoked")
 	}
@@ -387,7 +407,7 @@ func (p *opStorage) familyOf(req op.TokenRequest) (*family, error) {
 		defer g.mu.Unlock()
 		f, ok := g.families[r.ID]
 		if !ok {
-			f = &family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org}
+			f = &family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org, Actor: r.Actor, Impersonation: r.Impersonation}
 			g.families[r.ID] = f
 		}
 		if f.revoked {
@@ -402,13 +422,23 @@ func (p *opStorage) familyOf(req op.TokenRequest) (*family, error) {
 			return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
 		}
 		return f, nil
+	case *ccRequest:
+		f := &family{ID: newID("cc"), ClientID: r.keyID, Subject: r.GetSubject(), Org: r.org, Kind: kindClientCredentials, KeyExpires: r.keyExpires}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		g.families[f.ID] = f
+		return f, nil
 	}
 	return nil, oidc.ErrUnsupportedGrantType()
 }
 
 func (p *opStorage) newAccess(f *family, scopes []string) *accessToken {
 	now := p.s.cfg.Now()
-	return &accessToken{ID: newID("at"), Family: f.ID, IssuedAt: now, ExpiresAt: now.Add(p.s.cfg.AccessTokenTTL), Scopes: scopes}
+	exp := now.Add(p.s.cfg.AccessTokenTTL)
+	if !f.KeyExpires.IsZero() && f.KeyExpires.Before(exp) {
+		exp = f.KeyExpires // never past the key it was issued for
+	}
+	return &accessToken{ID: newID("at"), Family: f.ID, IssuedAt: now, ExpiresAt: exp, Scopes: scopes}
 }
 
 func (p *opStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
@@ -422,7 +452,11 @@ func (p *opStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) 
 	g.sweepLocked(at.IssuedAt, p.s.cfg.LoginTTL)
 	g.access[at.ID] = at
 	g.mu.Unlock()
-	p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.issue", "user:"+f.Subject, map[string]any{"grant": f.ID, "refresh": false})
+	details := map[string]any{"grant": f.ID, "refresh": false}
+	if f.Kind != "" {
+		details["grantType"], details["scope"] = f.Kind, strings.Join(at.Scopes, " ")
+	}
+	p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.issue", f.target(), details)
 	return at.ID, at.ExpiresAt, nil
 }
 
@@ -463,14 +497,14 @@ func (p *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Tok
 	if current != "" {
 		action = "oauth.token.refresh"
 	}
-	p.s.audit(ctx, f.ClientID, f.Org, action, "user:"+f.Subject, map[string]any{"grant": f.ID, "refresh": true})
+	p.s.audit(ctx, f.ClientID, f.Org, action, f.target(), map[string]any{"grant": f.ID, "refresh": true})
 	return at.ID, secret, at.ExpiresAt, nil
 }
 
 // reuse revokes a family whose spent refresh token came back, and audits it.
 func (p *opStorage) reuse(ctx context.Context, f *family) {
 	p.grants.revokeFamilies(func(x *family) bool { return x.ID == f.ID })
-	p.s.audit(ctx, f.ClientID, f.Org, "oauth.refresh.reuse", "user:"+f.Subject, map[string]any{"grant": f.ID, "revoked": true})
+	p.s.audit(ctx, f.ClientID, f.Org, "oauth.refresh.reuse", f.target(), map[string]any{"grant": f.ID, "revoked": true})
 }
 
 // TokenRequestByRefreshToken accepts a refresh token that is unspent,
@@ -498,13 +532,13 @@ func (p *opStorage) TokenRequestByRefreshToken(ctx context.Context, tok string) 
 	case f.revoked || !p.s.cfg.Now().Before(copyRT.ExpiresAt):
 		return nil, op.ErrInvalidRefreshToken
 	}
-	_, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	_, err := p.s.liveGrant(ctx, f)
 	if err == nil {
 		err = p.s.withinSession(ctx, f.Org, copyRT.AuthTime)
 	}
 	if err != nil {
 		p.grants.revokeFamilies(func(x *family) bool { return x.ID == f.ID })
-		p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.refresh.refused", "user:"+f.Subject, map[string]any{"grant": f.ID, "reason": err.Error()})
+		p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.refresh.refused", f.target(), map[string]any{"grant": f.ID, "reason": err.Error()})
 		return nil, op.ErrInvalidRefreshToken
 	}
 	return &refreshRequest{fam: f, tok: copyRT, hash: h, scopes: copyRT.Scopes}, nil
@@ -597,6 +631,9 @@ func (p *opStorage) KeySet(context.Context) ([]op.Key, error) {
 func (p *opStorage) GetClientByClientID(ctx context.Context, clientID string) (op.Client, error) {
 	a, err := p.s.application(ctx, clientID)
 	if err != nil {
+		if _, _, kerr := p.s.dir.LiveKey(ctx, clientID); kerr == nil {
+			return &accountClient{keyID: clientID}, nil // a service account's key (revocation, introspection)
+		}
 		return nil, err
 	}
 	return &client{app: a, s: p.s}, nil
@@ -604,6 +641,11 @@ func (p *opStorage) GetClientByClientID(ctx context.Context, clientID string) (o
 
 func (p *opStorage) AuthorizeClientIDSecret(ctx context.Context, clientID, secret string) error {
 	a, err := p.s.application(ctx, clientID)
+	if err != nil && secret != "" && !strings.Contains(clientID, ".") { // a service account's key
+		if pr, kerr := p.s.dir.AuthenticateKey(ctx, directory.KeyCredential(clientID, secret)); kerr == nil && pr.KeyID == clientID {
+			return nil
+		}
+	}
 	if err != nil || !secretMatches(a, secret) {
 		return oidc.ErrInvalidClient().WithDescription("client authentication failed")
 	}
@@ -656,10 +698,10 @@ func (p *opStorage) accessLive(tokenID string) (accessToken, family, bool) {
 
 func (p *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
 	at, f, ok := p.accessLive(tokenID)
-	if !ok || f.Subject != subject {
+	if !ok || f.Subject != subject || f.Kind == kindClientCredentials { // a service account has no userinfo
 		return oidc.ErrAccessDenied().WithDescription("token is not active")
 	}
-	c, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	c, err := p.s.liveGrant(ctx, f)
 	if err != nil {
 		return oidc.ErrAccessDenied().WithDescription("token is not active")
 	}
@@ -677,12 +719,18 @@ func (p *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInf
 // application the token was issued to may introspect it.
 func (p *opStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
 	at, f, ok := p.accessLive(tokenID)
+	if ok && f.Kind == kindClientCredentials {
+		return p.introspectAccount(ctx, resp, at, f, subject, clientID)
+	}
 	if !ok || f.Subject != subject || f.ClientID != clientID {
 		return errors.New("inactive")
 	}
-	c, err := p.s.liveClaims(ctx, f.Subject, f.Org, f.ClientID)
+	c, err := p.s.liveGrant(ctx, f)
 	if err != nil {
 		return errors.New("inactive")
+	}
+	if f.Actor != "" {
+		resp.Actor = &oidc.ActorClaims{Subject: f.Actor}
 	}
 	resp.Subject, resp.ClientID, resp.Scope = f.Subject, f.ClientID, at.Scopes
 	resp.Audience = oidc.Audience{f.ClientID}
@@ -698,6 +746,13 @@ func (p *opStorage) GetPrivateClaimsFromScopes(context.Context, string, string, 
 
 // GetPrivateClaimsFromRequest adds the organization claims to access tokens.
 func (p *opStorage) GetPrivateClaimsFromRequest(ctx context.Context, req op.TokenRequest, _ []string) (map[string]any, error) {
+	if r, ok := req.(*ccRequest); ok {
+		pr, _, err := p.s.dir.LiveKey(ctx, r.keyID)
+		if err != nil {
+			return nil, oidc.ErrInvalidClient().WithDescription("client authentication failed")
+		}
+		return p.s.accountClaims(ctx, pr, r.scopes)
+	}
 	var clientID string
 	if r, ok := req.(interface{ GetClientID() string }); ok {
 		clientID = r.GetClientID()
@@ -804,20 +859,9 @@ func (s *Service) liveClaims(ctx context.Context, userID, orgID, clientID string
 		if err != nil || m.Status != store.StatusActive {
 			return errors.New("membership not active")
 		}
-		org, err := tx.GetOrg(ctx, orgID)
+		org, err := activeOrg(ctx, tx, orgID)
 		if err != nil {
-			return errors.New("organization removed")
-		}
-		for cur := org; ; {
-			if cur.Status == store.StatusSuspended {
-				return errors.New("organization suspended")
-			}
-			if cur.Parent == "" {
-				break
-			}
-			if cur, err = tx.GetOrg(ctx, cur.Parent); err != nil {
-				return errors.New("organization removed")
-			}
+			return err
 		}
 		roles := m.Roles
 		if roles == nil {

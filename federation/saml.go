@@ -26,7 +26,8 @@ const maxSAMLForm = 256 << 10
 // a request Trellis made (no IdP-initiated sign-in), be addressed to this SP
 // (audience, recipient, destination), be in time, never seen before, free of
 // XML comments, with the assertion itself signed by a certificate of the
-// IdP's metadata (SHA-1 refused).
+// IdP's metadata (SHA-1 refused). Its AuthnRequests are signed with the
+// connection's own key (saml_signing.go).
 func (s *Service) samlSP(c store.Connection) (*saml.ServiceProvider, error) {
 	ed, err := parseIdPMetadata(c.MetadataXML)
 	if err != nil {
@@ -40,12 +41,18 @@ func (s *Service) samlSP(c store.Connection) (*saml.ServiceProvider, error) {
 	if err != nil {
 		return nil, err
 	}
+	k, err := s.spKey(c) // saml_signing.go
+	if err != nil {
+		return nil, err
+	}
 	return &saml.ServiceProvider{
 		EntityID: md.String(), MetadataURL: *md, AcsURL: *acs, IDPMetadata: ed,
 		Clock:                dsig.NewFakeClockAt(s.cfg.Now()), // the service's clock, read once per request
 		ReplayCache:          s.replay,
 		RejectSHA1Signatures: true,
 		HTTPClient:           s.cfg.HTTPClient,
+		// AuthnRequests are signed; the metadata says AuthnRequestsSigned="true"
+		Key: k.key, Certificate: k.cert, SignatureMethod: dsig.ECDSASHA256SignatureMethod,
 	}, nil
 }
 
@@ -80,6 +87,7 @@ func (r *replayCache) Consume(id string, expiresAt time.Time) error {
 // answered by HTTP-POST at the connection's ACS.
 func (s *Service) samlRedirect(c echo.Context, conn store.Connection, org, authRequest, testBy string) error {
 	ctx := c.Request().Context()
+	conn = s.refreshIfStale(ctx, conn) // metadata by URL older than MetadataRefresh (saml_metadata.go)
 	sp, err := s.samlSP(conn)
 	if err != nil {
 		s.refused(ctx, conn, org, "idp_unavailable")

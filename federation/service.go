@@ -37,6 +37,9 @@ type Config struct {
 	RefreshTokenTTL time.Duration
 	IDTokenTTL      time.Duration
 	LoginTTL        time.Duration
+	// MetadataRefresh is how old SAML IdP metadata fetched by URL may grow
+	// before a sign-in fetches it again (default 24 h).
+	MetadataRefresh time.Duration
 	// HTTPClient calls customer IdPs (discovery, token, keys); default a
 	// client with a 10 s timeout.
 	HTTPClient *http.Client
@@ -69,6 +72,9 @@ func (c *Config) Validate() error {
 	if c.LoginTTL <= 0 {
 		c.LoginTTL = DefaultLoginTTL
 	}
+	if c.MetadataRefresh <= 0 {
+		c.MetadataRefresh = DefaultMetadataRefresh
+	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 10 * time.Second}
 	}
@@ -95,6 +101,9 @@ type Service struct {
 	op     *provider
 	flows  *flows
 	replay *replayCache // SAML assertions accepted (this process)
+	spKeys *spKeys      // SAML SP signing keys, derived per connection
+	// attempts: stale SAML metadata refreshes tried (saml_metadata.go)
+	attempts metadataAttempts
 }
 
 // New builds the sign-in service.
@@ -106,7 +115,8 @@ func New(cfg Config, dir *directory.Service, st store.Store, keys KeySource) (*S
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now)}
+	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now), spKeys: newSPKeys(),
+		attempts: metadataAttempts{at: map[string]time.Time{}}}
 	if s.op, err = newProvider(s); err != nil {
 		return nil, fmt.Errorf("federation: OpenID provider: %w", err)
 	}

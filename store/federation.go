@@ -23,22 +23,28 @@ type RoleRule struct {
 // client secret is stored sealed (AES-GCM under the key-encryption key), never
 // in clear.
 type Connection struct {
-	ID               string
-	Org              string
-	Type             string // oidc | saml
-	Name             string
-	Issuer           string // oidc
-	ClientID         string // oidc
-	SealedSecret     []byte // oidc: the client secret, sealed
-	MetadataXML      string // saml: the IdP's metadata
-	RoleMapping      []RoleRule
-	JIT              bool // first sign-ins create the user and membership
-	Enabled          bool
-	ShareWithSubOrgs bool // sub-organizations may sign in through it
-	RecreateRemoved  bool // JIT recreates a membership an admin or SCIM removed
-	CreatedBy        string
-	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	ID           string
+	Org          string
+	Type         string // oidc | saml
+	Name         string
+	Issuer       string // oidc
+	ClientID     string // oidc
+	SealedSecret []byte // oidc: the client secret, sealed
+	MetadataXML  string // saml: the IdP's metadata
+	// MetadataURL (saml), when set, is where MetadataXML is fetched from;
+	// MetadataFetchedAt is the last successful fetch, MetadataError the last
+	// failure's reason ("" after a success: a failure keeps the metadata).
+	MetadataURL       string
+	MetadataFetchedAt *time.Time
+	MetadataError     string
+	RoleMapping       []RoleRule
+	JIT               bool // first sign-ins create the user and membership
+	Enabled           bool
+	ShareWithSubOrgs  bool // sub-organizations may sign in through it
+	RecreateRemoved   bool // JIT recreates a membership an admin or SCIM removed
+	CreatedBy         string
+	CreatedAt         time.Time
+	UpdatedAt         time.Time
 }
 
 // Application is an app that signs users in through Trellis (an OIDC client).

@@ -35,6 +35,8 @@ type SAML struct {
 	Mutate func(req *saml.IdpAuthnRequest)
 	spURL  string // where to fetch the SP's metadata
 	signer *rsa.PrivateKey
+	// lastErr is why the IdP last refused a request.
+	lastErr error
 }
 
 // NewSAML starts an IdP.
@@ -51,6 +53,12 @@ func NewSAML() *SAML {
 		ServiceProviderProvider: s,
 		SessionProvider:         s,
 		AssertionMaker:          s,
+		OnError: func(w http.ResponseWriter, _ *http.Request, status int, err error) {
+			s.mu.Lock()
+			s.lastErr = err
+			s.mu.Unlock()
+			http.Error(w, http.StatusText(status), status)
+		},
 	}
 	mux.HandleFunc("/metadata", s.IdP.ServeMetadata)
 	mux.HandleFunc("/sso", s.IdP.ServeSSO)
@@ -143,4 +151,14 @@ func (s *SAML) MakeAssertion(req *saml.IdpAuthnRequest, session *saml.Session) e
 		m(req)
 	}
 	return nil
+}
+
+// LastError is why the IdP last refused a request (nil: it has not since
+// the last call); it clears it.
+func (s *SAML) LastError() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := s.lastErr
+	s.lastErr = nil
+	return err
 }

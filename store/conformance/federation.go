@@ -37,6 +37,8 @@ func testConnections(t *testing.T, s store.Store) {
 	a := connectionRow("con_a1", "org_a1")
 	a.Type, a.Issuer, a.ClientID, a.SealedSecret, a.RoleMapping = store.ConnectionSAML, "", "", nil, nil
 	a.MetadataXML, a.ShareWithSubOrgs, a.RecreateRemoved, a.JIT = "<EntityDescriptor/>", true, true, false
+	fetched := at(2)
+	a.MetadataURL, a.MetadataFetchedAt = "https://idp.example.com/metadata", &fetched
 	other := connectionRow("con_c3", "org_b2")
 	for _, c := range []store.Connection{b, other, a} {
 		do(t, s, store.Tx.InsertConnection, c)
@@ -53,6 +55,9 @@ func testConnections(t *testing.T, s store.Store) {
 	b.Enabled, b.Name, b.RoleMapping = false, "Okta (old)", nil
 	do(t, s, store.Tx.UpdateConnection, b)
 	same(t, "GetConnection updated", get(t, s, store.Tx.GetConnection, "con_b2"), b)
+	a.MetadataError, a.MetadataFetchedAt = "fetch failed: 503", nil // a failed refresh is kept
+	do(t, s, store.Tx.UpdateConnection, a)
+	same(t, "GetConnection metadata status", get(t, s, store.Tx.GetConnection, "con_a1"), a)
 
 	do(t, s, store.Tx.PutSSOIdentity, store.SSOIdentity{Connection: "con_b2", Subject: "s1", User: "usr_a1", Org: "org_a1", CreatedAt: at(3), LastSignInAt: at(3)})
 	do(t, s, store.Tx.DeleteConnection, "con_b2")

@@ -31,6 +31,10 @@ func newFederationTables() federationTables {
 
 func cloneConnection(c store.Connection) store.Connection {
 	c.SealedSecret = bytes.Clone(c.SealedSecret)
+	if c.MetadataFetchedAt != nil {
+		at := *c.MetadataFetchedAt
+		c.MetadataFetchedAt = &at
+	}
 	c.RoleMapping = slices.Clone(c.RoleMapping)
 	for i := range c.RoleMapping {
 		c.RoleMapping[i].Roles = slices.Clone(c.RoleMapping[i].Roles)
