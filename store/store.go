@@ -44,6 +44,7 @@ type Tx interface {
 	SigningKeyRows
 	ChangelogRows
 	FederationRows
+	Savepoints
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

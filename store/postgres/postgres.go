@@ -276,6 +276,8 @@ type tx struct {
 	done  bool
 	tail  bool  // holds appendLock: its audit positions and outbox seqs are in commit order
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
+	// savepoints numbers the transaction's savepoints (Savepoint)
+	savepoints int
 }
 
 var _ store.Tx = (*tx)(nil)
