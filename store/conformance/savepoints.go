@@ -76,5 +76,3 @@ func testSavepoints(t *testing.T, s store.Store) {
 		return nil
 	})
 }
-
-
