@@ -137,53 +137,59 @@ func (s *Service) SCIMPutUser(ctx context.Context, p Principal, ref, id string, 
 		return SCIMRecord{}, false, err
 	}
 	var out SCIMRecord
-	created := id == ""
 	err := s.run(ctx, p, "scim.user.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
-		var row store.SCIMResource
-		var u store.User
-		if !created {
-			if row, err = scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
-				return err
-			}
-			if u, err = tx.GetUser(ctx, id); err != nil {
-				return err
-			}
-		}
-		if err := nameFree(ctx, tx, org.ID, store.SCIMUser, in.UserName, id); err != nil {
-			return err
-		}
-		if created {
-			if u, err = s.scimLinkOrCreate(ctx, tx, o, org, in); err != nil {
-				return err
-			}
-			row = store.SCIMResource{Org: org.ID, Kind: store.SCIMUser, ID: u.ID, CreatedAt: o.now}
-		}
-		changes, err := s.scimApplyUser(ctx, tx, o, org, u, in.Active)
-		if err != nil {
-			return err
-		}
-		if err := s.scimUpdateUserRow(ctx, tx, o, org, u, in); err != nil {
-			return err
-		}
-		row.Name, row.ExternalID, row.Doc, row.Active, row.Pending = in.UserName, in.ExternalID, in.Doc, in.Active, ""
-		row.Version++
-		row.UpdatedAt = o.now
-		if err := tx.PutSCIMResource(ctx, row); err != nil {
-			return err
-		}
-		action := "scim.user.update"
-		if created {
-			action = "scim.user.create"
-		}
-		o.record(org.ID, action, "user:"+u.ID, map[string]any{"userName": in.UserName, "active": in.Active, "changes": changes})
-		out = recordView(row)
-		return nil
+		out, err = s.scimPutUser(ctx, tx, o, org, id, in, version)
+		return err
 	})
-	return out, created, err
+	return out, id == "", err
+}
+
+// scimPutUser is SCIMPutUser's work inside its operation (or a batch's step).
+func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, in SCIMUserState, version int64) (SCIMRecord, error) {
+	created := id == ""
+	var row store.SCIMResource
+	var u store.User
+	var err error
+	if !created {
+		if row, err = scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
+			return SCIMRecord{}, err
+		}
+		if u, err = tx.GetUser(ctx, id); err != nil {
+			return SCIMRecord{}, err
+		}
+	}
+	if err := nameFree(ctx, tx, org.ID, store.SCIMUser, in.UserName, id); err != nil {
+		return SCIMRecord{}, err
+	}
+	if created {
+		if u, err = s.scimLinkOrCreate(ctx, tx, o, org, in); err != nil {
+			return SCIMRecord{}, err
+		}
+		row = store.SCIMResource{Org: org.ID, Kind: store.SCIMUser, ID: u.ID, CreatedAt: o.now}
+	}
+	changes, err := s.scimApplyUser(ctx, tx, o, org, u, in.Active)
+	if err != nil {
+		return SCIMRecord{}, err
+	}
+	if err := s.scimUpdateUserRow(ctx, tx, o, org, u, in); err != nil {
+		return SCIMRecord{}, err
+	}
+	row.Name, row.ExternalID, row.Doc, row.Active, row.Pending = in.UserName, in.ExternalID, in.Doc, in.Active, ""
+	row.Version++
+	row.UpdatedAt = o.now
+	if err := tx.PutSCIMResource(ctx, row); err != nil {
+		return SCIMRecord{}, err
+	}
+	action := "scim.user.update"
+	if created {
+		action = "scim.user.create"
+	}
+	o.record(org.ID, action, "user:"+u.ID, map[string]any{"userName": in.UserName, "active": in.Active, "changes": changes})
+	return recordView(row), nil
 }
 
 // scimLinkOrCreate finds the Trellis user a new SCIM user is, or creates it.
@@ -328,18 +334,22 @@ func (s *Service) SCIMDeleteUser(ctx context.Context, p Principal, ref, id strin
 		if err != nil {
 			return err
 		}
-		if _, err := scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
-			return err
-		}
-		if err := s.dropMembership(ctx, tx, o, org, id); err != nil {
-			return err
-		}
-		if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMUser, id); err != nil {
-			return err
-		}
-		o.record(org.ID, "scim.user.delete", "user:"+id, nil)
-		return nil
+		return s.scimDeleteUser(ctx, tx, o, org, id, version)
 	})
+}
+
+func (s *Service) scimDeleteUser(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, version int64) error {
+	if _, err := scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
+		return err
+	}
+	if err := s.dropMembership(ctx, tx, o, org, id); err != nil {
+		return err
+	}
+	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMUser, id); err != nil {
+		return err
+	}
+	o.record(org.ID, "scim.user.delete", "user:"+id, nil)
+	return nil
 }
 
 // dropMembership removes a membership and the user's places in the
@@ -382,59 +392,72 @@ func (s *Service) dropMembership(ctx context.Context, tx store.Tx, o *op, org st
 // pending (repair applies them later); the organization's mappings put their
 // roles on the group.
 func (s *Service) SCIMPutGroup(ctx context.Context, p Principal, ref, id string, in SCIMGroupState, version int64) (SCIMRecord, bool, error) {
-	name, err := validName("displayName", in.DisplayName)
-	if err != nil {
+	if err := in.validate(); err != nil {
 		return SCIMRecord{}, false, err
 	}
-	in.DisplayName = name
-	if len(in.ExternalID) > 255 {
-		return SCIMRecord{}, false, trellis.Invalid("externalId", "must be at most 255 characters")
-	}
-	in.Members = dedupeStrings(in.Members)
 	var out SCIMRecord
-	created := id == ""
-	err = s.run(ctx, p, "scim.group.put", func(tx store.Tx, o *op) error {
+	err := s.run(ctx, p, "scim.group.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
-		var row store.SCIMResource
-		if !created {
-			if row, err = scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
-				return err
-			}
-		}
-		if err := nameFree(ctx, tx, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
-			return err
-		}
-		if created {
-			g := store.Group{ID: newID("grp"), Org: org.ID, Name: in.DisplayName, Roles: []string{}, CreatedAt: o.now, UpdatedAt: o.now}
-			if err := tx.InsertGroup(ctx, g); err != nil {
-				return err
-			}
-			o.touch(rel(groupRef(g.ID), "org", subj("organization", org.ID)))
-			row = store.SCIMResource{Org: org.ID, Kind: store.SCIMGroup, ID: g.ID, CreatedAt: o.now}
-			o.record(org.ID, "group.create", "group:"+g.ID, map[string]any{"name": g.Name, "source": "scim"})
-		}
-		row.Name, row.ExternalID, row.Doc, row.Members = in.DisplayName, in.ExternalID, in.Doc, in.Members
-		changes, err := s.scimApplyGroup(ctx, tx, o, org, &row)
-		if err != nil {
-			return err
-		}
-		row.Version++
-		row.UpdatedAt = o.now
-		if err := tx.PutSCIMResource(ctx, row); err != nil {
-			return err
-		}
-		action := "scim.group.update"
-		if created {
-			action = "scim.group.create"
-		}
-		o.record(org.ID, action, "group:"+row.ID, map[string]any{"displayName": row.Name, "changes": changes, "pending": row.Pending})
-		out = recordView(row)
-		return nil
+		out, err = s.scimPutGroup(ctx, tx, o, org, id, in, version)
+		return err
 	})
-	return out, created, err
+	return out, id == "", err
+}
+
+func (in *SCIMGroupState) validate() error {
+	name, err := validName("displayName", in.DisplayName)
+	if err != nil {
+		return err
+	}
+	in.DisplayName = name
+	if len(in.ExternalID) > 255 {
+		return trellis.Invalid("externalId", "must be at most 255 characters")
+	}
+	in.Members = dedupeStrings(in.Members)
+	return nil
+}
+
+func (s *Service) scimPutGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, in SCIMGroupState, version int64) (SCIMRecord, error) {
+	created := id == ""
+	var row store.SCIMResource
+	var err error
+	if !created {
+		if row, err = scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
+			return SCIMRecord{}, err
+		}
+	}
+	if err := nameFree(ctx, tx, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
+		return SCIMRecord{}, err
+	}
+	if created {
+		g := store.Group{ID: newID("grp"), Org: org.ID, Name: in.DisplayName, Roles: []string{}, CreatedAt: o.now, UpdatedAt: o.now}
+		if err := tx.InsertGroup(ctx, g); err != nil {
+			return SCIMRecord{}, err
+		}
+		o.madeFresh("group", g.ID)
+		o.touch(rel(groupRef(g.ID), "org", subj("organization", org.ID)))
+		row = store.SCIMResource{Org: org.ID, Kind: store.SCIMGroup, ID: g.ID, CreatedAt: o.now}
+		o.record(org.ID, "group.create", "group:"+g.ID, map[string]any{"name": g.Name, "source": "scim"})
+	}
+	row.Name, row.ExternalID, row.Doc, row.Members = in.DisplayName, in.ExternalID, in.Doc, in.Members
+	changes, err := s.scimApplyGroup(ctx, tx, o, org, &row)
+	if err != nil {
+		return SCIMRecord{}, err
+	}
+	row.Version++
+	row.UpdatedAt = o.now
+	if err := tx.PutSCIMResource(ctx, row); err != nil {
+		return SCIMRecord{}, err
+	}
+	action := "scim.group.update"
+	if created {
+		action = "scim.group.create"
+	}
+	o.record(org.ID, action, "group:"+row.ID, map[string]any{"displayName": row.Name, "changes": changes, "pending": row.Pending})
+	return recordView(row), nil
 }
 
 // scimApplyGroup makes the Trellis group what row says: its name, its
@@ -635,25 +658,29 @@ func (s *Service) SCIMDeleteGroup(ctx context.Context, p Principal, ref, id stri
 		if err != nil {
 			return err
 		}
-		if _, err := scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
-			return err
-		}
-		if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMGroup, id); err != nil {
-			return err
-		}
-		if _, err := orgGroup(ctx, tx, org, id); err == nil {
-			if err := tx.DeleteGroup(ctx, id); err != nil {
-				return err
-			}
-			o.filters = append(o.filters,
-				engine.RelationshipFilter{ResourceType: "group", ResourceID: id},
-				engine.RelationshipFilter{Subject: &engine.SubjectFilter{Type: "group", ID: id}})
-		} else if !errors.Is(err, trellis.ErrNotFound) {
-			return err
-		}
-		o.record(org.ID, "scim.group.delete", "group:"+id, nil)
-		return nil
+		return s.scimDeleteGroup(ctx, tx, o, org, id, version)
 	})
+}
+
+func (s *Service) scimDeleteGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, version int64) error {
+	if _, err := scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
+		return err
+	}
+	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMGroup, id); err != nil {
+		return err
+	}
+	if _, err := orgGroup(ctx, tx, org, id); err == nil {
+		if err := tx.DeleteGroup(ctx, id); err != nil {
+			return err
+		}
+		o.filters = append(o.filters,
+			engine.RelationshipFilter{ResourceType: "group", ResourceID: id},
+			engine.RelationshipFilter{Subject: &engine.SubjectFilter{Type: "group", ID: id}})
+	} else if !errors.Is(err, trellis.ErrNotFound) {
+		return err
+	}
+	o.record(org.ID, "scim.group.delete", "group:"+id, nil)
+	return nil
 }
 
 // SCIMGet reads one provisioned resource of org (kind store.SCIMUser or SCIMGroup).

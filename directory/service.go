@@ -214,6 +214,21 @@ type op struct {
 	created   map[string]bool // organizations this operation creates
 	// delegations the actor drew on for what it granted or revoked
 	delegations []string
+	// fresh: objects ("user:<id>", "group:<id>") this operation created with
+	// a new random id, which no stored relationship can name yet
+	fresh map[string]bool
+	// ev weighs the operation's effects (effects.go); reads memoises the
+	// graph reads it makes (readAll)
+	ev    *effects
+	reads map[string][]engine.Relationship
+}
+
+// created notes an object this operation made with a new random id.
+func (o *op) madeFresh(typ, id string) {
+	if o.fresh == nil {
+		o.fresh = map[string]bool{}
+	}
+	o.fresh[typ+":"+id] = true
 }
 
 func (o *op) touch(rels ...engine.Relationship) {

@@ -127,6 +127,7 @@ func (s *Service) insertUser(ctx context.Context, tx store.Tx, o *op, id, email,
 	}
 	if id == "" {
 		id = newID("usr")
+		o.madeFresh("user", id)
 	}
 	u := store.User{ID: id, Email: email, Name: name, ExternalID: externalID, Status: store.StatusActive, CreatedAt: o.now, UpdatedAt: o.now}
 	if err := tx.InsertUser(ctx, u); err != nil {

@@ -259,22 +259,22 @@ func (k kind) state(in map[string]any) (map[string]any, []byte, error) {
 }
 
 // put writes a representation: id "" creates.
-func (s *Server) put(r *request, k kind, id string, in map[string]any, version int64) (directory.SCIMRecord, bool, error) {
+func (s *Server) put(w writer, k kind, id string, in map[string]any, version int64) (directory.SCIMRecord, error) {
 	doc, raw, err := k.state(in)
 	if err != nil {
-		return directory.SCIMRecord{}, false, err
+		return directory.SCIMRecord{}, err
 	}
 	if k.name == "User" {
 		st := userState(doc)
 		st.Doc = raw
-		return s.dir.SCIMPutUser(r.ctx, r.p, r.org, id, st, version)
+		return w.putUser(id, st, version)
 	}
 	st, err := groupState(doc)
 	if err != nil {
-		return directory.SCIMRecord{}, false, err
+		return directory.SCIMRecord{}, err
 	}
 	st.Doc = raw
-	return s.dir.SCIMPutGroup(r.ctx, r.p, r.org, id, st, version)
+	return w.putGroup(id, st, version)
 }
 
 func (s *Server) answer(r *request, k kind, rec directory.SCIMRecord, status int) (reply, error) {
@@ -299,7 +299,7 @@ func (s *Server) create(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		rec, _, err := s.put(r, k, "", in, directory.AnyVersion)
+		rec, err := s.put(direct{s, r}, k, "", in, directory.AnyVersion)
 		if err != nil {
 			return reply{}, err
 		}
@@ -320,7 +320,7 @@ func (s *Server) replace(k kind) handler {
 		if _, err := s.fetch(r, k, r.c.Param("id")); err != nil {
 			return reply{}, err
 		}
-		rec, _, err := s.put(r, k, r.c.Param("id"), in, version)
+		rec, err := s.put(direct{s, r}, k, r.c.Param("id"), in, version)
 		if err != nil {
 			return reply{}, err
 		}
@@ -346,7 +346,7 @@ func (s *Server) patch(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		rec, err := s.patchOnce(r, k, r.c.Param("id"), ops, want)
+		rec, err := s.patchOnce(direct{s, r}, k, r.c.Param("id"), ops, want)
 		if err != nil {
 			return reply{}, err
 		}
@@ -356,9 +356,9 @@ func (s *Server) patch(k kind) handler {
 
 // patchOnce applies ops to the stored representation and writes it back at
 // the version it read (retrying a lost race unless the client named a version).
-func (s *Server) patchOnce(r *request, k kind, id string, ops []patchOp, want int64) (directory.SCIMRecord, error) {
+func (s *Server) patchOnce(w writer, k kind, id string, ops []patchOp, want int64) (directory.SCIMRecord, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := s.fetch(r, k, id)
+		cur, err := w.get(k, id)
 		if err != nil {
 			return cur, err
 		}
@@ -375,7 +375,7 @@ func (s *Server) patchOnce(r *request, k kind, id string, ops []patchOp, want in
 		if err != nil {
 			return cur, err
 		}
-		rec, _, err := s.put(r, k, id, next, cur.Version)
+		rec, err := s.put(w, k, id, next, cur.Version)
 		if errors.Is(err, directory.ErrSCIMVersion) && want == directory.AnyVersion && attempt < patchRetries {
 			continue
 		}
@@ -389,12 +389,7 @@ func (s *Server) remove(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		if k.name == "User" {
-			err = s.dir.SCIMDeleteUser(r.ctx, r.p, r.org, r.c.Param("id"), version)
-		} else {
-			err = s.dir.SCIMDeleteGroup(r.ctx, r.p, r.org, r.c.Param("id"), version)
-		}
-		if err != nil {
+		if err := (direct{s, r}).remove(k, r.c.Param("id"), version); err != nil {
 			return reply{}, err
 		}
 		return reply{status: http.StatusNoContent}, nil
