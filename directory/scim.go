@@ -196,10 +196,10 @@ func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store
 func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org store.Org, in SCIMUserState) (store.User, error) {
 	u, err := tx.GetUserByEmail(ctx, in.Email)
 	if errors.Is(err, trellis.ErrNotFound) {
-		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return u, err
 		}
-		return s.insertUser(ctx, tx, o, "", in.Email, in.DisplayName, "")
+		return s.insertFreshUser(ctx, tx, o, in.Email, in.DisplayName, "")
 	} else if err != nil {
 		return u, err
 	}
@@ -216,16 +216,16 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 	}
 	if !linkable {
 		_, domain, _ := strings.Cut(u.Email, "@")
-		owner, err := tx.OrgByVerifiedDomain(ctx, domain)
-		if err != nil && !errors.Is(err, trellis.ErrNotFound) {
+		owner, err := s.domainOwner(ctx, tx, o, domain)
+		if err != nil {
 			return u, err
 		}
-		if err == nil {
+		if owner != "" {
 			path, err := s.path(ctx, tx, org)
 			if err != nil {
 				return u, err
 			}
-			linkable = slices.Contains(path, owner.ID)
+			linkable = slices.Contains(path, owner)
 		}
 	}
 	if !linkable {
@@ -237,22 +237,40 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 // emailDomainOpen refuses an email whose domain another organization (not
 // org or an ancestor) verified: provisioning must not plant a user that
 // organization's own provisioning would later link as one of its people.
-func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, org store.Org, email string) error {
+func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, o *op, org store.Org, email string) error {
 	_, domain, _ := strings.Cut(email, "@")
-	owner, err := tx.OrgByVerifiedDomain(ctx, domain)
-	if errors.Is(err, trellis.ErrNotFound) {
-		return nil
-	} else if err != nil {
+	owner, err := s.domainOwner(ctx, tx, o, domain)
+	if err != nil || owner == "" {
 		return err
 	}
 	path, err := s.path(ctx, tx, org)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(path, owner.ID) {
+	if !slices.Contains(path, owner) {
 		return trellis.Invalid("emails", "the domain of %s is verified by another organization", email)
 	}
 	return nil
+}
+
+// domainOwner is the id of the organization that verified domain ("" when
+// none), asked once per operation: a batch provisions many users of one domain.
+func (s *Service) domainOwner(ctx context.Context, tx store.Tx, o *op, domain string) (string, error) {
+	key := strings.ToLower(domain)
+	if owner, ok := o.domains[key]; ok {
+		return owner, nil
+	}
+	org, err := tx.OrgByVerifiedDomain(ctx, domain)
+	if errors.Is(err, trellis.ErrNotFound) {
+		org, err = store.Org{}, nil
+	} else if err != nil {
+		return "", err
+	}
+	if o.domains == nil {
+		o.domains = map[string]string{}
+	}
+	o.domains[key] = org.ID
+	return org.ID, nil
 }
 
 // scimApplyUser makes the user's membership what the provider wants: present,
@@ -263,7 +281,11 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	if active {
 		status = store.StatusActive
 	}
-	m, err := tx.GetMembership(ctx, org.ID, u.ID)
+	var m store.Membership
+	err := notFound("membership", u.ID) // a user this operation created has none
+	if !o.fresh["user:"+u.ID] {
+		m, err = tx.GetMembership(ctx, org.ID, u.ID)
+	}
 	var before []engine.Relationship
 	var changes []string
 	switch {
@@ -284,6 +306,9 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	m.Status, m.UpdatedAt = status, o.now
 	if err := tx.PutMembership(ctx, m); err != nil {
 		return nil, err
+	}
+	if o.fresh["user:"+u.ID] {
+		ctx = context.WithValue(ctx, freshUserKey{}, u.ID)
 	}
 	after, err := s.memberTuples(ctx, tx, org, m)
 	if err != nil {
@@ -309,7 +334,7 @@ func (s *Service) scimUpdateUserRow(ctx context.Context, tx store.Tx, o *op, org
 		}
 	}
 	if u.Email != in.Email {
-		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return err
 		}
 		if other, err := tx.GetUserByEmail(ctx, in.Email); err == nil && other.ID != u.ID {

@@ -27,18 +27,47 @@ type SCIMBatch struct {
 	org store.Org
 	// action is the last write's, for the audit record of a refused step
 	action string
+	// savepoints: each step runs in a savepoint (the second attempt);
+	// failed: a step failed in the first attempt, which had none
+	savepoints, failed bool
 }
+
+// errStepFailed ends a first attempt in which a step failed.
+var errStepFailed = errors.New("directory: a batch step failed; the batch runs again with savepoints")
 
 // SCIMBatch runs fn as one provisioning operation on organization ref (the
 // token's): what fn's steps keep commits together, with one outbox entry.
 // An error fn returns undoes everything.
+//
+// Savepoints cost two statements a step, and many subtransactions in one
+// PostgreSQL transaction slow every other session's snapshots (past 64 the
+// server's subtransaction cache overflows), so fn runs first with none: when
+// every step succeeds — the usual case — that attempt commits. When a step
+// fails, the attempt is rolled back and fn runs again, each step in a
+// savepoint, so the failed ones are undone and the rest kept. fn must
+// therefore start afresh each time it is called.
 func (s *Service) SCIMBatch(ctx context.Context, p Principal, ref string, fn func(b *SCIMBatch) error) error {
+	err := s.scimBatch(ctx, p, ref, fn, false)
+	if errors.Is(err, errStepFailed) {
+		err = s.scimBatch(ctx, p, ref, fn, true)
+	}
+	return err
+}
+
+func (s *Service) scimBatch(ctx context.Context, p Principal, ref string, fn func(b *SCIMBatch) error, savepoints bool) error {
 	return s.run(ctx, p, "scim.bulk", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
-		return fn(&SCIMBatch{s: s, ctx: ctx, tx: tx, o: o, org: org})
+		b := &SCIMBatch{s: s, ctx: ctx, tx: tx, o: o, org: org, savepoints: savepoints}
+		if err := fn(b); err != nil {
+			return err
+		}
+		if b.failed {
+			return errStepFailed
+		}
+		return nil
 	})
 }
 
@@ -49,15 +78,26 @@ func (s *Service) SCIMBatch(ctx context.Context, p Principal, ref string, fn fun
 // service's own (the store or engine unavailable): then fn of SCIMBatch must
 // return it, and nothing commits.
 func (b *SCIMBatch) Step(fn func() error) error {
+	if b.failed {
+		return errStepFailed // the first attempt is over: the second runs every step
+	}
 	o := b.o
 	nu, ne, nf := len(o.updates), len(o.events), len(o.filters)
 	b.action = "scim.bulk"
-	err := b.tx.Savepoint(b.ctx, func() error {
+	step := func() error {
 		if err := fn(); err != nil {
 			return err
 		}
 		return b.s.weighEffects(b.ctx, b.tx, o, o.filters[nf:], o.updates[nu:])
-	})
+	}
+	if !b.savepoints {
+		err := step()
+		if err != nil {
+			b.failed = true
+		}
+		return err
+	}
+	err := b.tx.Savepoint(b.ctx, step)
 	if err == nil {
 		return nil
 	}

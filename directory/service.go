@@ -221,6 +221,8 @@ type op struct {
 	// graph reads it makes (readAll)
 	ev    *effects
 	reads map[string][]engine.Relationship
+	// domains: verified domain → the organization that verified it ("" none)
+	domains map[string]string
 }
 
 // created notes an object this operation made with a new random id.

@@ -129,6 +129,18 @@ func (s *Service) insertUser(ctx context.Context, tx store.Tx, o *op, id, email,
 		id = newID("usr")
 		o.madeFresh("user", id)
 	}
+	return s.putUserRow(ctx, tx, o, id, email, name, externalID)
+}
+
+// insertFreshUser inserts a user with a new id; its caller found no user with
+// email (the store's unique key refuses one all the same).
+func (s *Service) insertFreshUser(ctx context.Context, tx store.Tx, o *op, email, name, externalID string) (store.User, error) {
+	id := newID("usr")
+	o.madeFresh("user", id)
+	return s.putUserRow(ctx, tx, o, id, email, name, externalID)
+}
+
+func (s *Service) putUserRow(ctx context.Context, tx store.Tx, o *op, id, email, name, externalID string) (store.User, error) {
 	u := store.User{ID: id, Email: email, Name: name, ExternalID: externalID, Status: store.StatusActive, CreatedAt: o.now, UpdatedAt: o.now}
 	if err := tx.InsertUser(ctx, u); err != nil {
 		return store.User{}, err
@@ -245,6 +257,9 @@ func (s *Service) memberTuples(ctx context.Context, tx store.Tx, org store.Org, 
 	u := subj("user", m.User)
 	out := []engine.Relationship{rel(orgRef(org.ID), "member", u)}
 	out = append(out, grantTuples(org.ID, u, roles)...)
+	if fresh, _ := ctx.Value(freshUserKey{}).(string); fresh == m.User {
+		return out, nil // a user created by this very operation is in no group
+	}
 	groups, err := tx.GroupsOf(ctx, "user", m.User)
 	if err != nil {
 		return nil, err
@@ -260,6 +275,10 @@ func (s *Service) memberTuples(ctx context.Context, tx store.Tx, org store.Org, 
 	}
 	return out, nil
 }
+
+// freshUserKey marks a context in which the user named was created by the
+// operation at hand (memberTuples then skips its group lookup).
+type freshUserKey struct{}
 
 // PutMember adds a user to an organization or changes its roles or status.
 // The caller must hold every permission of the roles it adds or removes.

@@ -119,7 +119,7 @@ func (s *Server) bulkOne(r *request, w writer, op map[string]any, ids map[string
 		segs[i] = resolve(segs[i])
 	}
 	_, data, _ := lookup(op, "data")
-	data = replaceBulkIDs(data, resolve)
+	data = replaceBulkIDs(deepCopy(data), resolve) // a copy: the batch may run the request twice
 	if unresolved != "" {
 		return res, errorf(http.StatusConflict, "invalidValue", "bulkId %q names no earlier operation's resource", unresolved)
 	}

@@ -54,6 +54,9 @@ func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
 			return audit.Head{}, err
 		}
 	}
+	if h, ok := t.heads[org]; ok && t.tail {
+		return h, nil // moved by this transaction, which holds the append lock: no other can
+	}
 	scan := func(r scanner) (audit.Head, error) {
 		var h audit.Head
 		err := r.Scan(&h.Seq, &h.Hash, &h.Checkpoint)
@@ -97,6 +100,12 @@ func (t *tx) AppendAudit(ctx context.Context, ev audit.Event) error {
 		ON CONFLICT (org) DO UPDATE SET seq = excluded.seq, hash = excluded.hash, checkpoint = excluded.checkpoint`,
 		org, ev.Seq, ev.At, validUTF8(ev.Actor), validUTF8(ev.Impersonator), validUTF8(ev.Action), validUTF8(ev.Target),
 		details, ev.PrevHash, ev.Hash, ev.Checkpoint, ev.HeadCheckpoint)
+	if err == nil {
+		if t.heads == nil {
+			t.heads = map[string]audit.Head{}
+		}
+		t.heads[org] = audit.Head{Seq: ev.Seq, Hash: ev.Hash, Checkpoint: ev.HeadCheckpoint}
+	}
 	return err
 }
 

@@ -278,6 +278,9 @@ type tx struct {
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
 	// savepoints numbers the transaction's savepoints (Savepoint)
 	savepoints int
+	// heads: audit chain heads this transaction moved (AppendAudit), valid
+	// while it holds the append lock
+	heads map[string]audit.Head
 }
 
 var _ store.Tx = (*tx)(nil)

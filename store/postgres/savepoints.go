@@ -9,7 +9,7 @@ import (
 // when fn fails: PostgreSQL then forgets fn's writes and the failed statement
 // that aborted the transaction, if there was one, so the transaction goes on.
 // Locks fn took (the append lock) are released with its subtransaction, so
-// the lock flag is restored too.
+// the lock flag is restored too, and the audit heads it remembers forgotten.
 func (t *tx) Savepoint(ctx context.Context, fn func() error) error {
 	if err := t.usable("savepoint", true); err != nil {
 		return err
@@ -33,5 +33,6 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) error {
 		return t.fail("rollback to savepoint", err)
 	}
 	t.tail, t.err = tail, failed
+	t.heads = nil // fn may have moved heads it no longer moves
 	return ferr
 }
