@@ -244,6 +244,11 @@ func (s *Server) get(k kind) handler {
 		if inm := r.c.Request().Header.Get("If-None-Match"); inm != "" && inm == etag(rec.Version) {
 			return reply{status: http.StatusNotModified, etag: etag(rec.Version)}, nil
 		}
+		if k.name == "User" && proj.wants("groups") {
+			if err := s.withGroups(r, []map[string]any{doc}); err != nil {
+				return reply{}, err
+			}
+		}
 		return reply{status: http.StatusOK, body: proj.apply(doc), etag: etag(rec.Version)}, nil
 	}
 }
@@ -285,6 +290,11 @@ func (s *Server) answer(r *request, k kind, rec directory.SCIMRecord, status int
 	proj, err := projection(r.c.QueryParam("attributes"), r.c.QueryParam("excludedAttributes"))
 	if err != nil {
 		return reply{}, err
+	}
+	if k.name == "User" && proj.wants("groups") {
+		if err := s.withGroups(r, []map[string]any{doc}); err != nil {
+			return reply{}, err
+		}
 	}
 	rep := reply{status: status, body: proj.apply(doc), etag: etag(rec.Version)}
 	if status == http.StatusCreated {
@@ -501,6 +511,7 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 		return reply{}, err
 	}
 	var docs []map[string]any
+	groupsDone := false
 	if q.filter != "" {
 		expr, err := parseFilter(q.filter)
 		if err != nil {
@@ -510,11 +521,21 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 		if err != nil {
 			return reply{}, err
 		}
+		var all []map[string]any
 		for _, rec := range recs {
 			doc, err := k.render(rec, r.base)
 			if err != nil {
 				return reply{}, err
 			}
+			all = append(all, doc)
+		}
+		if k.name == "User" && filterNamesGroups(q.filter) {
+			if err := s.withGroups(r, all); err != nil {
+				return reply{}, err
+			}
+			groupsDone = true
+		}
+		for _, doc := range all {
 			ok, err := match(expr, doc)
 			if err != nil {
 				return reply{}, err
@@ -559,6 +580,11 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 	total := len(docs)
 	from := min(q.startIndex-1, total)
 	to := min(from+q.count, total)
+	if k.name == "User" && !groupsDone && proj.wants("groups") {
+		if err := s.withGroups(r, docs[from:to]); err != nil {
+			return reply{}, err
+		}
+	}
 	page := make([]any, 0, to-from)
 	for _, d := range docs[from:to] {
 		page = append(page, proj.apply(d))
