@@ -45,4 +45,3 @@ func (s *Server) withGroups(r *request, docs []map[string]any) error {
 // filterNamesGroups: the filter may test groups, so they are computed
 // before it is matched (otherwise only for the page returned).
 func filterNamesGroups(f string) bool { return strings.Contains(strings.ToLower(f), "groups") }
-
