@@ -701,6 +701,15 @@ func (s *Service) scimDeleteGroup(ctx context.Context, tx store.Tx, o *op, org s
 		o.filters = append(o.filters,
 			engine.RelationshipFilter{ResourceType: "group", ResourceID: id},
 			engine.RelationshipFilter{Subject: &engine.SubjectFilter{Type: "group", ID: id}})
+		// the filters match what the graph holds when the entry is applied;
+		// what earlier steps of a batch touch about the group is not there
+		// yet, and would be written after them: delete it explicitly
+		for _, u := range slices.Clone(o.updates) {
+			r := u.Relationship
+			if u.Operation != engine.OpDelete && (r.Resource.Type == "group" && r.Resource.ID == id || r.Subject.Object.Type == "group" && r.Subject.Object.ID == id) {
+				o.delete(r)
+			}
+		}
 	} else if !errors.Is(err, trellis.ErrNotFound) {
 		return err
 	}

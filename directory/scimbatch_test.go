@@ -164,6 +164,29 @@ func TestSCIMBatchIsOneOperation(t *testing.T) {
 		t.Errorf("the whole batch was refused: %v", actions)
 	}
 
+	// a group created and deleted in one batch leaves nothing in the graph
+	err = s.SCIMBatch(ctx, p, acme.ID, func(b *SCIMBatch) error {
+		return b.Step(func() error {
+			g, _, err := b.PutGroup("", SCIMGroupState{DisplayName: "Short-lived", Members: []string{ann.ID}}, AnyVersion)
+			if err != nil {
+				return err
+			}
+			return b.DeleteGroup(g.ID, AnyVersion)
+		})
+	})
+	if err != nil {
+		t.Fatalf("create and delete a group in one batch: %v", err)
+	}
+	rels, err := engine.ReadAll(ctx, eng, engine.RelationshipFilter{ResourceType: "group"}, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range rels {
+		if r.Resource.ID != staff.ID {
+			t.Errorf("a relationship of a group deleted in its batch survives: %s", r)
+		}
+	}
+
 	// an error from fn undoes every step
 	before = graph.writes.Load()
 	err = s.SCIMBatch(ctx, p, acme.ID, func(b *SCIMBatch) error {
