@@ -63,7 +63,14 @@ func (t *tx) AuditHead(ctx context.Context, org string) (audit.Head, error) {
 		return h, err
 	}
 	empty := func() error { return nil } // an empty chain has the zero head
-	return one(ctx, t, "get audit head", empty, scan, `SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
+	h, err := one(ctx, t, "get audit head", empty, scan, `SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
+	if err == nil && t.tail {
+		if t.heads == nil {
+			t.heads = map[string]audit.Head{}
+		}
+		t.heads[org] = h
+	}
+	return h, err
 }
 
 // AppendAudit checks ev.Seq against the head with a read, not a failing

@@ -278,8 +278,8 @@ type tx struct {
 	err   error // the first failed statement's: PostgreSQL has aborted the transaction
 	// savepoints numbers the transaction's savepoints (Savepoint)
 	savepoints int
-	// heads: audit chain heads this transaction moved (AppendAudit), valid
-	// while it holds the append lock
+	// heads: audit chain heads this transaction read or moved, valid while
+	// it holds the append lock (no other writer moves them)
 	heads map[string]audit.Head
 }
 
