@@ -66,7 +66,7 @@ bench-writes:
 bench-scale:
 	$(GO) test -run '^$$' -bench 'BenchmarkPostgres' -benchmem -count 1 -timeout 90m ./benchmarks/ | tee benchmarks/last-scale-run.txt
 
-## bench-scim: SCIM provisioning over HTTP on PostgreSQL, 10,000 users and 500 groups (TRELLIS_SCIM_USERS/GROUPS to change)
+## bench-scim: SCIM provisioning over HTTP on PostgreSQL, 10,000 users and 500 groups by /Bulk of 100 (TRELLIS_SCIM_USERS/GROUPS/BULK to change; BULK=0: one POST each)
 bench-scim:
 	$(GO) test -run '^$$' -bench 'BenchmarkSCIMProvisionPostgres' -benchtime 1x -count 1 -timeout 90m ./benchmarks/ | tee benchmarks/last-scim-run.txt
 

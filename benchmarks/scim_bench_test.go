@@ -8,6 +8,11 @@ package benchmarks
 //
 //	make bench-scim                        # 10,000 users, 500 groups
 //	TRELLIS_SCIM_USERS=1000 make bench-scim
+//	TRELLIS_SCIM_BULK=0 make bench-scim    # one POST per resource instead of /Bulk
+//
+// By default the clients send /Bulk requests of TRELLIS_SCIM_BULK operations
+// (100; groups: TRELLIS_SCIM_BULK/20 at a time, so each request carries about
+// as many memberships as users), each one directory operation.
 
 import (
 	"bytes"
@@ -20,6 +25,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -72,6 +78,10 @@ func (c scimClient) do(key, method, path string, body any, want int) map[string]
 
 func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	users, groups := envInt("TRELLIS_SCIM_USERS", 10000), envInt("TRELLIS_SCIM_GROUPS", 500)
+	bulk := 100
+	if v, err := strconv.Atoi(os.Getenv("TRELLIS_SCIM_BULK")); err == nil && v >= 0 {
+		bulk = v
+	}
 	ctx := context.Background()
 	srv := startPostgres(b)
 	eng, _ := postgresEngine(b, srv)
@@ -168,21 +178,35 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	start := time.Now()
+	userDoc := func(i int) map[string]any {
+		return map[string]any{
+			"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": fmt.Sprintf("u%d@acme.example", i),
+			"externalId": fmt.Sprintf("ext-%d", i), "name": map[string]any{"givenName": "U", "familyName": strconv.Itoa(i)},
+			"emails": []any{map[string]any{"type": "work", "primary": true, "value": fmt.Sprintf("u%d@acme.example", i)}}, "active": true,
+		}
+	}
 	for range scimWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			step := max(bulk, 1)
 			for {
-				i := int(next.Add(1)) - 1
-				if i >= users {
+				from := (int(next.Add(1)) - 1) * step
+				if from >= users {
 					return
 				}
-				out := c.do(tok, "POST", "/scim/v2/acme/Users", map[string]any{
-					"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:User"}, "userName": fmt.Sprintf("u%d@acme.example", i),
-					"externalId": fmt.Sprintf("ext-%d", i), "name": map[string]any{"givenName": "U", "familyName": strconv.Itoa(i)},
-					"emails": []any{map[string]any{"type": "work", "primary": true, "value": fmt.Sprintf("u%d@acme.example", i)}}, "active": true,
-				}, 201)
-				ids[i] = out["id"].(string)
+				if bulk == 0 {
+					ids[from] = c.do(tok, "POST", "/scim/v2/acme/Users", userDoc(from), 201)["id"].(string)
+					continue
+				}
+				to := min(from+step, users)
+				var ops []any
+				for i := from; i < to; i++ {
+					ops = append(ops, map[string]any{"method": "POST", "path": "/Users", "bulkId": strconv.Itoa(i), "data": userDoc(i)})
+				}
+				for j, r := range bulkOK(c, tok, ops, "201") {
+					ids[from+j] = r
+				}
 			}
 		}()
 	}
@@ -191,22 +215,34 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	start = time.Now()
 	next.Store(0)
 	per := users / groups
+	groupDoc := func(g int) map[string]any {
+		var members []any
+		for _, id := range ids[g*per : (g+1)*per] {
+			members = append(members, map[string]any{"value": id})
+		}
+		return map[string]any{
+			"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": fmt.Sprintf("group-%d", g), "members": members,
+		}
+	}
 	for range scimWorkers {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
+			step := max(bulk/20, 1)
 			for {
-				g := int(next.Add(1)) - 1
-				if g >= groups {
+				from := (int(next.Add(1)) - 1) * step
+				if from >= groups {
 					return
 				}
-				var members []any
-				for _, id := range ids[g*per : (g+1)*per] {
-					members = append(members, map[string]any{"value": id})
+				if bulk == 0 {
+					c.do(tok, "POST", "/scim/v2/acme/Groups", groupDoc(from), 201)
+					continue
 				}
-				c.do(tok, "POST", "/scim/v2/acme/Groups", map[string]any{
-					"schemas": []string{"urn:ietf:params:scim:schemas:core:2.0:Group"}, "displayName": fmt.Sprintf("group-%d", g), "members": members,
-				}, 201)
+				var ops []any
+				for g := from; g < min(from+step, groups); g++ {
+					ops = append(ops, map[string]any{"method": "POST", "path": "/Groups", "bulkId": "g" + strconv.Itoa(g), "data": groupDoc(g)})
+				}
+				bulkOK(c, tok, ops, "201")
 			}
 		}()
 	}
@@ -223,6 +259,28 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	b.ReportMetric(float64(p99b.Microseconds()), "check-p99-before-µs")
 	b.ReportMetric(float64(p50d.Microseconds()), "check-p50-during-µs")
 	b.ReportMetric(float64(p99d.Microseconds()), "check-p99-during-µs")
+	b.ReportMetric(float64(bulk), "ops/bulk")
 	b.Logf("%d users in %v (%.0f/s), %d groups with %d members each in %v; other tenant's checks p50/p99 %v/%v before, %v/%v during (%d checks)",
 		users, userTime.Round(time.Millisecond), float64(users)/userTime.Seconds(), groups, per, groupTime.Round(time.Millisecond), p50b, p99b, p50d, p99d, len(during))
+}
+
+// bulkOK sends ops as one /Bulk request and returns the ids each created,
+// failing unless every operation answered want.
+func bulkOK(c scimClient, tok string, ops []any, want string) []string {
+	out := c.do(tok, "POST", "/scim/v2/acme/Bulk", map[string]any{
+		"schemas": []string{"urn:ietf:params:scim:api:messages:2.0:BulkRequest"}, "Operations": ops}, 200)
+	res, _ := out["Operations"].([]any)
+	if len(res) != len(ops) {
+		c.b.Fatalf("bulk of %d answered %d results", len(ops), len(res))
+	}
+	ids := make([]string, len(res))
+	for i, r := range res {
+		m, _ := r.(map[string]any)
+		if m["status"] != want {
+			c.b.Fatalf("bulk operation %d: %v", i, m)
+		}
+		loc, _ := m["location"].(string)
+		ids[i] = loc[strings.LastIndexByte(loc, '/')+1:]
+	}
+	return ids
 }

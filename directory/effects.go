@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
@@ -57,21 +60,25 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 		(strings.HasPrefix(o.action, "delegation.create") || strings.HasPrefix(o.action, "delegation.approve")) {
 		return fmt.Errorf("%w: an API key limited to %s cannot delegate administration", trellis.ErrForbidden, strings.Join(p.Permissions, ", "))
 	}
-	if len(o.updates) == 0 && len(o.filters) == 0 {
+	return s.weighEffects(ctx, tx, o, o.filters, o.updates)
+}
+
+// weighEffects is authorizeEffects' weighing of some of o's changes: all of
+// them, or one step's of a batch (SCIMBatch.Step).
+func (s *Service) weighEffects(ctx context.Context, tx store.Tx, o *op, filters []engine.RelationshipFilter, updates []engine.RelationshipUpdate) error {
+	p := o.authorityOf()
+	if len(updates) == 0 && len(filters) == 0 {
 		return nil
 	}
 	if ok, err := s.isProvider(ctx, p); err != nil || ok {
 		return err
 	}
-	// the caller may act on another's authority (an invitation accepted under
-	// impersonation is weighed against its inviter): it stays an impersonation
-	ev := &effects{s: s, tx: tx, o: o, p: p, impersonated: p.Impersonation != "" || o.p.Impersonation != "",
-		held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}}
+	ev := o.evaluator(s, tx)
 	// delete filters (a deleted group, role, service account or organization)
 	// take away what their stored relationships of system definitions give;
 	// app relationships they remove only named the deleted object
 	var removed []engine.RelationshipUpdate
-	for _, f := range o.filters {
+	for _, f := range filters {
 		found, err := s.relay.matching(ctx, f)
 		if err != nil {
 			return err
@@ -82,11 +89,20 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 			}
 		}
 	}
-	for i, u := range append(removed, o.updates...) {
+	return ev.weigh(ctx, removed, updates)
+}
+
+// weigh requires the principal to hold what each changed update gives or
+// takes; removed are a delete filter's matches (stored by construction).
+func (ev *effects) weigh(ctx context.Context, removed, updates []engine.RelationshipUpdate) error {
+	if err := ev.prefetch(ctx, updates); err != nil {
+		return err
+	}
+	for i, u := range append(slices.Clip(removed), updates...) {
 		gain, changed := false, true
-		if i >= len(removed) { // a filter's match is stored by construction
+		if i >= len(removed) {
 			var err error
-			if gain, changed, err = ev.net(ctx, u); err != nil {
+			if gain, changed, err = ev.netOf(ctx, u); err != nil {
 				return err
 			}
 		}
@@ -102,6 +118,21 @@ func (s *Service) authorizeEffects(ctx context.Context, tx store.Tx, o *op) erro
 		}
 	}
 	return nil
+}
+
+// evaluator is the operation's effect evaluator, made once: its memos (what
+// the principal holds, what the graph stores) serve every weighing of the
+// operation — each step of a batch, then the whole. The graph does not change
+// under an operation: its own updates reach it after commit.
+func (o *op) evaluator(s *Service, tx store.Tx) *effects {
+	if o.ev == nil {
+		p := o.authorityOf()
+		// the caller may act on another's authority (an invitation accepted under
+		// impersonation is weighed against its inviter): it stays an impersonation
+		o.ev = &effects{s: s, tx: tx, o: o, p: p, impersonated: p.Impersonation != "" || o.p.Impersonation != "",
+			held: map[need]bool{}, govern: map[string]bool{}, covers: map[string]bool{}, nets: map[string]netResult{}}
+	}
+	return o.ev
 }
 
 // mintsAuthority: actions whose result is lasting authority for someone,
@@ -130,6 +161,82 @@ type effects struct {
 	held         map[need]bool
 	govern       map[string]bool
 	covers       map[string]bool
+	nets         map[string]netResult // net, by update
+}
+
+type netResult struct{ gain, changed bool }
+
+// netKey names an update for the net memo: the same relationship touched
+// with another expiry is another question.
+func netKey(u engine.RelationshipUpdate) string {
+	k := string(u.Operation) + " " + u.Relationship.String()
+	if u.Relationship.ExpiresAt != nil {
+		k += " until " + u.Relationship.ExpiresAt.UTC().Format(time.RFC3339Nano)
+	}
+	return k
+}
+
+// netOf is net, memoised.
+func (ev *effects) netOf(ctx context.Context, u engine.RelationshipUpdate) (gain, changed bool, err error) {
+	key := netKey(u)
+	if r, ok := ev.nets[key]; ok {
+		return r.gain, r.changed, nil
+	}
+	if gain, changed, err = ev.net(ctx, u); err == nil {
+		ev.nets[key] = netResult{gain, changed}
+	}
+	return gain, changed, err
+}
+
+// prefetchReads bounds the graph reads prefetch runs at once.
+const prefetchReads = 8
+
+// prefetch reads the stored state of the updates not yet known, several at a
+// time, so a batch of N changes waits for about N/prefetchReads reads rather
+// than N in a row.
+func (ev *effects) prefetch(ctx context.Context, updates []engine.RelationshipUpdate) error {
+	var todo []engine.RelationshipUpdate
+	seen := map[string]bool{}
+	for _, u := range updates {
+		k := netKey(u)
+		if _, ok := ev.nets[k]; !ok && !seen[k] && ev.fresh(u.Relationship) == "" {
+			seen[k] = true
+			todo = append(todo, u)
+		}
+	}
+	if len(todo) < 2 {
+		return nil
+	}
+	out := make([]netResult, len(todo))
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(prefetchReads)
+	for i, u := range todo {
+		g.Go(func() error {
+			gain, changed, err := ev.net(gctx, u)
+			out[i] = netResult{gain, changed}
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for i, u := range todo {
+		ev.nets[netKey(u)] = out[i]
+	}
+	return nil
+}
+
+// fresh names the object of r this operation created with a new random id
+// (a user or group), if any: no stored relationship can name it, so the
+// graph need not be asked. Answering "not stored" is also the stricter
+// answer — a touch is then weighed as the grant it would be.
+func (ev *effects) fresh(r engine.Relationship) string {
+	for _, obj := range []engine.ObjectRef{r.Resource, r.Subject.Object} {
+		if ev.o.fresh[obj.Type+":"+obj.ID] {
+			return obj.Type + ":" + obj.ID
+		}
+	}
+	return ""
 }
 
 // net reports whether u changes the graph, and whether it is a gain: a touch
@@ -137,6 +244,9 @@ type effects struct {
 // changes nothing. A touch that moves an expiry later (or removes it) gains.
 func (ev *effects) net(ctx context.Context, u engine.RelationshipUpdate) (gain, changed bool, err error) {
 	r := u.Relationship
+	if ev.fresh(r) != "" {
+		return u.Operation != engine.OpDelete, u.Operation != engine.OpDelete, nil
+	}
 	page, err := ev.s.graph.ReadRelationships(ctx, engine.ReadRequest{
 		Filter: engine.RelationshipFilter{ResourceType: r.Resource.Type, ResourceID: r.Resource.ID, Relation: r.Relation,
 			Subject: &engine.SubjectFilter{Type: r.Subject.Object.Type, ID: r.Subject.Object.ID, Relation: r.Subject.Relation}},
@@ -378,7 +488,7 @@ func (s *Service) effectOf(ctx context.Context, tx store.Tx, o *op, r engine.Rel
 			return s.bindingEffect(ctx, tx, o, id)
 		}
 	case "role":
-		role, err := s.roleOrg(ctx, tx, id)
+		role, err := s.roleOrg(ctx, tx, o, id)
 		if err != nil {
 			return effect{}, err
 		}
@@ -466,11 +576,11 @@ func needsOn(org string, perms ...string) []need {
 }
 
 // roleOrg is the organization that defines a custom role.
-func (s *Service) roleOrg(ctx context.Context, tx store.Tx, id string) (string, error) {
+func (s *Service) roleOrg(ctx context.Context, tx store.Tx, o *op, id string) (string, error) {
 	if role, err := tx.GetRole(ctx, id); err == nil {
 		return role.Org, nil
 	}
-	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role", ResourceID: id, Relation: "org"}, 1)
+	rels, err := s.readAll(ctx, o, engine.RelationshipFilter{ResourceType: "role", ResourceID: id, Relation: "org"}, 1)
 	if err != nil {
 		return "", err
 	}
@@ -487,7 +597,7 @@ func (s *Service) rolePermissions(ctx context.Context, tx store.Tx, o *op, id st
 	if role, err := tx.GetRole(ctx, id); err == nil {
 		out = append(out, role.Permissions...)
 	}
-	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role", ResourceID: id}, 0)
+	rels, err := s.readAll(ctx, o, engine.RelationshipFilter{ResourceType: "role", ResourceID: id}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -520,7 +630,7 @@ func (s *Service) bindingEffect(ctx context.Context, tx store.Tx, o *op, binding
 
 // bindingSubjects: who a role binding binds, stored or written by o.
 func (s *Service) bindingSubjects(ctx context.Context, o *op, binding string) ([]engine.SubjectRef, error) {
-	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role_binding", ResourceID: binding, Relation: "subject"}, 0)
+	rels, err := s.readAll(ctx, o, engine.RelationshipFilter{ResourceType: "role_binding", ResourceID: binding, Relation: "subject"}, 0)
 	if err != nil {
 		return nil, err
 	}
@@ -535,7 +645,7 @@ func (s *Service) bindingSubjects(ctx context.Context, o *op, binding string) ([
 
 // bindingsOf lists the role bindings of a custom role, stored or written by o.
 func (s *Service) bindingsOf(ctx context.Context, o *op, role string) ([]string, error) {
-	rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: "role_binding", Relation: "role",
+	rels, err := s.readAll(ctx, o, engine.RelationshipFilter{ResourceType: "role_binding", Relation: "role",
 		Subject: &engine.SubjectFilter{Type: "role", ID: role}}, 0)
 	if err != nil {
 		return nil, err
@@ -568,7 +678,7 @@ func (s *Service) setHoldings(ctx context.Context, tx store.Tx, o *op, typ, id s
 		}
 		seen[key] = true
 		for _, resType := range []string{"organization", "role_binding", "group"} {
-			rels, err := engine.ReadAll(ctx, s.graph, engine.RelationshipFilter{ResourceType: resType,
+			rels, err := s.readAll(ctx, o, engine.RelationshipFilter{ResourceType: resType,
 				Subject: &engine.SubjectFilter{Type: typ, ID: id, Relation: relation}}, 0)
 			if err != nil {
 				return nil, err
@@ -617,4 +727,29 @@ func principalOf(actor string) Principal {
 		return Principal{Kind: kind, ID: id}
 	}
 	return Principal{Kind: "unknown", ID: actor}
+}
+
+// readAll reads what filter f selects from the graph, once per operation (the
+// graph does not change under it); a filter naming an object the operation
+// created (fresh) selects nothing stored.
+func (s *Service) readAll(ctx context.Context, o *op, f engine.RelationshipFilter, limit int) ([]engine.Relationship, error) {
+	if o.fresh[f.ResourceType+":"+f.ResourceID] || f.Subject != nil && o.fresh[f.Subject.Type+":"+f.Subject.ID] {
+		return nil, nil
+	}
+	key := fmt.Sprintf("%s:%s#%s %d", f.ResourceType, f.ResourceID, f.Relation, limit)
+	if f.Subject != nil {
+		key += fmt.Sprintf(" @%s:%s#%s", f.Subject.Type, f.Subject.ID, f.Subject.Relation)
+	}
+	if rels, ok := o.reads[key]; ok {
+		return slices.Clip(rels), nil
+	}
+	rels, err := engine.ReadAll(ctx, s.graph, f, limit)
+	if err != nil {
+		return nil, err
+	}
+	if o.reads == nil {
+		o.reads = map[string][]engine.Relationship{}
+	}
+	o.reads[key] = rels
+	return slices.Clip(rels), nil
 }

@@ -137,63 +137,69 @@ func (s *Service) SCIMPutUser(ctx context.Context, p Principal, ref, id string, 
 		return SCIMRecord{}, false, err
 	}
 	var out SCIMRecord
-	created := id == ""
 	err := s.run(ctx, p, "scim.user.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
-		var row store.SCIMResource
-		var u store.User
-		if !created {
-			if row, err = scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
-				return err
-			}
-			if u, err = tx.GetUser(ctx, id); err != nil {
-				return err
-			}
-		}
-		if err := nameFree(ctx, tx, org.ID, store.SCIMUser, in.UserName, id); err != nil {
-			return err
-		}
-		if created {
-			if u, err = s.scimLinkOrCreate(ctx, tx, o, org, in); err != nil {
-				return err
-			}
-			row = store.SCIMResource{Org: org.ID, Kind: store.SCIMUser, ID: u.ID, CreatedAt: o.now}
-		}
-		changes, err := s.scimApplyUser(ctx, tx, o, org, u, in.Active)
-		if err != nil {
-			return err
-		}
-		if err := s.scimUpdateUserRow(ctx, tx, o, org, u, in); err != nil {
-			return err
-		}
-		row.Name, row.ExternalID, row.Doc, row.Active, row.Pending = in.UserName, in.ExternalID, in.Doc, in.Active, ""
-		row.Version++
-		row.UpdatedAt = o.now
-		if err := tx.PutSCIMResource(ctx, row); err != nil {
-			return err
-		}
-		action := "scim.user.update"
-		if created {
-			action = "scim.user.create"
-		}
-		o.record(org.ID, action, "user:"+u.ID, map[string]any{"userName": in.UserName, "active": in.Active, "changes": changes})
-		out = recordView(row)
-		return nil
+		out, err = s.scimPutUser(ctx, tx, o, org, id, in, version)
+		return err
 	})
-	return out, created, err
+	return out, id == "", err
+}
+
+// scimPutUser is SCIMPutUser's work inside its operation (or a batch's step).
+func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, in SCIMUserState, version int64) (SCIMRecord, error) {
+	created := id == ""
+	var row store.SCIMResource
+	var u store.User
+	var err error
+	if !created {
+		if row, err = scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
+			return SCIMRecord{}, err
+		}
+		if u, err = tx.GetUser(ctx, id); err != nil {
+			return SCIMRecord{}, err
+		}
+	}
+	if err := nameFree(ctx, tx, org.ID, store.SCIMUser, in.UserName, id); err != nil {
+		return SCIMRecord{}, err
+	}
+	if created {
+		if u, err = s.scimLinkOrCreate(ctx, tx, o, org, in); err != nil {
+			return SCIMRecord{}, err
+		}
+		row = store.SCIMResource{Org: org.ID, Kind: store.SCIMUser, ID: u.ID, CreatedAt: o.now}
+	}
+	changes, err := s.scimApplyUser(ctx, tx, o, org, u, in.Active)
+	if err != nil {
+		return SCIMRecord{}, err
+	}
+	if err := s.scimUpdateUserRow(ctx, tx, o, org, u, in); err != nil {
+		return SCIMRecord{}, err
+	}
+	row.Name, row.ExternalID, row.Doc, row.Active, row.Pending = in.UserName, in.ExternalID, in.Doc, in.Active, ""
+	row.Version++
+	row.UpdatedAt = o.now
+	if err := tx.PutSCIMResource(ctx, row); err != nil {
+		return SCIMRecord{}, err
+	}
+	action := "scim.user.update"
+	if created {
+		action = "scim.user.create"
+	}
+	o.record(org.ID, action, "user:"+u.ID, map[string]any{"userName": in.UserName, "active": in.Active, "changes": changes})
+	return recordView(row), nil
 }
 
 // scimLinkOrCreate finds the Trellis user a new SCIM user is, or creates it.
 func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org store.Org, in SCIMUserState) (store.User, error) {
 	u, err := tx.GetUserByEmail(ctx, in.Email)
 	if errors.Is(err, trellis.ErrNotFound) {
-		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return u, err
 		}
-		return s.insertUser(ctx, tx, o, "", in.Email, in.DisplayName, "")
+		return s.insertFreshUser(ctx, tx, o, in.Email, in.DisplayName, "")
 	} else if err != nil {
 		return u, err
 	}
@@ -210,16 +216,16 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 	}
 	if !linkable {
 		_, domain, _ := strings.Cut(u.Email, "@")
-		owner, err := tx.OrgByVerifiedDomain(ctx, domain)
-		if err != nil && !errors.Is(err, trellis.ErrNotFound) {
+		owner, err := s.domainOwner(ctx, tx, o, domain)
+		if err != nil {
 			return u, err
 		}
-		if err == nil {
+		if owner != "" {
 			path, err := s.path(ctx, tx, org)
 			if err != nil {
 				return u, err
 			}
-			linkable = slices.Contains(path, owner.ID)
+			linkable = slices.Contains(path, owner)
 		}
 	}
 	if !linkable {
@@ -231,22 +237,40 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 // emailDomainOpen refuses an email whose domain another organization (not
 // org or an ancestor) verified: provisioning must not plant a user that
 // organization's own provisioning would later link as one of its people.
-func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, org store.Org, email string) error {
+func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, o *op, org store.Org, email string) error {
 	_, domain, _ := strings.Cut(email, "@")
-	owner, err := tx.OrgByVerifiedDomain(ctx, domain)
-	if errors.Is(err, trellis.ErrNotFound) {
-		return nil
-	} else if err != nil {
+	owner, err := s.domainOwner(ctx, tx, o, domain)
+	if err != nil || owner == "" {
 		return err
 	}
 	path, err := s.path(ctx, tx, org)
 	if err != nil {
 		return err
 	}
-	if !slices.Contains(path, owner.ID) {
+	if !slices.Contains(path, owner) {
 		return trellis.Invalid("emails", "the domain of %s is verified by another organization", email)
 	}
 	return nil
+}
+
+// domainOwner is the id of the organization that verified domain ("" when
+// none), asked once per operation: a batch provisions many users of one domain.
+func (s *Service) domainOwner(ctx context.Context, tx store.Tx, o *op, domain string) (string, error) {
+	key := strings.ToLower(domain)
+	if owner, ok := o.domains[key]; ok {
+		return owner, nil
+	}
+	org, err := tx.OrgByVerifiedDomain(ctx, domain)
+	if errors.Is(err, trellis.ErrNotFound) {
+		org, err = store.Org{}, nil
+	} else if err != nil {
+		return "", err
+	}
+	if o.domains == nil {
+		o.domains = map[string]string{}
+	}
+	o.domains[key] = org.ID
+	return org.ID, nil
 }
 
 // scimApplyUser makes the user's membership what the provider wants: present,
@@ -257,7 +281,11 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	if active {
 		status = store.StatusActive
 	}
-	m, err := tx.GetMembership(ctx, org.ID, u.ID)
+	var m store.Membership
+	err := notFound("membership", u.ID) // a user this operation created has none
+	if !o.fresh["user:"+u.ID] {
+		m, err = tx.GetMembership(ctx, org.ID, u.ID)
+	}
 	var before []engine.Relationship
 	var changes []string
 	switch {
@@ -278,6 +306,9 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	m.Status, m.UpdatedAt = status, o.now
 	if err := tx.PutMembership(ctx, m); err != nil {
 		return nil, err
+	}
+	if o.fresh["user:"+u.ID] {
+		ctx = context.WithValue(ctx, freshUserKey{}, u.ID)
 	}
 	after, err := s.memberTuples(ctx, tx, org, m)
 	if err != nil {
@@ -303,7 +334,7 @@ func (s *Service) scimUpdateUserRow(ctx context.Context, tx store.Tx, o *op, org
 		}
 	}
 	if u.Email != in.Email {
-		if err := s.emailDomainOpen(ctx, tx, org, in.Email); err != nil {
+		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return err
 		}
 		if other, err := tx.GetUserByEmail(ctx, in.Email); err == nil && other.ID != u.ID {
@@ -328,18 +359,22 @@ func (s *Service) SCIMDeleteUser(ctx context.Context, p Principal, ref, id strin
 		if err != nil {
 			return err
 		}
-		if _, err := scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
-			return err
-		}
-		if err := s.dropMembership(ctx, tx, o, org, id); err != nil {
-			return err
-		}
-		if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMUser, id); err != nil {
-			return err
-		}
-		o.record(org.ID, "scim.user.delete", "user:"+id, nil)
-		return nil
+		return s.scimDeleteUser(ctx, tx, o, org, id, version)
 	})
+}
+
+func (s *Service) scimDeleteUser(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, version int64) error {
+	if _, err := scimRow(ctx, tx, org.ID, store.SCIMUser, id, version); err != nil {
+		return err
+	}
+	if err := s.dropMembership(ctx, tx, o, org, id); err != nil {
+		return err
+	}
+	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMUser, id); err != nil {
+		return err
+	}
+	o.record(org.ID, "scim.user.delete", "user:"+id, nil)
+	return nil
 }
 
 // dropMembership removes a membership and the user's places in the
@@ -383,59 +418,72 @@ func (s *Service) dropMembershipOf(ctx context.Context, tx store.Tx, o *op, org 
 // pending (repair applies them later); the organization's mappings put their
 // roles on the group.
 func (s *Service) SCIMPutGroup(ctx context.Context, p Principal, ref, id string, in SCIMGroupState, version int64) (SCIMRecord, bool, error) {
-	name, err := validName("displayName", in.DisplayName)
-	if err != nil {
+	if err := in.validate(); err != nil {
 		return SCIMRecord{}, false, err
 	}
-	in.DisplayName = name
-	if len(in.ExternalID) > 255 {
-		return SCIMRecord{}, false, trellis.Invalid("externalId", "must be at most 255 characters")
-	}
-	in.Members = dedupeStrings(in.Members)
 	var out SCIMRecord
-	created := id == ""
-	err = s.run(ctx, p, "scim.group.put", func(tx store.Tx, o *op) error {
+	err := s.run(ctx, p, "scim.group.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
-		var row store.SCIMResource
-		if !created {
-			if row, err = scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
-				return err
-			}
-		}
-		if err := nameFree(ctx, tx, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
-			return err
-		}
-		if created {
-			g := store.Group{ID: newID("grp"), Org: org.ID, Name: in.DisplayName, Roles: []string{}, CreatedAt: o.now, UpdatedAt: o.now}
-			if err := tx.InsertGroup(ctx, g); err != nil {
-				return err
-			}
-			o.touch(rel(groupRef(g.ID), "org", subj("organization", org.ID)))
-			row = store.SCIMResource{Org: org.ID, Kind: store.SCIMGroup, ID: g.ID, CreatedAt: o.now}
-			o.record(org.ID, "group.create", "group:"+g.ID, map[string]any{"name": g.Name, "source": "scim"})
-		}
-		row.Name, row.ExternalID, row.Doc, row.Members = in.DisplayName, in.ExternalID, in.Doc, in.Members
-		changes, err := s.scimApplyGroup(ctx, tx, o, org, &row)
-		if err != nil {
-			return err
-		}
-		row.Version++
-		row.UpdatedAt = o.now
-		if err := tx.PutSCIMResource(ctx, row); err != nil {
-			return err
-		}
-		action := "scim.group.update"
-		if created {
-			action = "scim.group.create"
-		}
-		o.record(org.ID, action, "group:"+row.ID, map[string]any{"displayName": row.Name, "changes": changes, "pending": row.Pending})
-		out = recordView(row)
-		return nil
+		out, err = s.scimPutGroup(ctx, tx, o, org, id, in, version)
+		return err
 	})
-	return out, created, err
+	return out, id == "", err
+}
+
+func (in *SCIMGroupState) validate() error {
+	name, err := validName("displayName", in.DisplayName)
+	if err != nil {
+		return err
+	}
+	in.DisplayName = name
+	if len(in.ExternalID) > 255 {
+		return trellis.Invalid("externalId", "must be at most 255 characters")
+	}
+	in.Members = dedupeStrings(in.Members)
+	return nil
+}
+
+func (s *Service) scimPutGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, in SCIMGroupState, version int64) (SCIMRecord, error) {
+	created := id == ""
+	var row store.SCIMResource
+	var err error
+	if !created {
+		if row, err = scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
+			return SCIMRecord{}, err
+		}
+	}
+	if err := nameFree(ctx, tx, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
+		return SCIMRecord{}, err
+	}
+	if created {
+		g := store.Group{ID: newID("grp"), Org: org.ID, Name: in.DisplayName, Roles: []string{}, CreatedAt: o.now, UpdatedAt: o.now}
+		if err := tx.InsertGroup(ctx, g); err != nil {
+			return SCIMRecord{}, err
+		}
+		o.madeFresh("group", g.ID)
+		o.touch(rel(groupRef(g.ID), "org", subj("organization", org.ID)))
+		row = store.SCIMResource{Org: org.ID, Kind: store.SCIMGroup, ID: g.ID, CreatedAt: o.now}
+		o.record(org.ID, "group.create", "group:"+g.ID, map[string]any{"name": g.Name, "source": "scim"})
+	}
+	row.Name, row.ExternalID, row.Doc, row.Members = in.DisplayName, in.ExternalID, in.Doc, in.Members
+	changes, err := s.scimApplyGroup(ctx, tx, o, org, &row)
+	if err != nil {
+		return SCIMRecord{}, err
+	}
+	row.Version++
+	row.UpdatedAt = o.now
+	if err := tx.PutSCIMResource(ctx, row); err != nil {
+		return SCIMRecord{}, err
+	}
+	action := "scim.group.update"
+	if created {
+		action = "scim.group.create"
+	}
+	o.record(org.ID, action, "group:"+row.ID, map[string]any{"displayName": row.Name, "changes": changes, "pending": row.Pending})
+	return recordView(row), nil
 }
 
 // scimApplyGroup makes the Trellis group what row says: its name, its
@@ -636,25 +684,38 @@ func (s *Service) SCIMDeleteGroup(ctx context.Context, p Principal, ref, id stri
 		if err != nil {
 			return err
 		}
-		if _, err := scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
-			return err
-		}
-		if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMGroup, id); err != nil {
-			return err
-		}
-		if _, err := orgGroup(ctx, tx, org, id); err == nil {
-			if err := tx.DeleteGroup(ctx, id); err != nil {
-				return err
-			}
-			o.filters = append(o.filters,
-				engine.RelationshipFilter{ResourceType: "group", ResourceID: id},
-				engine.RelationshipFilter{Subject: &engine.SubjectFilter{Type: "group", ID: id}})
-		} else if !errors.Is(err, trellis.ErrNotFound) {
-			return err
-		}
-		o.record(org.ID, "scim.group.delete", "group:"+id, nil)
-		return nil
+		return s.scimDeleteGroup(ctx, tx, o, org, id, version)
 	})
+}
+
+func (s *Service) scimDeleteGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, id string, version int64) error {
+	if _, err := scimRow(ctx, tx, org.ID, store.SCIMGroup, id, version); err != nil {
+		return err
+	}
+	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMGroup, id); err != nil {
+		return err
+	}
+	if _, err := orgGroup(ctx, tx, org, id); err == nil {
+		if err := tx.DeleteGroup(ctx, id); err != nil {
+			return err
+		}
+		o.filters = append(o.filters,
+			engine.RelationshipFilter{ResourceType: "group", ResourceID: id},
+			engine.RelationshipFilter{Subject: &engine.SubjectFilter{Type: "group", ID: id}})
+		// the filters match what the graph holds when the entry is applied;
+		// what earlier steps of a batch touch about the group is not there
+		// yet, and would be written after them: delete it explicitly
+		for _, u := range slices.Clone(o.updates) {
+			r := u.Relationship
+			if u.Operation != engine.OpDelete && (r.Resource.Type == "group" && r.Resource.ID == id || r.Subject.Object.Type == "group" && r.Subject.Object.ID == id) {
+				o.delete(r)
+			}
+		}
+	} else if !errors.Is(err, trellis.ErrNotFound) {
+		return err
+	}
+	o.record(org.ID, "scim.group.delete", "group:"+id, nil)
+	return nil
 }
 
 // SCIMGet reads one provisioned resource of org (kind store.SCIMUser or SCIMGroup).

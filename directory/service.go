@@ -217,6 +217,23 @@ type op struct {
 	// refOrg: the organization ref named, as runInTenant read it (orgForOp)
 	ref    string
 	refOrg *store.Org
+	// fresh: objects ("user:<id>", "group:<id>") this operation created with
+	// a new random id, which no stored relationship can name yet
+	fresh map[string]bool
+	// ev weighs the operation's effects (effects.go); reads memoises the
+	// graph reads it makes (readAll)
+	ev    *effects
+	reads map[string][]engine.Relationship
+	// domains: verified domain → the organization that verified it ("" none)
+	domains map[string]string
+}
+
+// created notes an object this operation made with a new random id.
+func (o *op) madeFresh(typ, id string) {
+	if o.fresh == nil {
+		o.fresh = map[string]bool{}
+	}
+	o.fresh[typ+":"+id] = true
 }
 
 func (o *op) touch(rels ...engine.Relationship) {

@@ -127,7 +127,20 @@ func (s *Service) insertUser(ctx context.Context, tx store.Tx, o *op, id, email,
 	}
 	if id == "" {
 		id = newID("usr")
+		o.madeFresh("user", id)
 	}
+	return s.putUserRow(ctx, tx, o, id, email, name, externalID)
+}
+
+// insertFreshUser inserts a user with a new id; its caller found no user with
+// email (the store's unique key refuses one all the same).
+func (s *Service) insertFreshUser(ctx context.Context, tx store.Tx, o *op, email, name, externalID string) (store.User, error) {
+	id := newID("usr")
+	o.madeFresh("user", id)
+	return s.putUserRow(ctx, tx, o, id, email, name, externalID)
+}
+
+func (s *Service) putUserRow(ctx context.Context, tx store.Tx, o *op, id, email, name, externalID string) (store.User, error) {
 	u := store.User{ID: id, Email: email, Name: name, ExternalID: externalID, Status: store.StatusActive, CreatedAt: o.now, UpdatedAt: o.now}
 	if err := tx.InsertUser(ctx, u); err != nil {
 		return store.User{}, err
@@ -241,6 +254,9 @@ func (s *Service) memberTuples(ctx context.Context, tx store.Tx, org store.Org, 
 	if err != nil {
 		return nil, err
 	}
+	if fresh, _ := ctx.Value(freshUserKey{}).(string); fresh == m.User {
+		return memberRels(org, m, roles, nil), nil // a user created by this very operation is in no group
+	}
 	groups, err := groupsIn(ctx, tx, org, m.User)
 	if err != nil {
 		return nil, err
@@ -280,6 +296,10 @@ func groupsIn(ctx context.Context, tx store.Tx, org store.Org, user string) ([]s
 	}
 	return out, nil
 }
+
+// freshUserKey marks a context in which the user named was created by the
+// operation at hand (memberTuples then skips its group lookup).
+type freshUserKey struct{}
 
 // PutMember adds a user to an organization or changes its roles or status.
 // The caller must hold every permission of the roles it adds or removes.

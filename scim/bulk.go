@@ -9,20 +9,26 @@ import (
 	"github.com/trellis-iam/trellis/directory"
 )
 
-// bulk runs a BulkRequest (RFC 7644 §3.7) in order; failOnErrors stops it
-// after that many failures. Later operations may name resources created by
-// earlier ones as "bulkId:<id>" (in their path or data).
+// bulk runs a BulkRequest (RFC 7644 §3.7) in order, as one directory
+// operation (directory.SCIMBatch): each operation is a step that is kept or,
+// when it fails, undone entirely, and the kept ones commit together — one
+// transaction, one outbox entry, one write to the graph. failOnErrors stops
+// it after that many failures; the operations before the stop stay applied
+// and each one's result is reported. Later operations may name resources
+// created by earlier ones as "bulkId:<id>" (in their path or data). A
+// failure of the service itself (store or engine unavailable) ends the whole
+// request with nothing applied.
 func (s *Server) bulk(r *request) (reply, error) {
 	in, err := body(r.c)
 	if err != nil {
 		return reply{}, err
 	}
 	_, raw, _ := lookup(in, "Operations")
-	ops, ok := raw.([]any)
+	list, ok := raw.([]any)
 	if !ok {
 		return reply{}, errorf(http.StatusBadRequest, "invalidSyntax", "a BulkRequest needs an Operations list")
 	}
-	if len(ops) > MaxBulkOperations {
+	if len(list) > MaxBulkOperations {
 		return reply{}, errorf(http.StatusRequestEntityTooLarge, "tooMany", "at most %d operations per bulk request", MaxBulkOperations)
 	}
 	failOn := 0
@@ -34,38 +40,68 @@ func (s *Server) bulk(r *request) (reply, error) {
 		}
 		failOn = int(i)
 	}
-	ids := map[string]string{} // bulkId → created id
-	results := []any{}
-	failures := 0
-	for i, el := range ops {
-		op, ok := el.(map[string]any)
-		if !ok {
+	ops := make([]map[string]any, len(list))
+	for i, el := range list {
+		if ops[i], ok = el.(map[string]any); !ok {
 			return reply{}, errorf(http.StatusBadRequest, "invalidSyntax", "Operations[%d] must be an object", i)
 		}
-		res := s.bulkOne(r, op, ids)
-		results = append(results, res)
-		if st, _ := res["status"].(string); st >= "400" {
-			failures++
-			if failOn > 0 && failures >= failOn {
-				break
+	}
+	var results []any
+	err = s.dir.SCIMBatch(r.ctx, r.p, r.org, func(b *directory.SCIMBatch) error {
+		ids := map[string]string{} // bulkId → created id
+		results = []any{}
+		failures := 0
+		for _, op := range ops {
+			var res bulkResult
+			err := b.Step(func() error {
+				var err error
+				res, err = s.bulkOne(r, batched{b}, op, ids)
+				return err
+			})
+			out := res.out
+			if err != nil {
+				se := asError(err)
+				if se.Status >= http.StatusInternalServerError {
+					return err // the service failed: nothing of the request commits
+				}
+				out["status"] = fmt.Sprint(se.Status)
+				out["response"] = se.body()
+				delete(out, "location")
+				delete(out, "version")
+				results = append(results, out)
+				failures++
+				if failOn > 0 && failures >= failOn {
+					break
+				}
+				continue
 			}
+			if res.bulkID != "" && res.created != "" {
+				ids[res.bulkID] = res.created
+			}
+			results = append(results, out)
 		}
+		return nil
+	})
+	if err != nil {
+		return reply{}, err
 	}
 	return reply{status: http.StatusOK, body: map[string]any{"schemas": []string{schemaBulkResp}, "Operations": results}}, nil
 }
 
-func (s *Server) bulkOne(r *request, op map[string]any, ids map[string]string) map[string]any {
+// bulkResult is one operation's entry in the BulkResponse, and the id it
+// created (for later bulkId references).
+type bulkResult struct {
+	out             map[string]any
+	bulkID, created string
+}
+
+func (s *Server) bulkOne(r *request, w writer, op map[string]any, ids map[string]string) (bulkResult, error) {
 	str := func(k string) string { _, v, _ := lookup(op, k); s, _ := v.(string); return s }
 	method, path, bulkID := strings.ToUpper(str("method")), str("path"), str("bulkId")
-	out := map[string]any{"method": method}
+	res := bulkResult{out: map[string]any{"method": method}, bulkID: bulkID}
+	out := res.out
 	if bulkID != "" {
 		out["bulkId"] = bulkID
-	}
-	fail := func(err error) map[string]any {
-		se := asError(err)
-		out["status"] = fmt.Sprint(se.Status)
-		out["response"] = se.body()
-		return out
 	}
 	// resolve bulkId references in the path and the data
 	var unresolved string
@@ -83,9 +119,9 @@ func (s *Server) bulkOne(r *request, op map[string]any, ids map[string]string) m
 		segs[i] = resolve(segs[i])
 	}
 	_, data, _ := lookup(op, "data")
-	data = replaceBulkIDs(data, resolve)
+	data = replaceBulkIDs(deepCopy(data), resolve) // a copy: the batch may run the request twice
 	if unresolved != "" {
-		return fail(errorf(http.StatusConflict, "invalidValue", "bulkId %q names no earlier operation's resource", unresolved))
+		return res, errorf(http.StatusConflict, "invalidValue", "bulkId %q names no earlier operation's resource", unresolved)
 	}
 	var k kind
 	switch {
@@ -94,13 +130,13 @@ func (s *Server) bulkOne(r *request, op map[string]any, ids map[string]string) m
 	case len(segs) >= 1 && strings.EqualFold(segs[0], "Groups"):
 		k = groups
 	default:
-		return fail(errorf(http.StatusBadRequest, "invalidPath", "path %q is not /Users or /Groups", path))
+		return res, errorf(http.StatusBadRequest, "invalidPath", "path %q is not /Users or /Groups", path)
 	}
 	version := directory.AnyVersion
 	if v := str("version"); v != "" {
 		n, err := parseVersion(v)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		version = n
 	}
@@ -108,56 +144,48 @@ func (s *Server) bulkOne(r *request, op map[string]any, ids map[string]string) m
 	switch {
 	case method == http.MethodPost && len(segs) == 1:
 		if m == nil {
-			return fail(errorf(http.StatusBadRequest, "invalidSyntax", "POST needs data"))
+			return res, errorf(http.StatusBadRequest, "invalidSyntax", "POST needs data")
 		}
-		rec, _, err := s.put(r, k, "", m, directory.AnyVersion)
+		rec, err := s.put(w, k, "", m, directory.AnyVersion)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
-		if bulkID != "" {
-			ids[bulkID] = rec.ID
-		}
+		res.created = rec.ID
 		out["status"], out["location"], out["version"] = "201", r.base+"/"+k.endpoint+"/"+rec.ID, etag(rec.Version)
 	case len(segs) == 2 && method == http.MethodPut:
 		if m == nil {
-			return fail(errorf(http.StatusBadRequest, "invalidSyntax", "PUT needs data"))
+			return res, errorf(http.StatusBadRequest, "invalidSyntax", "PUT needs data")
 		}
-		if _, err := s.fetch(r, k, segs[1]); err != nil {
-			return fail(err)
+		if _, err := w.get(k, segs[1]); err != nil {
+			return res, err
 		}
-		rec, _, err := s.put(r, k, segs[1], m, version)
+		rec, err := s.put(w, k, segs[1], m, version)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		out["status"], out["location"], out["version"] = "200", r.base+"/"+k.endpoint+"/"+rec.ID, etag(rec.Version)
 	case len(segs) == 2 && method == http.MethodPatch:
 		if m == nil {
-			return fail(errorf(http.StatusBadRequest, "invalidSyntax", "PATCH needs data"))
+			return res, errorf(http.StatusBadRequest, "invalidSyntax", "PATCH needs data")
 		}
 		ops, err := decodePatch(m)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
-		rec, err := s.patchOnce(r, k, segs[1], ops, version)
+		rec, err := s.patchOnce(w, k, segs[1], ops, version)
 		if err != nil {
-			return fail(err)
+			return res, err
 		}
 		out["status"], out["location"], out["version"] = "200", r.base+"/"+k.endpoint+"/"+rec.ID, etag(rec.Version)
 	case len(segs) == 2 && method == http.MethodDelete:
-		var err error
-		if k.name == "User" {
-			err = s.dir.SCIMDeleteUser(r.ctx, r.p, r.org, segs[1], version)
-		} else {
-			err = s.dir.SCIMDeleteGroup(r.ctx, r.p, r.org, segs[1], version)
-		}
-		if err != nil {
-			return fail(err)
+		if err := w.remove(k, segs[1], version); err != nil {
+			return res, err
 		}
 		out["status"] = "204"
 	default:
-		return fail(errorf(http.StatusBadRequest, "invalidSyntax", "method %q does not apply to path %q", method, path))
+		return res, errorf(http.StatusBadRequest, "invalidSyntax", "method %q does not apply to path %q", method, path)
 	}
-	return out
+	return res, nil
 }
 
 func replaceBulkIDs(v any, resolve func(string) string) any {

@@ -52,7 +52,7 @@ func attrDocs(attrs []attr) []any {
 }
 
 var (
-	userSchema       = schemaDoc(schemaUser, "User", userAttrs)
+	userSchema       = withGroupsAttr(schemaDoc(schemaUser, "User", userAttrs))
 	groupSchema      = schemaDoc(schemaGroup, "Group", groupAttrs)
 	enterpriseSchema = schemaDoc(schemaEnterprise, "EnterpriseUser", enterpriseAttrs)
 	allSchemas       = []map[string]any{userSchema, groupSchema, enterpriseSchema}
@@ -102,4 +102,20 @@ func listOf(items []map[string]any) reply {
 	return reply{status: http.StatusOK, body: map[string]any{
 		"schemas": []string{schemaList}, "totalResults": len(items), "startIndex": 1, "itemsPerPage": len(items), "Resources": res,
 	}}
+}
+
+// withGroupsAttr adds the User's read-only, computed groups attribute.
+func withGroupsAttr(doc map[string]any) map[string]any {
+	sub := func(name, typ string) map[string]any {
+		return map[string]any{"name": name, "type": typ, "multiValued": false, "required": false, "caseExact": false,
+			"mutability": "readOnly", "returned": "default", "uniqueness": "none"}
+	}
+	ref := sub("$ref", "reference")
+	ref["referenceTypes"] = []string{"Group"}
+	doc["attributes"] = append(doc["attributes"].([]any), map[string]any{
+		"name": "groups", "type": "complex", "multiValued": true, "required": false, "caseExact": false,
+		"mutability": "readOnly", "returned": "default", "uniqueness": "none",
+		"subAttributes": []any{sub("value", "string"), ref, sub("display", "string"), sub("type", "string")},
+	})
+	return doc
 }

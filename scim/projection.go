@@ -48,7 +48,7 @@ func (p proj) apply(doc map[string]any) map[string]any {
 	if len(p.exclude) > 0 {
 		out := deepCopy(doc).(map[string]any)
 		for _, a := range p.exclude {
-			if isReadOnly(a.AttributeName) && a.URI() == "" {
+			if alwaysReturned(a.AttributeName) && a.URI() == "" {
 				continue
 			}
 			c, _ := container(out, a.URI(), false)
@@ -126,4 +126,27 @@ func nameEquality(k kind, expr any) (string, bool) {
 	}
 	v, ok := x.CompareValue.(string)
 	return v, ok && strings.EqualFold(x.AttributePath.AttributeName, want)
+}
+
+// alwaysReturned: id, schemas and meta come back whatever the projection
+// (RFC 7643 §7 "returned": "always"); groups is read-only but returned by
+// default, so it may be excluded.
+func alwaysReturned(name string) bool {
+	return strings.EqualFold(name, "id") || strings.EqualFold(name, "meta") || strings.EqualFold(name, "schemas")
+}
+
+// wants reports whether the projection returns the core attribute name.
+func (p proj) wants(name string) bool {
+	matches := func(list []filter.AttributePath) bool {
+		for _, a := range list {
+			if strings.EqualFold(a.AttributeName, name) && (a.URI() == "" || strings.EqualFold(a.URI(), schemaUser)) {
+				return true
+			}
+		}
+		return false
+	}
+	if len(p.include) > 0 {
+		return matches(p.include)
+	}
+	return !matches(p.exclude)
 }

@@ -244,6 +244,11 @@ func (s *Server) get(k kind) handler {
 		if inm := r.c.Request().Header.Get("If-None-Match"); inm != "" && inm == etag(rec.Version) {
 			return reply{status: http.StatusNotModified, etag: etag(rec.Version)}, nil
 		}
+		if k.name == "User" && proj.wants("groups") {
+			if err := s.withGroups(r, []map[string]any{doc}); err != nil {
+				return reply{}, err
+			}
+		}
 		return reply{status: http.StatusOK, body: proj.apply(doc), etag: etag(rec.Version)}, nil
 	}
 }
@@ -259,22 +264,22 @@ func (k kind) state(in map[string]any) (map[string]any, []byte, error) {
 }
 
 // put writes a representation: id "" creates.
-func (s *Server) put(r *request, k kind, id string, in map[string]any, version int64) (directory.SCIMRecord, bool, error) {
+func (s *Server) put(w writer, k kind, id string, in map[string]any, version int64) (directory.SCIMRecord, error) {
 	doc, raw, err := k.state(in)
 	if err != nil {
-		return directory.SCIMRecord{}, false, err
+		return directory.SCIMRecord{}, err
 	}
 	if k.name == "User" {
 		st := userState(doc)
 		st.Doc = raw
-		return s.dir.SCIMPutUser(r.ctx, r.p, r.org, id, st, version)
+		return w.putUser(id, st, version)
 	}
 	st, err := groupState(doc)
 	if err != nil {
-		return directory.SCIMRecord{}, false, err
+		return directory.SCIMRecord{}, err
 	}
 	st.Doc = raw
-	return s.dir.SCIMPutGroup(r.ctx, r.p, r.org, id, st, version)
+	return w.putGroup(id, st, version)
 }
 
 func (s *Server) answer(r *request, k kind, rec directory.SCIMRecord, status int) (reply, error) {
@@ -285,6 +290,11 @@ func (s *Server) answer(r *request, k kind, rec directory.SCIMRecord, status int
 	proj, err := projection(r.c.QueryParam("attributes"), r.c.QueryParam("excludedAttributes"))
 	if err != nil {
 		return reply{}, err
+	}
+	if k.name == "User" && proj.wants("groups") {
+		if err := s.withGroups(r, []map[string]any{doc}); err != nil {
+			return reply{}, err
+		}
 	}
 	rep := reply{status: status, body: proj.apply(doc), etag: etag(rec.Version)}
 	if status == http.StatusCreated {
@@ -299,7 +309,7 @@ func (s *Server) create(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		rec, _, err := s.put(r, k, "", in, directory.AnyVersion)
+		rec, err := s.put(direct{s, r}, k, "", in, directory.AnyVersion)
 		if err != nil {
 			return reply{}, err
 		}
@@ -320,7 +330,7 @@ func (s *Server) replace(k kind) handler {
 		if _, err := s.fetch(r, k, r.c.Param("id")); err != nil {
 			return reply{}, err
 		}
-		rec, _, err := s.put(r, k, r.c.Param("id"), in, version)
+		rec, err := s.put(direct{s, r}, k, r.c.Param("id"), in, version)
 		if err != nil {
 			return reply{}, err
 		}
@@ -346,7 +356,7 @@ func (s *Server) patch(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		rec, err := s.patchOnce(r, k, r.c.Param("id"), ops, want)
+		rec, err := s.patchOnce(direct{s, r}, k, r.c.Param("id"), ops, want)
 		if err != nil {
 			return reply{}, err
 		}
@@ -356,9 +366,9 @@ func (s *Server) patch(k kind) handler {
 
 // patchOnce applies ops to the stored representation and writes it back at
 // the version it read (retrying a lost race unless the client named a version).
-func (s *Server) patchOnce(r *request, k kind, id string, ops []patchOp, want int64) (directory.SCIMRecord, error) {
+func (s *Server) patchOnce(w writer, k kind, id string, ops []patchOp, want int64) (directory.SCIMRecord, error) {
 	for attempt := 0; ; attempt++ {
-		cur, err := s.fetch(r, k, id)
+		cur, err := w.get(k, id)
 		if err != nil {
 			return cur, err
 		}
@@ -375,7 +385,7 @@ func (s *Server) patchOnce(r *request, k kind, id string, ops []patchOp, want in
 		if err != nil {
 			return cur, err
 		}
-		rec, _, err := s.put(r, k, id, next, cur.Version)
+		rec, err := s.put(w, k, id, next, cur.Version)
 		if errors.Is(err, directory.ErrSCIMVersion) && want == directory.AnyVersion && attempt < patchRetries {
 			continue
 		}
@@ -389,12 +399,7 @@ func (s *Server) remove(k kind) handler {
 		if err != nil {
 			return reply{}, err
 		}
-		if k.name == "User" {
-			err = s.dir.SCIMDeleteUser(r.ctx, r.p, r.org, r.c.Param("id"), version)
-		} else {
-			err = s.dir.SCIMDeleteGroup(r.ctx, r.p, r.org, r.c.Param("id"), version)
-		}
-		if err != nil {
+		if err := (direct{s, r}).remove(k, r.c.Param("id"), version); err != nil {
 			return reply{}, err
 		}
 		return reply{status: http.StatusNoContent}, nil
@@ -506,6 +511,7 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 		return reply{}, err
 	}
 	var docs []map[string]any
+	groupsDone := false
 	if q.filter != "" {
 		expr, err := parseFilter(q.filter)
 		if err != nil {
@@ -515,11 +521,21 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 		if err != nil {
 			return reply{}, err
 		}
+		var all []map[string]any
 		for _, rec := range recs {
 			doc, err := k.render(rec, r.base)
 			if err != nil {
 				return reply{}, err
 			}
+			all = append(all, doc)
+		}
+		if k.name == "User" && filterNamesGroups(q.filter) {
+			if err := s.withGroups(r, all); err != nil {
+				return reply{}, err
+			}
+			groupsDone = true
+		}
+		for _, doc := range all {
 			ok, err := match(expr, doc)
 			if err != nil {
 				return reply{}, err
@@ -564,6 +580,11 @@ func (s *Server) query(r *request, k kind, q query) (reply, error) {
 	total := len(docs)
 	from := min(q.startIndex-1, total)
 	to := min(from+q.count, total)
+	if k.name == "User" && !groupsDone && proj.wants("groups") {
+		if err := s.withGroups(r, docs[from:to]); err != nil {
+			return reply{}, err
+		}
+	}
 	page := make([]any, 0, to-from)
 	for _, d := range docs[from:to] {
 		page = append(page, proj.apply(d))

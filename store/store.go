@@ -45,6 +45,7 @@ type Tx interface {
 	ChangelogRows
 	ChangelogIndex
 	FederationRows
+	Savepoints
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"changelog/index and compaction", testChangelogIndex},
 		{"tx/fn error passes through", testTxErrorPassesThrough},
 		{"tx/rollback undoes every write", testTxRollback},
+		{"tx/savepoints undo their part", testSavepoints},
 		{"tx/commit makes every write visible", testTxCommitEach},
 		{"tx/reads see own writes", testTxReadOwnWrites},
 		{"tx/writes fail in Read", testReadOnly},

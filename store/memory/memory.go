@@ -1076,3 +1076,19 @@ func copyValue(v reflect.Value) reflect.Value {
 	}
 	return v // scalars, and structs, which JSON-shaped values do not hold
 }
+
+// Savepoint undoes fn's writes (the undo entries it added) when fn fails.
+func (t *tx) Savepoint(_ context.Context, fn func() error) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	mark := len(t.undo)
+	if err := fn(); err != nil {
+		for i := len(t.undo) - 1; i >= mark; i-- {
+			t.undo[i]()
+		}
+		t.undo = t.undo[:mark]
+		return err
+	}
+	return nil
+}

@@ -289,6 +289,8 @@ type tx struct {
 	// with the next round trip (tail.go)
 	heads  map[string]audit.Head
 	queued []queuedStmt
+	// savepoints numbers the transaction's savepoints (Savepoint)
+	savepoints int
 }
 
 var _ store.Tx = (*tx)(nil)
