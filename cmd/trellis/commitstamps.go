@@ -27,9 +27,9 @@ func requireCommitTimestamps(ctx context.Context, databaseURL string) error {
 		return fmt.Errorf("--access-history: reading track_commit_timestamp on --database-url: %w", err)
 	}
 	if on != "on" {
-		return fmt.Errorf("%w: --access-history needs track_commit_timestamp = on in the PostgreSQL server behind --database-url " +
-			"(SpiceDB's watch stream, which records the access history, reads commit timestamps), and it is off: " +
-			"set it in postgresql.conf or with ALTER SYSTEM SET track_commit_timestamp = on, restart PostgreSQL, " +
+		return fmt.Errorf("%w: --access-history needs track_commit_timestamp = on in the PostgreSQL server behind --database-url "+
+			"(SpiceDB's watch stream, which records the access history, reads commit timestamps), and it is off: "+
+			"set it in postgresql.conf or with ALTER SYSTEM SET track_commit_timestamp = on, restart PostgreSQL, "+
 			"or start with --access-history=false (no POST /v1/access/at)", errNoCommitTimestamps)
 	}
 	return nil
