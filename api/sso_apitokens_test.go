@@ -48,8 +48,15 @@ func TestTokenProviderAccessTokenAtAPI(t *testing.T) {
 	w := newSSOWorld(t)
 	h := w.h
 	createOrg(h, testKey, "Globex", "globex", "")
+	// a token the app did not ask to use at the Trellis API is its own alone
 	code, verifier := w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
 	status, tok := w.exchange(code, verifier)
+	if status != 200 {
+		t.Fatalf("exchange: %d %v", status, tok)
+	}
+	h.as(str(tok, "access_token")).fails(401, "unauthenticated", "", "GET", "/v1/organizations/acme/members", nil)
+	code, verifier = w.signIn(newBrowser(t), apiScope("organization", "acme"))
+	status, tok = w.exchange(code, verifier)
 	if status != 200 {
 		t.Fatalf("exchange: %d %v", status, tok)
 	}
@@ -84,7 +91,7 @@ func TestTokenProviderAccessTokenAtAPI(t *testing.T) {
 	alice.fails(401, "unauthenticated", "", "GET", "/v1/organizations/acme/members", nil)
 
 	// deprovisioning: a suspended membership ends the next sign-in's token at once
-	code, verifier = w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
+	code, verifier = w.signIn(newBrowser(t), apiScope("organization", "acme"))
 	_, tok = w.exchange(code, verifier)
 	again := h.as(str(tok, "access_token"))
 	again.do(200, "GET", "/v1/organizations/acme/members", nil)
@@ -121,4 +128,13 @@ func TestTokenClientCredentialsAtAPI(t *testing.T) {
 
 	h.provider().do(204, "DELETE", sa.saPath, nil)
 	bot.fails(401, "unauthenticated", "", "GET", "/v1/organizations/acme/audit", nil)
+}
+
+// apiScope is a sign-in's extra parameters asking for the Trellis API scope.
+func apiScope(kv ...string) url.Values {
+	v := url.Values{"scope": {"openid email profile offline_access trellis:api"}}
+	for i := 0; i+1 < len(kv); i += 2 {
+		v.Set(kv[i], kv[i+1])
+	}
+	return v
 }

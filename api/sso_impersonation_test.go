@@ -12,7 +12,7 @@ import (
 func (w *ssoWorld) impersonationSignIn(b *browser, token string) (*url.URL, int, string, string) {
 	w.h.t.Helper()
 	verifier, challenge := pkce()
-	u, status, _ := b.get(w.app.authorizeURL("app-state", challenge, nil))
+	u, status, _ := b.get(w.app.authorizeURL("app-state", challenge, apiScope())) // its token is also used at the Trellis API
 	id := u.Query().Get("authRequestID")
 	if status != 200 || u.Path != "/sso/login" || id == "" {
 		w.h.t.Fatalf("the sign-in without a hint ended at %s %d, want the email page", u, status)

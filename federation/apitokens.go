@@ -19,13 +19,20 @@ import (
 // OpenID provider issued — to an application for a signed-in user, or to a
 // service account's key by client credentials — authenticates calls to the
 // Trellis API with the authority of that user in that organization (as a
-// POST /v1/tokens token would), or of that key limited to the token's
-// scopes. The JWT alone is never trusted: besides its signature (ES256, a
+// POST /v1/tokens token would) when the application asked for APIScope, or
+// of that key limited to the token's scopes. The JWT alone is never trusted: besides its signature (ES256, a
 // published key), iss, exp, aud and client_id, the token must be one the
 // provider still holds live (not revoked, its grant not ended), and its
 // user, membership, organization, application — or key and account — are
 // read again at every call, so revocation and deprovisioning take effect at
 // once.
+
+// APIScope is the scope an application asks for when the user's access
+// token is to call the Trellis API as that user. A token issued without it
+// is for the application alone (its own API, userinfo) and is refused by
+// the Trellis API: an application that signs an administrator in does not
+// thereby hold the administrator's power over Trellis unless it asked.
+const APIScope = "trellis:api"
 
 // providerTokenType is the JOSE "typ" of the provider's JWTs (zitadel/oidc);
 // the Signer's own tokens carry "at+jwt".
@@ -107,6 +114,9 @@ func (s *Service) AuthenticateAccessToken(ctx context.Context, raw string) (dire
 			return fail("the service account's key is no longer active: " + err.Error())
 		}
 		return pr, nil
+	}
+	if !slices.Contains(at.Scopes, APIScope) {
+		return fail("the token was not issued for the Trellis API (the application did not ask for scope " + APIScope + ")")
 	}
 	if _, err := s.liveClaims(ctx, f.Subject, f.Org, f.ClientID); err != nil {
 		return fail(err.Error())
