@@ -228,3 +228,88 @@ func (l *laggingWrites) WriteRelationships(ctx context.Context, ups []engine.Rel
 	time.Sleep(d)
 	return l.Engine.WriteRelationships(ctx, ups)
 }
+
+// TestAWriteAnotherNodeAppliedIsReadOnTheWritingNode: node B commits a
+// membership change and node A's relay applies it to SpiceDB before B's own
+// pass runs. When B acknowledges the write, B's answers reflect it at once —
+// its cache held the old answer, and it has no Watch — both for a grant and
+// for a revocation.
+func TestAWriteAnotherNodeAppliedIsReadOnTheWritingNode(t *testing.T) {
+	srv := startPostgres(t)
+	ctx := t.Context()
+	url := srv.NewDatabase(t)
+	if err := postgres.Migrate(ctx, url); err != nil {
+		t.Fatal(err)
+	}
+	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
+		t.Fatal(err)
+	}
+	var caches [2]*engine.Cached
+	var nodes [2]*Service
+	for i := range nodes {
+		if caches[i], err = engine.NewCached(ctx, eng, engine.CacheConfig{}); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(caches[i].Close)
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = st.Close() })
+		if nodes[i], err = New(Deps{Store: st, Graph: caches[i]}, Config{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	a, b := nodes[0], nodes[1]
+	p := Provider("test")
+	org, err := a.CreateOrganization(ctx, p, CreateOrg{Name: "Acme", Slug: "acme"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, err := a.CreateUser(ctx, p, CreateUser{Email: "dana@acme.example", Name: "Dana"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	access := engine.CheckRequest{Resource: engine.ObjectRef{Type: "organization", ID: org.ID}, Permission: "access",
+		Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "user", ID: u.ID}}}
+	answer := func() engine.CheckResult {
+		t.Helper()
+		res, err := caches[1].Check(ctx, access)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res
+	}
+	answer()
+	if res := answer(); !res.Cached || res.Allowed() {
+		t.Fatalf("setup: node B should hold a cached denial, got %+v", res)
+	}
+	appliedByA := 0
+	b.relay.beforeWait = func(int64) {
+		if err := a.Relay().Flush(ctx); err != nil {
+			t.Error(err)
+		}
+		appliedByA++
+	}
+	if _, _, err := b.PutMember(ctx, p, org.ID, u.ID, PutMember{Roles: []string{"member"}}); err != nil {
+		t.Fatal(err)
+	}
+	if res := answer(); !res.Allowed() {
+		t.Fatalf("node B acknowledged the membership, then answered %+v", res)
+	}
+	answer()
+	if err := b.RemoveMember(ctx, p, org.ID, u.ID); err != nil {
+		t.Fatal(err)
+	}
+	if res := answer(); res.Allowed() {
+		t.Fatalf("node B acknowledged the removal, then still allowed: %+v", res)
+	}
+	if appliedByA != 2 {
+		t.Fatalf("node A's relay ran %d times before B's waits, want 2", appliedByA)
+	}
+}

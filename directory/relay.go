@@ -47,7 +47,17 @@ type Relay struct {
 	batch int
 	// onApplied, when set (tests), is told of each write's entries once marked
 	onApplied func(seqs []int64)
+	// beforeWait, when set (tests), runs between an operation's commit and its
+	// WaitApplied (another node's relay may apply the entry there)
+	beforeWait func(seq int64)
+	// mine: entries this process applied and no waiter has asked about yet
+	mine map[int64]struct{}
 }
+
+// maxMine bounds Relay.mine (entries applied for writers of other nodes are
+// never asked about); past it the set is forgotten, which only makes a waiter
+// treat its entry as applied elsewhere (a harmless extra invalidation).
+const maxMine = 1 << 16
 
 // maxWriteBytes keeps one write under SpiceDB's 4 MiB gRPC message limit,
 // with room for the message's own framing.
@@ -98,6 +108,7 @@ func (r *Relay) Flush(ctx context.Context) error {
 				if err := c.MarkOutboxApplied(ctx, seqs, token, time.Now().UTC()); err != nil {
 					return err
 				}
+				r.noteMine(seqs)
 				if r.onApplied != nil {
 					r.onApplied(seqs)
 				}
@@ -180,6 +191,28 @@ func (r *Relay) WaitApplied(ctx context.Context, seq int64) error {
 			return fmt.Errorf("%w: saved, not yet applied to the graph (outbox entry %d): %v", trellis.ErrUnavailable, seq, ctx.Err())
 		}
 	}
+}
+
+// noteMine records entries this process applied.
+func (r *Relay) noteMine(seqs []int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.mine == nil || len(r.mine) >= maxMine {
+		r.mine = map[int64]struct{}{}
+	}
+	for _, s := range seqs {
+		r.mine[s] = struct{}{}
+	}
+}
+
+// appliedHere reports (once) whether this process applied entry seq: if not,
+// another node's relay did, and this node's engine has not seen the write.
+func (r *Relay) appliedHere(seq int64) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	_, ok := r.mine[seq]
+	delete(r.mine, seq)
+	return ok
 }
 
 // pass flushes once and tells the waiters whose asks it covers.

@@ -295,6 +295,7 @@ func (o *op) record(org, action, target string, details map[string]any) {
 // entry is applied to the engine before run returns.
 func (s *Service) run(ctx context.Context, p Principal, action string, fn func(tx store.Tx, o *op) error) error {
 	var seq int64
+	var written *op
 	err := s.store.InTx(ctx, func(tx store.Tx) error {
 		o := &op{p: p, now: s.cfg.Now().UTC(), action: action}
 		if err := fn(tx, o); err != nil {
@@ -315,6 +316,7 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 		}
 		var err error
 		seq, err = tx.AppendOutbox(ctx, store.OutboxEntry{Action: action, Updates: o.updates, DeleteFilters: o.filters, CreatedAt: o.now})
+		written = o
 		return err
 	})
 	var esc *escalation
@@ -324,7 +326,23 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 	if err != nil || seq == 0 {
 		return err
 	}
-	return s.relay.WaitApplied(ctx, seq)
+	if s.relay.beforeWait != nil {
+		s.relay.beforeWait(seq)
+	}
+	if err := s.relay.WaitApplied(ctx, seq); err != nil {
+		return err
+	}
+	// applied by another node's relay: this node's engine and cache learn of
+	// it before the write is acknowledged (read-your-writes on this node),
+	// not when its Watch delivers it
+	if !s.relay.appliedHere(seq) {
+		if w, ok := s.graph.(engine.ElsewhereWriter); ok {
+			if err := w.WrittenElsewhere(ctx, written.updates, written.filters); err != nil {
+				return fmt.Errorf("%w: applied, but this node could not catch up with it: %v", trellis.ErrUnavailable, err)
+			}
+		}
+	}
+	return nil
 }
 
 // recordDenied appends a refused escalation to the organization's chain, in a

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -675,4 +676,39 @@ func remapBulkField(err error, idx []int) error {
 		return err
 	}
 	return &trellis.ValidationError{Field: fmt.Sprintf("items[%d]", idx[j]) + ve.Field[end+1:], Message: ve.Message}
+}
+
+// ElsewhereWriter is implemented by engines that can be told of a write
+// another process committed to SpiceDB (another node's outbox relay applied a
+// directory write this node acknowledges).
+type ElsewhereWriter interface {
+	WrittenElsewhere(ctx context.Context, updates []RelationshipUpdate, filters []RelationshipFilter) error
+}
+
+var _ ElsewhereWriter = (*Cached)(nil)
+
+// WrittenElsewhere makes this node's reads reflect a write already committed
+// by another process, before its Watch delivers it: the engine's read floor
+// catches up to SpiceDB's head (which is past the write), and the tenants the
+// write touched are invalidated as if it had been written here. A delete by
+// filter names its objects only when the filter names a resource id; one that
+// does not invalidates every answer.
+func (c *Cached) WrittenElsewhere(ctx context.Context, updates []RelationshipUpdate, filters []RelationshipFilter) error {
+	if w, ok := c.Engine.(Watcher); ok {
+		if _, err := w.CatchUp(ctx); err != nil {
+			return err
+		}
+	}
+	touched := slices.Clone(updates)
+	for _, f := range filters {
+		if f.ResourceID == "" {
+			c.ten.bumpAll()
+			c.countBumps(0, true)
+			continue
+		}
+		touched = append(touched, RelationshipUpdate{Operation: OpDelete, Relationship: Relationship{
+			Resource: ObjectRef{Type: f.ResourceType, ID: f.ResourceID}, Relation: f.Relation}})
+	}
+	c.afterWrite("", touched)
+	return nil
 }

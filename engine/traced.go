@@ -51,6 +51,14 @@ var (
 )
 
 // Reachable forwards the wrapped engine's answer (true when it cannot tell).
+// WrittenElsewhere is forwarded to an engine that takes it (the cache).
+func (t *traced) WrittenElsewhere(ctx context.Context, updates []RelationshipUpdate, filters []RelationshipFilter) error {
+	if w, ok := t.Engine.(ElsewhereWriter); ok {
+		return w.WrittenElsewhere(ctx, updates, filters)
+	}
+	return nil
+}
+
 func (t *traced) Reachable() bool {
 	if r, ok := t.Engine.(reachability); ok {
 		return r.Reachable()
