@@ -56,6 +56,25 @@ func newAccessWorldWith(t *testing.T, app string) *accessWorld {
 		t.Fatal(err)
 	}
 	w := &accessWorld{forest: newForest(t, s, eng, rnd), s: s, eng: eng, seed: seed}
+	// an inherited path in every world (the random forest may have none, or
+	// only under suspended ancestors): a tenant of its own with a region, and
+	// a user of its own administering the tenant
+	heir, err := s.CreateUser(ctx, w.provider, CreateUser{Email: "heir@example.com"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	top, err := s.CreateOrganization(ctx, w.provider, CreateOrg{Name: "Heirloom", Slug: "heirloom"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	region, err := s.CreateOrganization(ctx, w.provider, CreateOrg{Name: "Heirloom EU", Slug: "heirloom-eu", Parent: top.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.PutMember(ctx, w.provider, top.ID, heir.ID, PutMember{Roles: []string{RoleAdmin}}); err != nil {
+		t.Fatal(err)
+	}
+	w.users, w.orgs = append(w.users, heir.ID), append(w.orgs, top.ID, region.ID)
 	later := time.Now().Add(2 * time.Hour)
 	for _, org := range w.orgs[4:] { // a real delegation, on the first active customer that allows it
 		if w.suspended(t, mustOrg(t, s, org)) {
