@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/trellis-iam/trellis"
-	"github.com/trellis-iam/trellis/store"
 )
 
 // KeyCredential is the credential "trk.<key id>.<secret>" a service account
@@ -28,15 +27,7 @@ func KeyCredential(clientID, secret string) string {
 // key may still do — and when the key expires (zero: never). Every failure
 // is the same ErrUnauthenticated.
 func (s *Service) LiveKey(ctx context.Context, id string) (Principal, time.Time, error) {
-	var k store.APIKey
-	err := s.read(ctx, func(tx store.Tx) error {
-		var err error
-		if k, err = tx.GetAPIKey(ctx, id); err != nil {
-			return err
-		}
-		_, err = tx.GetServiceAccount(ctx, k.ServiceAccount)
-		return err
-	})
+	k, err := s.keyOfLiveAccount(ctx, id)
 	if errors.Is(err, trellis.ErrNotFound) || err == nil && s.keyView(k).Status != "active" {
 		return Principal{}, time.Time{}, fmt.Errorf("%w: the API key is revoked, expired or deleted", trellis.ErrUnauthenticated)
 	} else if err != nil {

@@ -38,20 +38,12 @@ func startPostgres(t *testing.T) *pgtest.Server {
 	return srv
 }
 
-// TestTwoNodesOnOneStoreApplyTheOutboxOnceInOrder runs two directory
-// services, each with its own store pool and its own relay worker, on one
-// PostgreSQL database and one engine, as two Trellis nodes are. Writers add
-// and remove memberships through both at once; each writer owns its
-// (organization, user) pairs, so the last acknowledged operation of each is
-// known. Before the relays shared a claim on the outbox, each node applied the
-// entries it read without a lock, and a stale re-applied add brought removed
-// memberships back for good. Afterwards the graph must hold exactly the
-// memberships whose last acknowledged operation was an add, and the directory
-// must agree.
-func TestTwoNodesOnOneStoreApplyTheOutboxOnceInOrder(t *testing.T) {
-	srv := startPostgres(t)
+// nodesOnPostgres is what several nodes share: a migrated PostgreSQL
+// database (its URL) and one engine with the system schema.
+func nodesOnPostgres(t *testing.T) (string, *engine.Embedded) {
+	t.Helper()
 	ctx := t.Context()
-	url := srv.NewDatabase(t)
+	url := startPostgres(t).NewDatabase(t)
 	if err := postgres.Migrate(ctx, url); err != nil {
 		t.Fatal(err)
 	}
@@ -63,6 +55,22 @@ func TestTwoNodesOnOneStoreApplyTheOutboxOnceInOrder(t *testing.T) {
 	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
 		t.Fatal(err)
 	}
+	return url, eng
+}
+
+// TestTwoNodesOnOneStoreApplyTheOutboxOnceInOrder runs two directory
+// services, each with its own store pool and its own relay worker, on one
+// PostgreSQL database and one engine, as two Trellis nodes are. Writers add
+// and remove memberships through both at once; each writer owns its
+// (organization, user) pairs, so the last acknowledged operation of each is
+// known. Before the relays shared a claim on the outbox, each node applied the
+// entries it read without a lock, and a stale re-applied add brought removed
+// memberships back for good. Afterwards the graph must hold exactly the
+// memberships whose last acknowledged operation was an add, and the directory
+// must agree.
+func TestTwoNodesOnOneStoreApplyTheOutboxOnceInOrder(t *testing.T) {
+	ctx := t.Context()
+	url, eng := nodesOnPostgres(t)
 	// the second node writes to the engine later than the first
 	graphs := [2]engine.Engine{eng, &laggingWrites{Engine: eng}}
 	var nodes [2]*Service
@@ -235,20 +243,9 @@ func (l *laggingWrites) WriteRelationships(ctx context.Context, ups []engine.Rel
 // its cache held the old answer, and it has no Watch — both for a grant and
 // for a revocation.
 func TestAWriteAnotherNodeAppliedIsReadOnTheWritingNode(t *testing.T) {
-	srv := startPostgres(t)
 	ctx := t.Context()
-	url := srv.NewDatabase(t)
-	if err := postgres.Migrate(ctx, url); err != nil {
-		t.Fatal(err)
-	}
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	url, eng := nodesOnPostgres(t)
+	var err error
 	var caches [2]*engine.Cached
 	var nodes [2]*Service
 	for i := range nodes {

@@ -385,15 +385,7 @@ func (s *Service) AuthenticateKey(ctx context.Context, raw string) (Principal, e
 	if !IsAPIKey(raw) || !ok || id == "" || secret == "" {
 		return Principal{}, fail
 	}
-	var k store.APIKey
-	err := s.read(ctx, func(tx store.Tx) error {
-		var err error
-		if k, err = tx.GetAPIKey(ctx, id); err != nil {
-			return err
-		}
-		_, err = tx.GetServiceAccount(ctx, k.ServiceAccount)
-		return err
-	})
+	k, err := s.keyOfLiveAccount(ctx, id)
 	if errors.Is(err, trellis.ErrNotFound) {
 		return Principal{}, fail
 	} else if err != nil {
@@ -414,4 +406,19 @@ func (s *Service) AuthenticateKey(ctx context.Context, raw string) (Principal, e
 		})
 	}
 	return Principal{Kind: KindServiceAccount, ID: k.ServiceAccount, Org: k.Org, Permissions: slices.Clone(k.Permissions), KeyID: k.ID}, nil
+}
+
+// keyOfLiveAccount reads API key id, and ErrNotFound when it or its service
+// account does not exist.
+func (s *Service) keyOfLiveAccount(ctx context.Context, id string) (store.APIKey, error) {
+	var k store.APIKey
+	err := s.read(ctx, func(tx store.Tx) error {
+		var err error
+		if k, err = tx.GetAPIKey(ctx, id); err != nil {
+			return err
+		}
+		_, err = tx.GetServiceAccount(ctx, k.ServiceAccount)
+		return err
+	})
+	return k, err
 }
