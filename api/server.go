@@ -48,6 +48,10 @@ type Deps struct {
 	// Warnings, when set, are conditions /readyz reports while still ready
 	// (e.g. memdb past the size it serves well).
 	Warnings func() []string
+	// Pending, when set and non-nil, holds /readyz at 503 with its reason:
+	// the node serves correctly but is not yet fit for users (e.g. its check
+	// cache is still pre-warming).
+	Pending func() error
 	// Metrics is served at /metrics; nil serves the server's own series and
 	// the default registry's (SpiceDB's, Go's and the process's).
 	Metrics prometheus.Gatherer
@@ -82,6 +86,7 @@ type Server struct {
 	hasAdmin bool
 	log      *slog.Logger
 	warnings func() []string
+	pending  func() error
 	// confinement places objects for API keys bound to an organization
 	confinement  *engine.Confinement
 	metrics      *httpMetrics
@@ -100,7 +105,7 @@ type TokenVerifier interface {
 
 // New builds the echo application.
 func New(d Deps) *echo.Echo {
-	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, fed: d.Federation, tokens: d.Tokens, log: d.Logger, warnings: d.Warnings}
+	s := &Server{engine: d.Engine, checker: d.Checker, schemas: d.Schemas, actors: d.Actors, dir: d.Directory, fed: d.Federation, tokens: d.Tokens, log: d.Logger, warnings: d.Warnings, pending: d.Pending}
 	if s.checker == nil {
 		s.checker = d.Engine
 	}
@@ -295,6 +300,11 @@ func (s *Server) readyz(c echo.Context) error {
 	if s.dir != nil {
 		if err := s.dir.Ready(ctx); err != nil {
 			return fmt.Errorf("%w: directory store: %v", trellis.ErrUnavailable, err)
+		}
+	}
+	if s.pending != nil {
+		if err := s.pending(); err != nil {
+			return trellis.Unavailable("not_ready", "%v", err)
 		}
 	}
 	body := map[string]any{"status": "ready"}

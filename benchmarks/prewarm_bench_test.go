@@ -18,7 +18,7 @@ import (
 // new embedded SpiceDB (its dispatch cache empty too) on the same database;
 // the cold arm runs both before and after the pre-warmed one, so PostgreSQL's
 // own buffers favour neither. Reports the stream's wall time, p50/p99 and hit
-// ratio, and the pre-warm's own time.
+// ratio, and the pre-warm's own time, with one and with four bulk calls in flight.
 func BenchmarkPostgresColdStart(b *testing.B) {
 	const tenants, users, clients = 1000, 50, 32
 	srv := startPostgres(b)
@@ -69,13 +69,13 @@ func BenchmarkPostgresColdStart(b *testing.B) {
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds()), "p99-µs")
 		reportHitRatio(b, c, before)
 	}
-	arm := func(name string, prewarm bool) {
+	arm := func(name string, inFlight int) { // inFlight 0: no pre-warm
 		b.Run(name, func(b *testing.B) {
 			for b.Loop() {
 				c, stop := fresh(b)
-				if prewarm {
+				if inFlight > 0 {
 					t0 := time.Now()
-					warmed, err := c.Prewarm(context.Background(), hot)
+					warmed, err := c.Prewarm(context.Background(), hot, inFlight)
 					if err != nil {
 						b.Fatal(err)
 					}
@@ -90,8 +90,9 @@ func BenchmarkPostgresColdStart(b *testing.B) {
 			}
 		})
 	}
-	arm("start=cold", false)
-	arm("start=prewarmed", true)
-	arm("start=cold-again", false)
+	arm("start=cold", 0)
+	arm("start=prewarmed/in-flight=1", 1)
+	arm("start=prewarmed/in-flight=4", 4)
+	arm("start=cold-again", 0)
 	b.Logf("%d questions carried over", len(hot))
 }

@@ -8,6 +8,10 @@ import (
 	"fmt"
 	"io"
 	"strings"
+	"sync"
+	"sync/atomic"
+
+	"golang.org/x/sync/errgroup"
 
 	"github.com/trellis-iam/trellis"
 )
@@ -24,17 +28,24 @@ import (
 const PrewarmBatch = 100
 
 // HotRequests returns up to n questions whose answers this cache holds and
-// would serve now: computed under the schema version and tenancy stamps in
-// force. Consistency is left at its zero value (minimizeLatency).
+// would serve now (computed under the schema version and tenancy stamps in
+// force), hottest first as the cache's eviction policy ranks them, so that a
+// file cut at n keeps the questions asked most. Consistency is left at its
+// zero value (minimizeLatency).
 func (c *Cached) HotRequests(n int) []CheckRequest {
 	if n <= 0 {
 		return nil
 	}
-	out := make([]CheckRequest, 0, min(n, c.entries.EstimatedSize()))
-	for key := range c.entries.Keys() {
-		if len(out) >= n {
+	// Hottest holds the eviction policy's lock: only collect keys under it
+	keys := make([]string, 0, min(n, c.entries.EstimatedSize()))
+	for e := range c.entries.Hottest() {
+		if len(keys) >= n {
 			break
 		}
+		keys = append(keys, e.Key)
+	}
+	out := make([]CheckRequest, 0, len(keys))
+	for _, key := range keys {
 		req, ok := requestOfKey(key)
 		if !ok {
 			continue
@@ -91,18 +102,23 @@ func requestOfKey(key string) (CheckRequest, bool) {
 }
 
 // Prewarm asks the engine the questions in reqs that the cache cannot answer
-// yet, PrewarmBatch at a time and one batch after another (so it never takes
-// more than one engine call away from live traffic), and caches the answers.
-// It does not count as hits or misses (those are users' checks). A batch the
-// engine refuses as invalid (a type or permission the schema no longer has) is
-// skipped; it stops at ctx's end or when the engine is unavailable. It returns
-// how many answers it cached.
-func (c *Cached) Prewarm(ctx context.Context, reqs []CheckRequest) (int, error) {
-	warmed := 0
-	for len(reqs) > 0 {
-		if err := ctx.Err(); err != nil {
-			return warmed, err
-		}
+// yet, PrewarmBatch at a time with at most inFlight batches in flight (so it
+// never takes more than inFlight engine calls away from live traffic; fewer
+// than 1 is 1), in the order given (hottest first from HotRequests), and
+// caches the answers. It does not count as hits or misses (those are users'
+// checks). A batch the engine refuses as invalid (a type or permission the
+// schema no longer has) is skipped; it stops at ctx's end or at the first
+// other engine error (the engine is unavailable). It returns how many answers
+// it cached.
+func (c *Cached) Prewarm(ctx context.Context, reqs []CheckRequest, inFlight int) (int, error) {
+	var (
+		mu     sync.Mutex // guards reqs, the next batch's start
+		warmed atomic.Int64
+	)
+	// next cuts the next batch of questions not answered yet
+	next := func() ([]CheckRequest, []string) {
+		mu.Lock()
+		defer mu.Unlock()
 		var batch []CheckRequest
 		var keys []string
 		for len(reqs) > 0 && len(batch) < PrewarmBatch {
@@ -118,27 +134,43 @@ func (c *Cached) Prewarm(ctx context.Context, reqs []CheckRequest) (int, error) 
 			}
 			batch, keys = append(batch, r), append(keys, key)
 		}
-		if len(batch) == 0 {
-			continue
-		}
-		e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
-		c.countEngineCall()
-		res, err := c.Engine.CheckBulk(ctx, batch)
-		var invalid *trellis.ValidationError
-		switch {
-		case errors.As(err, &invalid):
-			continue
-		case err != nil:
-			return warmed, err
-		}
-		for j, r := range res {
-			e.res = r
-			c.store(keys[j], e)
-		}
-		warmed += len(res)
-		c.metrics.prewarmed.Add(float64(len(res)))
+		return batch, keys
 	}
-	return warmed, nil
+	g, gctx := errgroup.WithContext(ctx)
+	for range max(1, inFlight) {
+		g.Go(func() error {
+			for {
+				if err := gctx.Err(); err != nil {
+					return err
+				}
+				batch, keys := next()
+				if len(batch) == 0 {
+					return nil
+				}
+				e := cacheEntry{seq: c.seq.Load(), deadline: c.expiry.next()}
+				c.countEngineCall()
+				res, err := c.Engine.CheckBulk(gctx, batch)
+				var invalid *trellis.ValidationError
+				switch {
+				case errors.As(err, &invalid):
+					continue
+				case err != nil:
+					return err
+				}
+				for j, r := range res {
+					e.res = r
+					c.store(keys[j], e)
+				}
+				warmed.Add(int64(len(res)))
+				c.metrics.prewarmed.Add(float64(len(res)))
+			}
+		})
+	}
+	err := g.Wait()
+	if err == nil {
+		err = ctx.Err()
+	}
+	return int(warmed.Load()), err
 }
 
 // hotRequestJSON is one persisted question: the shape of POST /v1/check's body.

@@ -3,10 +3,13 @@ package engine_test
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	. "github.com/trellis-iam/trellis/engine"
 )
@@ -82,7 +85,7 @@ func TestPrewarmFromAPreviousCachesQuestions(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer second.Close()
-	warmed, err := second.Prewarm(ctx, read)
+	warmed, err := second.Prewarm(ctx, read, 2)
 	if err != nil || warmed != len(read) {
 		t.Fatalf("Prewarm = %d, %v; want %d", warmed, err, len(read))
 	}
@@ -110,8 +113,82 @@ func TestPrewarmFromAPreviousCachesQuestions(t *testing.T) {
 	}
 	// asking again what is cached costs no engine call
 	calls := second.Stats().EngineCalls
-	if n, err := second.Prewarm(ctx, read); err != nil || n != 0 || second.Stats().EngineCalls != calls {
+	if n, err := second.Prewarm(ctx, read, 2); err != nil || n != 0 || second.Stats().EngineCalls != calls {
 		t.Errorf("a second Prewarm asked the engine again: %d, %v", n, err)
+	}
+}
+
+// gatedEngine records how many CheckBulk calls are in flight at once; each
+// call waits (up to 200 ms, never failing for it) until want are in flight,
+// so that the pre-warm's limit, not timing luck, decides the most seen.
+type gatedEngine struct {
+	Engine
+	want          int
+	mu            sync.Mutex
+	inFlight, max int
+	calls         int
+}
+
+func (g *gatedEngine) CheckBulk(ctx context.Context, reqs []CheckRequest) ([]CheckResult, error) {
+	g.mu.Lock()
+	g.inFlight++
+	g.calls++
+	g.max = max(g.max, g.inFlight)
+	g.mu.Unlock()
+	defer func() { g.mu.Lock(); g.inFlight--; g.mu.Unlock() }()
+	for deadline := time.Now().Add(200 * time.Millisecond); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+		g.mu.Lock()
+		enough := g.inFlight >= g.want
+		g.mu.Unlock()
+		if enough {
+			break
+		}
+	}
+	return g.Engine.CheckBulk(ctx, reqs)
+}
+
+// TestPrewarmKeepsItsCallsInFlightBounded: a pre-warm of more questions than
+// one batch holds sends several bulk calls at once, never more than asked,
+// and every answer it caches is the graph's.
+func TestPrewarmKeepsItsCallsInFlightBounded(t *testing.T) {
+	ctx := context.Background()
+	eng, first := startPair(t)
+	twoTenants(t, first)
+	var reqs []CheckRequest
+	for i := range 5 * PrewarmBatch {
+		doc := []string{"document:a", "document:b"}[i%2]
+		reqs = append(reqs, checkOf(doc, "view", fmt.Sprintf("user:u%d", i)))
+	}
+	reqs = append(reqs, checkOf("document:a", "view", "user:alice"), checkOf("document:b", "view", "user:alice"))
+	for _, limit := range []int{1, 3} {
+		gated := &gatedEngine{Engine: eng, want: limit}
+		c, err := NewCached(ctx, gated, CacheConfig{MaxEntries: 5000})
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, err := c.Prewarm(ctx, reqs, limit)
+		c.Close()
+		if err != nil || n != len(reqs) {
+			t.Fatalf("limit %d: Prewarm = %d, %v; want %d", limit, n, err, len(reqs))
+		}
+		if gated.max != limit || gated.calls != 6 {
+			t.Errorf("limit %d: %d calls, at most %d in flight", limit, gated.calls, gated.max)
+		}
+	}
+	c, err := NewCached(ctx, eng, CacheConfig{MaxEntries: 5000})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Prewarm(ctx, reqs, 4); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range reqs {
+		got := mustCheck(t, c, r)
+		want := r.Subject.Object.ID == "alice" && r.Resource.ID == "a"
+		if !got.Cached || got.Allowed() != want {
+			t.Errorf("%v: cached %v allowed %v, want a hit allowed %v", r, got.Cached, got.Allowed(), want)
+		}
 	}
 }
 

@@ -45,6 +45,12 @@ type Config struct {
 	CacheWarmFile     string
 	CacheWarmKeys     int
 	CacheWarmInterval time.Duration
+	// CacheWarmInFlight bounds the pre-warm's bulk calls in flight at once.
+	CacheWarmInFlight int
+	// CacheWarmReady, when positive, holds /readyz at 503 while the pre-warm
+	// runs, for at most this long, so a load balancer sends users to a node
+	// once its cache is warm; 0 reports ready at once (pre-warm in background).
+	CacheWarmReady time.Duration
 	// HTTP server timeouts: a client that sends its headers or body too
 	// slowly, or holds an idle connection, is cut off (a slow body cannot
 	// hold a connection and a goroutine for ever).
@@ -113,6 +119,7 @@ func defaultConfig() Config {
 		CacheTTL:               10 * time.Minute,
 		CacheWarmKeys:          100_000,
 		CacheWarmInterval:      5 * time.Minute,
+		CacheWarmInFlight:      4,
 		ReadHeaderTimeout:      10 * time.Second,
 		ReadTimeout:            30 * time.Second,
 		WriteTimeout:           60 * time.Second,
@@ -201,6 +208,12 @@ func (c *Config) Validate() error {
 	if c.CacheWarmInterval <= 0 {
 		errs = append(errs, errors.New("--cache-warm-interval must be positive"))
 	}
+	if c.CacheWarmInFlight <= 0 {
+		errs = append(errs, errors.New("--cache-warm-in-flight must be positive"))
+	}
+	if c.CacheWarmReady < 0 {
+		errs = append(errs, errors.New("--cache-warm-ready must be 0 (ready at once) or positive"))
+	}
 	if c.MemdbWarnRelationships < 0 {
 		errs = append(errs, errors.New("--memdb-warn-relationships must be 0 (never warn) or positive"))
 	}
@@ -246,6 +259,8 @@ func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f.StringVar(&c.CacheWarmFile, "cache-warm-file", c.CacheWarmFile, "file keeping the check cache's hot questions (not answers) across restarts: asked again in the background at start; off when empty (TRELLIS_CACHE_WARM_FILE)")
 	f.IntVar(&c.CacheWarmKeys, "cache-warm-keys", c.CacheWarmKeys, "most questions --cache-warm-file keeps (TRELLIS_CACHE_WARM_KEYS)")
 	f.DurationVar(&c.CacheWarmInterval, "cache-warm-interval", c.CacheWarmInterval, "how often --cache-warm-file is saved (also at shutdown) (TRELLIS_CACHE_WARM_INTERVAL)")
+	f.IntVar(&c.CacheWarmInFlight, "cache-warm-in-flight", c.CacheWarmInFlight, "bulk calls of 100 questions the pre-warm keeps in flight at once (TRELLIS_CACHE_WARM_IN_FLIGHT)")
+	f.DurationVar(&c.CacheWarmReady, "cache-warm-ready", c.CacheWarmReady, "with --cache-warm-file: /readyz answers 503 while the pre-warm runs, at most this long (a load balancer keeps users on warm nodes); 0 = ready at once (TRELLIS_CACHE_WARM_READY)")
 	f.StringVar(&c.DispatchCache, "dispatch-cache", c.DispatchCache, "SpiceDB dispatch cache size, e.g. 64MiB (TRELLIS_DISPATCH_CACHE)")
 	f.DurationVar(&c.ReadHeaderTimeout, "read-header-timeout", c.ReadHeaderTimeout, "longest a client may take to send a request's headers (TRELLIS_READ_HEADER_TIMEOUT)")
 	f.DurationVar(&c.ReadTimeout, "read-timeout", c.ReadTimeout, "longest a client may take to send a whole request, headers and body (TRELLIS_READ_TIMEOUT)")

@@ -391,7 +391,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 			return err
 		}
 	}
-	stopPrewarm := startPrewarm(ctx, cfg, cache, log) // after the schema, the catch-up and the demo
+	stopPrewarm, warming := startPrewarm(ctx, cfg, cache, log) // after the schema, the catch-up and the demo
 	defer stopPrewarm()
 	var warnings func() []string
 	if guard != nil {
@@ -420,7 +420,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		AccessLog: accessLog(cfg), AccessLogSample: cfg.AccessLogSample,
 		RateLimits: api.RateLimits{Key: api.Bucket{Rate: cfg.RateLimitKey, Burst: cfg.RateLimitKeyBurst},
 			Org: api.Bucket{Rate: cfg.RateLimitOrg, Burst: cfg.RateLimitOrgBurst}, Checks: cfg.RateLimitChecks},
-		DecisionLog: decisions, Tracer: tracer, Warnings: warnings,
+		DecisionLog: decisions, Tracer: tracer, Warnings: warnings, Pending: warming,
 	})
 	srv := &http.Server{
 		Handler:           handler,

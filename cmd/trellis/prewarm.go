@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync/atomic"
 	"time"
 
 	"github.com/trellis-iam/trellis/engine"
@@ -16,16 +17,19 @@ import (
 // process again, in the background, and saves this cache's hot questions
 // there every cfg.CacheWarmInterval. stop ends both and saves once more (a
 // graceful shutdown's file is the freshest; after kill -9 the last periodic
-// save is used). Without a file it does nothing.
-func startPrewarm(ctx context.Context, cfg Config, cached *engine.Cached, log *slog.Logger) (stop func()) {
+// save is used). warming is non-nil while /readyz must wait for the pre-warm
+// (cfg.CacheWarmReady: until it ends or that long has passed). Without a file
+// it does nothing.
+func startPrewarm(ctx context.Context, cfg Config, cached *engine.Cached, log *slog.Logger) (stop func(), warming func() error) {
 	if cfg.CacheWarmFile == "" || cached == nil || cfg.CacheWarmKeys == 0 {
-		return func() {}
+		return func() {}, func() error { return nil }
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	done := make(chan struct{})
+	done, warmed := make(chan struct{}), make(chan struct{})
 	go func() {
 		defer close(done)
 		prewarmFrom(ctx, cfg, cached, log)
+		close(warmed)
 		t := time.NewTicker(cfg.CacheWarmInterval)
 		defer t.Stop()
 		for {
@@ -37,14 +41,32 @@ func startPrewarm(ctx context.Context, cfg Config, cached *engine.Cached, log *s
 			}
 		}
 	}()
+	until := time.Now().Add(cfg.CacheWarmReady)
+	warming = func() error {
+		select {
+		case <-warmed:
+			return nil
+		default:
+		}
+		if time.Now().After(until) {
+			return nil // waited long enough: users warm the rest
+		}
+		return errors.New("pre-warming the check cache from " + filepath.Base(cfg.CacheWarmFile))
+	}
 	return func() {
 		cancel()
 		<-done
 		saveHotRequests(cfg, cached, log)
-	}
+	}, warming
 }
 
+// beforePrewarm, when set by a test, runs before the pre-warm asks anything.
+var beforePrewarm atomic.Pointer[func()]
+
 func prewarmFrom(ctx context.Context, cfg Config, cached *engine.Cached, log *slog.Logger) {
+	if hook := beforePrewarm.Load(); hook != nil {
+		(*hook)()
+	}
 	f, err := os.Open(cfg.CacheWarmFile)
 	if errors.Is(err, fs.ErrNotExist) {
 		return // the first start: nothing saved yet
@@ -60,7 +82,7 @@ func prewarmFrom(ctx context.Context, cfg Config, cached *engine.Cached, log *sl
 		return
 	}
 	start := time.Now()
-	n, err := cached.Prewarm(ctx, reqs)
+	n, err := cached.Prewarm(ctx, reqs, cfg.CacheWarmInFlight)
 	if err != nil && ctx.Err() == nil {
 		log.Warn("cache pre-warm stopped", "warmed", n, "of", len(reqs), "err", err)
 		return
