@@ -27,24 +27,7 @@ func Compact(ctx context.Context, st store.Store, boundary time.Time) (int, erro
 			return nil
 		}
 		last := changes[len(changes)-1]
-		held := map[string]engine.Relationship{}
-		var order []string
-		for _, c := range changes {
-			if c.Baseline {
-				clear(held)
-			}
-			for _, u := range c.Updates {
-				k := u.Relationship.String()
-				if u.Operation == engine.OpDelete {
-					delete(held, k)
-					continue
-				}
-				if _, ok := held[k]; !ok {
-					order = append(order, k)
-				}
-				held[k] = u.Relationship
-			}
-		}
+		held, order := fold(changes)
 		base := store.RelationshipChange{At: last.At, Baseline: true}
 		seen := map[string]bool{}
 		for _, k := range order {

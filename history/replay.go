@@ -19,20 +19,7 @@ var farFuture = time.Date(9999, time.January, 1, 0, 0, 0, 0, time.UTC)
 // their caveats, their expiry moved past any clock (see farFuture). A baseline
 // replaces what came before it.
 func State(changes []store.RelationshipChange, at time.Time) *Snapshot {
-	held := map[string]engine.Relationship{}
-	for _, c := range changes {
-		if c.Baseline {
-			clear(held)
-		}
-		for _, u := range c.Updates {
-			k := u.Relationship.String()
-			if u.Operation == engine.OpDelete {
-				delete(held, k)
-			} else {
-				held[k] = u.Relationship
-			}
-		}
-	}
+	held, _ := fold(changes)
 	s := &Snapshot{}
 	for _, r := range held {
 		if r.ExpiresAt != nil {
@@ -46,6 +33,31 @@ func State(changes []store.RelationshipChange, at time.Time) *Snapshot {
 	}
 	sort.Slice(s.rels, func(i, j int) bool { return s.rels[i].String() < s.rels[j].String() })
 	return s
+}
+
+// fold applies changes (in order) and returns the relationships they leave,
+// keyed by their text, and the keys in the order each was first written (a
+// key deleted and written again appears twice). A baseline replaces what came
+// before it.
+func fold(changes []store.RelationshipChange) (held map[string]engine.Relationship, order []string) {
+	held = map[string]engine.Relationship{}
+	for _, c := range changes {
+		if c.Baseline {
+			clear(held)
+		}
+		for _, u := range c.Updates {
+			k := u.Relationship.String()
+			if u.Operation == engine.OpDelete {
+				delete(held, k)
+				continue
+			}
+			if _, ok := held[k]; !ok {
+				order = append(order, k)
+			}
+			held[k] = u.Relationship
+		}
+	}
+	return held, order
 }
 
 // Snapshot is the graph's relationships at a past time; it reads like the
