@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -149,6 +150,77 @@ func seedOpenFGA(ctx context.Context, t *target, s dataset, clients int) error {
 			"writes":                 map[string]any{"tuple_keys": all[b*batch : min((b+1)*batch, len(all))]},
 		}
 		return t.call("POST", "/stores/"+t.store+"/write", body, nil)
+	})
+}
+
+// spicedbSchema is benchmarks/openfga's model (the openfga-postgres arm's) as
+// a SpiceDB schema, relation for relation: a parent's manage flows to its
+// children, access is membership or manage, a document is viewed by its
+// viewers and by whoever has access to its organization.
+const spicedbSchema = `definition user {}
+
+definition organization {
+	relation parent: organization
+	relation admin: user
+	relation member: user
+	permission manage = admin + parent->manage
+	permission access = member + manage
+}
+
+definition document {
+	relation org: organization
+	relation viewer: user
+	permission view = viewer + org->access
+	permission edit = org->manage
+}`
+
+// SpiceDB's REST API (its HTTP gateway's JSON of authzed.api.v1).
+type (
+	spicedbObject struct {
+		ObjectType string `json:"objectType"`
+		ObjectID   string `json:"objectId"`
+	}
+	spicedbSubject struct {
+		Object spicedbObject `json:"object"`
+	}
+	spicedbRelationship struct {
+		Resource spicedbObject  `json:"resource"`
+		Relation string         `json:"relation"`
+		Subject  spicedbSubject `json:"subject"`
+	}
+	spicedbUpdate struct {
+		Operation    string              `json:"operation"`
+		Relationship spicedbRelationship `json:"relationship"`
+	}
+)
+
+// spicedbRef is an object "type:id" in SpiceDB's JSON.
+func spicedbRef(ref string) spicedbObject {
+	typ, id, _ := strings.Cut(ref, ":")
+	return spicedbObject{typ, id}
+}
+
+// asSpiceDB is an OpenFGA tuple as a SpiceDB relationship: the object is the
+// resource, the user the subject.
+func (x tuple) asSpiceDB() spicedbRelationship {
+	return spicedbRelationship{Resource: spicedbRef(x.Object), Relation: x.Relation, Subject: spicedbSubject{spicedbRef(x.User)}}
+}
+
+// seedSpiceDB writes spicedbSchema, then the openfga arm's tuples as
+// relationships through SpiceDB's HTTP gateway, 1,000 touches a request
+// (spicedb serve's default limit).
+func seedSpiceDB(ctx context.Context, t *target, s dataset, clients int) error {
+	if err := t.call("POST", "/v1/schema/write", map[string]string{"schema": spicedbSchema}, nil); err != nil {
+		return err
+	}
+	all := openfgaTuples(s)
+	const batch = 1000
+	return parallel(ctx, (len(all)+batch-1)/batch, clients, func(b int) error {
+		var updates []spicedbUpdate
+		for _, x := range all[b*batch : min((b+1)*batch, len(all))] {
+			updates = append(updates, spicedbUpdate{"OPERATION_TOUCH", x.asSpiceDB()})
+		}
+		return t.call("POST", "/v1/relationships/write", map[string]any{"updates": updates}, nil)
 	})
 }
 
