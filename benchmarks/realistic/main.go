@@ -14,7 +14,8 @@
 //	trellis-postgres  trellis serve --datastore postgres (directory on the memory store)
 //	spicedb-postgres  SpiceDB's own server and HTTP gateway (trellis spicedb serve
 //	                  --http-enabled, the pinned module's server package) on its
-//	                  PostgreSQL datastore, the openfga arm's model and data
+//	                  PostgreSQL datastore, the openfga arm's model and data;
+//	                  revision quantization 5 s, SpiceDB's default (Trellis's is 1 s)
 //	openfga-postgres  benchmarks/openfga's openfga-serve on PostgreSQL, same model and data
 //
 // PostgreSQL is a throwaway server started from the system's binaries
@@ -239,7 +240,7 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		key := make([]byte, 16)
 		_, _ = rand.Read(key)
 		t.kind, t.key, t.base = "spicedb", hex.EncodeToString(key), "http://127.0.0.1:18394"
-		// SpiceDB's default quantization (5 s), stated
+		// SpiceDB's default revision quantization, named so the command shows it
 		argv = []string{trellis, "spicedb", "serve", "--grpc-addr", "127.0.0.1:18395", "--grpc-preshared-key", t.key,
 			"--http-enabled", "--http-addr", "127.0.0.1:18394", "--datastore-engine", "postgres", "--datastore-conn-uri", url,
 			"--datastore-revision-quantization-interval", "5s", "--log-level", "error"}
