@@ -15,7 +15,8 @@
 //	spicedb-postgres  SpiceDB's own server and HTTP gateway (trellis spicedb serve
 //	                  --http-enabled, the pinned module's server package) on its
 //	                  PostgreSQL datastore, the openfga arm's model and data;
-//	                  revision quantization 5 s, SpiceDB's default (Trellis's is 1 s)
+//	                  revision quantization 5 s, SpiceDB's default (Trellis's is 1 s);
+//	                  the checks start once minimizeLatency reads see the seed
 //	openfga-postgres  benchmarks/openfga's openfga-serve on PostgreSQL, same model and data
 //
 // PostgreSQL is a throwaway server started from the system's binaries
@@ -286,6 +287,13 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 	if t.kind != "ceiling" {
 		res.seed = time.Since(seedStart)
 		fmt.Printf("  seeded %d relationships in %v\n", c.data.relationships(), res.seed.Round(time.Millisecond))
+	}
+	if t.kind == "spicedb" {
+		wait, err := awaitSpiceDBSeed(ctx, t)
+		if err != nil {
+			return res, fmt.Errorf("seed: %w", err)
+		}
+		fmt.Printf("  visible to minimizeLatency checks %v later (quantized revision)\n", wait.Round(time.Millisecond))
 	}
 	l := &load{t: t, data: c.data, pairs: pairs, seq: seq, workers: c.workers, verify: t.kind != "ceiling", srvPID: srv.pid(), pgPID: pgPID}
 	for i, mix := range c.writes {

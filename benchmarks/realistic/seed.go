@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"sync"
@@ -222,6 +223,37 @@ func seedSpiceDB(ctx context.Context, t *target, s dataset, clients int) error {
 		}
 		return t.call("POST", "/v1/relationships/write", map[string]any{"updates": updates}, nil)
 	})
+}
+
+// awaitSpiceDBSeed returns once minimizeLatency checks see the whole seed:
+// SpiceDB answers them at a quantized revision that may predate writes of
+// the last quantization interval (Trellis never reads older than its own
+// last write), so the checks would start on a partial graph. A marker
+// relationship, written after every seed write has returned and outside the
+// data (no check names document:seeded), is polled for with minimizeLatency:
+// the revision that shows it shows all the writes committed before it.
+func awaitSpiceDBSeed(ctx context.Context, t *target) (time.Duration, error) {
+	start := time.Now()
+	marker := spicedbUpdate{"OPERATION_TOUCH", tuple{"user:seeded", "viewer", "document:seeded"}.asSpiceDB()}
+	if err := t.call("POST", "/v1/relationships/write", map[string]any{"updates": []spicedbUpdate{marker}}, nil); err != nil {
+		return 0, err
+	}
+	path, body := spicedbCheck("seeded", "user", "seeded", "", false)
+	for deadline := start.Add(time.Minute); time.Now().Before(deadline); {
+		resp, err := t.do("POST", path, body)
+		if err != nil {
+			return 0, err
+		}
+		if isAllowed(resp) {
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond): // polling the quantized revision
+		}
+	}
+	return 0, errors.New("minimizeLatency checks did not see the seed within a minute")
 }
 
 type tuple struct {
