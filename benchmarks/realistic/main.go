@@ -241,10 +241,9 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		key := make([]byte, 16)
 		_, _ = rand.Read(key)
 		t.kind, t.key, t.base = "spicedb", hex.EncodeToString(key), "http://127.0.0.1:18394"
-		// SpiceDB's default revision quantization, named so the command shows it
 		argv = []string{trellis, "spicedb", "serve", "--grpc-addr", "127.0.0.1:18395", "--grpc-preshared-key", t.key,
 			"--http-enabled", "--http-addr", "127.0.0.1:18394", "--datastore-engine", "postgres", "--datastore-conn-uri", url,
-			"--datastore-revision-quantization-interval", "5s", "--log-level", "error"}
+			"--datastore-revision-quantization-interval", spicedbQuantization.String(), "--log-level", "error"}
 		ready, pgPID = "/healthz", pg.PID()
 	case "openfga-postgres":
 		url, err := createDatabase(ctx, pg, "openfga")
@@ -293,7 +292,7 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		if err != nil {
 			return res, fmt.Errorf("seed: %w", err)
 		}
-		fmt.Printf("  visible to minimizeLatency checks %v later (quantized revision)\n", wait.Round(time.Millisecond))
+		fmt.Printf("  visible to minimizeLatency checks: waited %v (until a marker showed, then one quantization interval)\n", wait.Round(time.Millisecond))
 	}
 	l := &load{t: t, data: c.data, pairs: pairs, seq: seq, workers: c.workers, verify: t.kind != "ceiling", srvPID: srv.pid(), pgPID: pgPID}
 	for i, mix := range c.writes {
