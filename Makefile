@@ -31,7 +31,7 @@ bench-peer:
 load:
 	REPEAT=3 benchmarks/load.sh
 
-## bench-realistic: issue 19's workload (1,000 tenants, 100,000 users, 60,000 documents, Zipf checks, cold then warm, 0 and 1 % writes): ceiling, Trellis on memdb and PostgreSQL, OpenFGA on PostgreSQL, each its own process (benchmarks/realistic.sh; ≈ 15 min and more at full size)
+## bench-realistic: issue 19's workload (1,000 tenants, 100,000 users, 60,000 documents, Zipf checks, cold then warm, 0 and 1 % writes): ceiling, Trellis on memdb and PostgreSQL, SpiceDB's own server (HTTP gateway) and OpenFGA on PostgreSQL, each its own process (benchmarks/realistic.sh; ≈ 15 min and more at full size)
 TENANTS ?= 1000
 USERS ?= 100000
 DOCS ?= 60000
@@ -41,7 +41,7 @@ WARMUP ?= 60s
 MEASURED ?= 15s
 WRITES ?= 0,1
 WORKERS ?= 32
-ARMS ?= ceiling,trellis-memdb,trellis-postgres,openfga-postgres
+ARMS ?= ceiling,trellis-memdb,trellis-postgres,spicedb-postgres,openfga-postgres
 bench-realistic:
 	benchmarks/realistic.sh -tenants $(TENANTS) -users $(USERS) -docs $(DOCS) -pairs $(PAIRS) -zipf $(ZIPF) \
 		-warmup $(WARMUP) -measured $(MEASURED) -writes $(WRITES) -workers $(WORKERS) -arms $(ARMS)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # make bench-realistic: issue 19's workload at a realistic size, each server its
 # own process over HTTP (benchmarks/realistic: the ceiling, Trellis on memdb and
-# on SpiceDB's PostgreSQL datastore, OpenFGA on PostgreSQL), PostgreSQL started
+# on SpiceDB's PostgreSQL datastore, SpiceDB's own server through its HTTP gateway
+# (bin/trellis spicedb serve) and OpenFGA on PostgreSQL), PostgreSQL started
 # from the system's binaries. Builds the binaries, then runs the driver pinned
 # to CPU 0 (the servers go to CPU 1) and keeps its output in
 # benchmarks/last-realistic-run.txt. Arguments go to the driver, e.g.

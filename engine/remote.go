@@ -146,22 +146,28 @@ type ServerConfig struct {
 	Addr string
 	// PresharedKey is the bearer token clients must send (required).
 	PresharedKey string
+	// HTTPAddr, when set, also serves SpiceDB's HTTP gateway (its REST API
+	// over the gRPC one, `spicedb serve --http-enabled`) on this address,
+	// plaintext; port 0 picks a free one. Empty: no gateway.
+	HTTPAddr string
 }
 
 // Server is SpiceDB's own server package serving its gRPC API on a TCP port.
 type Server struct {
-	addr    string
-	cancel  context.CancelFunc
-	stopped chan struct{} // closed when the server has stopped; runErr is then set
-	runErr  error
+	addr     string
+	httpAddr string
+	cancel   context.CancelFunc
+	stopped  chan struct{} // closed when the server has stopped; runErr is then set
+	runErr   error
 
 	closeOnce sync.Once
 	closeErr  error
 }
 
 // StartServer starts a SpiceDB server with the embedded server's settings
-// (telemetry, HTTP gateway, metrics and dispatch listeners off; bounded
-// caches), serving plaintext gRPC on cfg.Addr. Close stops it.
+// (telemetry, metrics and dispatch listeners off; bounded caches), serving
+// plaintext gRPC on cfg.Addr and, when cfg.HTTPAddr is set, SpiceDB's HTTP
+// gateway on it. Close stops it.
 func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 	if err := cfg.EmbeddedConfig.Validate(); err != nil {
 		return nil, err
@@ -178,11 +184,22 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 		if err != nil {
 			return nil, err
 		}
-		scfg := server.NewConfigWithOptionsAndDefaults(append(serverOptions(cfg.EmbeddedConfig),
+		opts := append(serverOptions(cfg.EmbeddedConfig),
 			server.WithGRPCServer(util.GRPCServerConfig{Network: "tcp", Address: addr, Enabled: true}),
 			server.WithPresharedSecureKey(cfg.PresharedKey),
 			server.WithShutdownGracePeriod(time.Second), // then open streams (watches) are cut
-		)...)
+		)
+		httpAddr := ""
+		if cfg.HTTPAddr != "" {
+			// the gateway's listener opens when the server runs: a port taken
+			// in between stops the server, and Close reports it
+			if httpAddr, err = resolvePort(cfg.HTTPAddr); err != nil {
+				return nil, err
+			}
+			// after serverOptions, whose gateway is off
+			opts = append(opts, server.WithHTTPGateway(util.HTTPServerConfig{HTTPEnabled: true, HTTPAddress: httpAddr}))
+		}
+		scfg := server.NewConfigWithOptionsAndDefaults(opts...)
 		runnable, err := scfg.Complete(ctx)
 		if err != nil {
 			// another process may have taken the free port between probe and bind
@@ -193,7 +210,7 @@ func StartServer(ctx context.Context, cfg ServerConfig) (*Server, error) {
 			break
 		}
 		runCtx, cancel := context.WithCancel(context.Background())
-		s := &Server{addr: addr, cancel: cancel, stopped: make(chan struct{})}
+		s := &Server{addr: addr, httpAddr: httpAddr, cancel: cancel, stopped: make(chan struct{})}
 		go func() { s.runErr = runnable.Run(runCtx); close(s.stopped) }()
 		return s, nil
 	}
@@ -219,6 +236,9 @@ func resolvePort(addr string) (string, error) {
 
 // Addr is the address the server listens on (host:port).
 func (s *Server) Addr() string { return s.addr }
+
+// HTTPAddr is the address of the HTTP gateway (host:port), "" when off.
+func (s *Server) HTTPAddr() string { return s.httpAddr }
 
 // Stopped is closed when the server has stopped, by Close or on its own (a
 // failure it cannot serve through); Close then reports why.

@@ -12,6 +12,11 @@
 //	ceiling           benchmarks/ceiling: a constant answer on the same HTTP stack
 //	trellis-memdb     trellis serve, SpiceDB's memdb datastore (the default)
 //	trellis-postgres  trellis serve --datastore postgres (directory on the memory store)
+//	spicedb-postgres  SpiceDB's own server and HTTP gateway (trellis spicedb serve
+//	                  --http-enabled, the pinned module's server package) on its
+//	                  PostgreSQL datastore, the openfga arm's model and data;
+//	                  revision quantization 5 s, SpiceDB's default (Trellis's is 1 s);
+//	                  the checks start once minimizeLatency reads see the seed
 //	openfga-postgres  benchmarks/openfga's openfga-serve on PostgreSQL, same model and data
 //
 // PostgreSQL is a throwaway server started from the system's binaries
@@ -20,7 +25,9 @@
 // windows and the steady state after it, for reads only and for each write mix
 // (-writes 0,1: percent of requests that are a raw write to a document's
 // viewer, each followed by a check of that write with its token, which must
-// see it). Every check answer is compared with the data's truth.
+// see it; OpenFGA, without tokens, asks for higher consistency). Every check
+// answer is compared with the data's truth. The spicedb and openfga arms'
+// CPU includes PostgreSQL's, as trellis-postgres's does.
 //
 // Build the binaries first (benchmarks/realistic.sh does, then runs this).
 package main
@@ -34,6 +41,7 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"strconv"
@@ -76,7 +84,7 @@ func main() {
 	flag.StringVar(&writes, "writes", "0,1", "write mixes, percent of requests (the first mix runs from cold)")
 	flag.IntVar(&c.workers, "workers", 32, "closed-loop clients")
 	flag.IntVar(&c.seedClients, "seed-clients", 64, "concurrent clients while seeding")
-	flag.StringVar(&arms, "arms", "ceiling,trellis-memdb,trellis-postgres,openfga-postgres", "arms to run, in order")
+	flag.StringVar(&arms, "arms", "ceiling,trellis-memdb,trellis-postgres,spicedb-postgres,openfga-postgres", "arms to run, in order")
 	flag.StringVar(&c.bin, "bin", "bin", "directory of trellis, ceiling and openfga-serve")
 	flag.StringVar(&c.logs, "logs", "bin/realistic-logs", "directory for each server's output")
 	flag.BoolVar(&c.pin, "pin", true, "pin the servers and PostgreSQL to CPU 1 (with 2+ CPUs and taskset)")
@@ -90,7 +98,7 @@ func main() {
 	}
 	for _, a := range strings.Split(arms, ",") {
 		switch a = strings.TrimSpace(a); a {
-		case "ceiling", "trellis-memdb", "trellis-postgres", "openfga-postgres":
+		case "ceiling", "trellis-memdb", "trellis-postgres", "spicedb-postgres", "openfga-postgres":
 			c.arms = append(c.arms, a)
 		default:
 			fail(fmt.Errorf("-arms: unknown arm %q", a))
@@ -221,6 +229,22 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 			argv = append(argv, "--datastore", "postgres", "--database-url", url, "--migrate")
 			pgPID = pg.PID()
 		}
+	case "spicedb-postgres":
+		url, err := createDatabase(ctx, pg, "spicedb")
+		if err != nil {
+			return res, err
+		}
+		trellis := filepath.Join(c.bin, "trellis")
+		if out, err := exec.CommandContext(ctx, trellis, "spicedb", "migrate", "head", "--datastore-engine", "postgres", "--datastore-conn-uri", url).CombinedOutput(); err != nil {
+			return res, fmt.Errorf("spicedb migrate head: %w: %s", err, out)
+		}
+		key := make([]byte, 16)
+		_, _ = rand.Read(key)
+		t.kind, t.key, t.base = "spicedb", hex.EncodeToString(key), "http://127.0.0.1:18394"
+		argv = []string{trellis, "spicedb", "serve", "--grpc-addr", "127.0.0.1:18395", "--grpc-preshared-key", t.key,
+			"--http-enabled", "--http-addr", "127.0.0.1:18394", "--datastore-engine", "postgres", "--datastore-conn-uri", url,
+			"--datastore-revision-quantization-interval", spicedbQuantization.String(), "--log-level", "error"}
+		ready, pgPID = "/healthz", pg.PID()
 	case "openfga-postgres":
 		url, err := createDatabase(ctx, pg, "openfga")
 		if err != nil {
@@ -253,6 +277,8 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		err = seedTrellis(ctx, t, c.data, c.seedClients)
 	case "openfga":
 		err = seedOpenFGA(ctx, t, c.data, c.seedClients)
+	case "spicedb":
+		err = seedSpiceDB(ctx, t, c.data, c.seedClients)
 	}
 	if err != nil {
 		return res, fmt.Errorf("seed: %w", err)
@@ -260,6 +286,13 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 	if t.kind != "ceiling" {
 		res.seed = time.Since(seedStart)
 		fmt.Printf("  seeded %d relationships in %v\n", c.data.relationships(), res.seed.Round(time.Millisecond))
+	}
+	if t.kind == "spicedb" {
+		wait, err := awaitSpiceDBSeed(ctx, t)
+		if err != nil {
+			return res, fmt.Errorf("seed: %w", err)
+		}
+		fmt.Printf("  visible to minimizeLatency checks: waited %v (until a marker showed, then one quantization interval)\n", wait.Round(time.Millisecond))
 	}
 	l := &load{t: t, data: c.data, pairs: pairs, seq: seq, workers: c.workers, verify: t.kind != "ceiling", srvPID: srv.pid(), pgPID: pgPID}
 	for i, mix := range c.writes {

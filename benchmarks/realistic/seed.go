@@ -2,7 +2,9 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -150,6 +152,120 @@ func seedOpenFGA(ctx context.Context, t *target, s dataset, clients int) error {
 		}
 		return t.call("POST", "/stores/"+t.store+"/write", body, nil)
 	})
+}
+
+// spicedbSchema is benchmarks/openfga's model (the openfga-postgres arm's) as
+// a SpiceDB schema, relation for relation: a parent's manage flows to its
+// children, access is membership or manage, a document is viewed by its
+// viewers and by whoever has access to its organization.
+const spicedbSchema = `definition user {}
+
+definition organization {
+	relation parent: organization
+	relation admin: user
+	relation member: user
+	permission manage = admin + parent->manage
+	permission access = member + manage
+}
+
+definition document {
+	relation org: organization
+	relation viewer: user
+	permission view = viewer + org->access
+	permission edit = org->manage
+}`
+
+// SpiceDB's REST API (its HTTP gateway's JSON of authzed.api.v1).
+type (
+	spicedbObject struct {
+		ObjectType string `json:"objectType"`
+		ObjectID   string `json:"objectId"`
+	}
+	spicedbSubject struct {
+		Object spicedbObject `json:"object"`
+	}
+	spicedbRelationship struct {
+		Resource spicedbObject  `json:"resource"`
+		Relation string         `json:"relation"`
+		Subject  spicedbSubject `json:"subject"`
+	}
+	spicedbUpdate struct {
+		Operation    string              `json:"operation"`
+		Relationship spicedbRelationship `json:"relationship"`
+	}
+)
+
+// spicedbRef is an object "type:id" in SpiceDB's JSON.
+func spicedbRef(ref string) spicedbObject {
+	typ, id, _ := strings.Cut(ref, ":")
+	return spicedbObject{typ, id}
+}
+
+// asSpiceDB is an OpenFGA tuple as a SpiceDB relationship: the object is the
+// resource, the user the subject.
+func (x tuple) asSpiceDB() spicedbRelationship {
+	return spicedbRelationship{Resource: spicedbRef(x.Object), Relation: x.Relation, Subject: spicedbSubject{spicedbRef(x.User)}}
+}
+
+// seedSpiceDB writes spicedbSchema, then the openfga arm's tuples as
+// relationships through SpiceDB's HTTP gateway, 1,000 touches a request
+// (spicedb serve's default limit).
+func seedSpiceDB(ctx context.Context, t *target, s dataset, clients int) error {
+	if err := t.call("POST", "/v1/schema/write", map[string]string{"schema": spicedbSchema}, nil); err != nil {
+		return err
+	}
+	all := openfgaTuples(s)
+	const batch = 1000
+	return parallel(ctx, (len(all)+batch-1)/batch, clients, func(b int) error {
+		var updates []spicedbUpdate
+		for _, x := range all[b*batch : min((b+1)*batch, len(all))] {
+			updates = append(updates, spicedbUpdate{"OPERATION_TOUCH", x.asSpiceDB()})
+		}
+		return t.call("POST", "/v1/relationships/write", map[string]any{"updates": updates}, nil)
+	})
+}
+
+// spicedbQuantization is the spicedb-postgres arm's revision quantization,
+// SpiceDB's default.
+const spicedbQuantization = 5 * time.Second
+
+// awaitSpiceDBSeed returns once minimizeLatency checks see the whole seed:
+// SpiceDB answers them at a quantized revision that may predate writes of
+// the last quantization interval (Trellis never reads older than its own
+// last write), so the checks would start on a partial graph. A marker
+// relationship, written after every seed write has returned and outside the
+// data (no check names document:seeded), is polled for with minimizeLatency:
+// the revision that shows it shows all the writes committed before it. Other
+// requests may still be given an older cached revision for up to 10 % of the
+// quantization (SpiceDB's staleness jitter), so the wait goes on for one more
+// interval after the marker shows.
+func awaitSpiceDBSeed(ctx context.Context, t *target) (time.Duration, error) {
+	start := time.Now()
+	marker := spicedbUpdate{"OPERATION_TOUCH", tuple{"user:seeded", "viewer", "document:seeded"}.asSpiceDB()}
+	if err := t.call("POST", "/v1/relationships/write", map[string]any{"updates": []spicedbUpdate{marker}}, nil); err != nil {
+		return 0, err
+	}
+	path, body := spicedbCheck("seeded", "user", "seeded", "", false)
+	for deadline := start.Add(time.Minute); time.Now().Before(deadline); {
+		resp, err := t.do("POST", path, body)
+		if err != nil {
+			return 0, err
+		}
+		if isAllowed(resp) {
+			select {
+			case <-ctx.Done():
+				return 0, ctx.Err()
+			case <-time.After(spicedbQuantization):
+			}
+			return time.Since(start), nil
+		}
+		select {
+		case <-ctx.Done():
+			return 0, ctx.Err()
+		case <-time.After(50 * time.Millisecond): // polling the quantized revision
+		}
+	}
+	return 0, errors.New("minimizeLatency checks did not see the seed within a minute")
 }
 
 type tuple struct {

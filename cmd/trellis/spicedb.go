@@ -20,8 +20,9 @@ import (
 // SpiceDB's own server package (pkg/cmd/server, the code `spicedb serve`
 // runs) with the settings of the embedded server (engine.StartServer); its
 // flags are named as `spicedb serve`'s and read SPICEDB_<FLAG> as it does.
-// It serves plaintext gRPC only: production runs the authzed/spicedb image of
-// the same version (deploy/docker-compose.yaml), with TLS, metrics and dispatch.
+// It serves plaintext gRPC and, with --http-enabled, SpiceDB's HTTP gateway
+// (plaintext too): production runs the authzed/spicedb image of the same
+// version (deploy/docker-compose.yaml), with TLS, metrics and dispatch.
 func spicedbCmd() *cobra.Command {
 	sc := &cobra.Command{
 		Use:   "spicedb",
@@ -39,6 +40,8 @@ type spicedbServeConfig struct {
 	ConnURI      string
 	Quantization time.Duration
 	LogLevel     string
+	HTTPEnabled  bool
+	HTTPAddr     string
 }
 
 func (c spicedbServeConfig) server() (engine.ServerConfig, error) {
@@ -53,6 +56,12 @@ func (c spicedbServeConfig) server() (engine.ServerConfig, error) {
 		Addr:           c.GRPCAddr,
 		PresharedKey:   c.PresharedKey,
 	}
+	if c.HTTPEnabled {
+		if c.HTTPAddr == "" {
+			return engine.ServerConfig{}, errors.New("--http-addr must name an address when --http-enabled is set")
+		}
+		cfg.HTTPAddr = c.HTTPAddr
+	}
 	if err := cfg.EmbeddedConfig.Validate(); err != nil {
 		return engine.ServerConfig{}, fmt.Errorf("--datastore-engine/--datastore-conn-uri: %w", err)
 	}
@@ -60,10 +69,10 @@ func (c spicedbServeConfig) server() (engine.ServerConfig, error) {
 }
 
 func spicedbServeCmd() *cobra.Command {
-	c := spicedbServeConfig{GRPCAddr: "127.0.0.1:50051", Engine: "memory", Quantization: 5 * time.Second, LogLevel: "info"}
+	c := spicedbServeConfig{GRPCAddr: "127.0.0.1:50051", Engine: "memory", Quantization: 5 * time.Second, LogLevel: "info", HTTPAddr: "127.0.0.1:8443"}
 	cmd := &cobra.Command{
 		Use:   "serve",
-		Short: "Serve SpiceDB's gRPC API (plaintext) with a preshared key, on memdb or PostgreSQL",
+		Short: "Serve SpiceDB's gRPC API (and its HTTP gateway), plaintext, with a preshared key, on memdb or PostgreSQL",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := applyEnvPrefix(cmd, "SPICEDB_"); err != nil {
@@ -80,8 +89,12 @@ func spicedbServeCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "SpiceDB %s (the module trellis %s is built with) serving gRPC on %s, datastore %s\n",
-				spicedbVersion(), version, srv.Addr(), cfg.Datastore)
+			gateway := ""
+			if srv.HTTPAddr() != "" {
+				gateway = " and its HTTP gateway on " + srv.HTTPAddr()
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "SpiceDB %s (the module trellis %s is built with) serving gRPC on %s%s, datastore %s\n",
+				spicedbVersion(), version, srv.Addr(), gateway, cfg.Datastore)
 			select {
 			case <-ctx.Done():
 			case <-srv.Stopped():
@@ -98,6 +111,8 @@ func spicedbServeCmd() *cobra.Command {
 	f := cmd.Flags()
 	f.StringVar(&c.GRPCAddr, "grpc-addr", c.GRPCAddr, "address to serve gRPC on, plaintext: loopback unless told otherwise (spicedb serve's default is :50051); port 0 picks a free one (SPICEDB_GRPC_ADDR)")
 	f.StringVar(&c.PresharedKey, "grpc-preshared-key", c.PresharedKey, "(required) preshared key clients must send as a bearer token (SPICEDB_GRPC_PRESHARED_KEY)")
+	f.BoolVar(&c.HTTPEnabled, "http-enabled", c.HTTPEnabled, "also serve SpiceDB's HTTP gateway (its REST API, /v1/...), plaintext, same preshared key (SPICEDB_HTTP_ENABLED)")
+	f.StringVar(&c.HTTPAddr, "http-addr", c.HTTPAddr, "address of the HTTP gateway with --http-enabled: loopback unless told otherwise (spicedb serve's default is :8443); port 0 picks a free one (SPICEDB_HTTP_ADDR)")
 	bindSpicedbDatastoreFlags(cmd, &c.Engine, &c.ConnURI)
 	f.DurationVar(&c.Quantization, "datastore-revision-quantization-interval", c.Quantization, "how stale a minimize_latency read may be (SPICEDB_DATASTORE_REVISION_QUANTIZATION_INTERVAL)")
 	f.StringVar(&c.LogLevel, "log-level", c.LogLevel, "debug, info, warn or error; SpiceDB's own info lines show at debug (SPICEDB_LOG_LEVEL)")
