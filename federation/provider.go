@@ -367,7 +367,7 @@ func (p *opStorage) issue(ctx context.Context, req op.TokenRequest, current stri
 			return f, at, "", oidc.ErrInvalidGrant().WithDescription("authorization code already used; its tokens are revoked")
 		}
 		p.reuse(ctx, &f)
-		return f, at, "", op.ErrInvalidRefreshToken
+		return f, at, "", oidc.ErrInvalidGrant().WithDescription("refresh token already used; its grant is revoked")
 	}
 	return f, at, secret, err
 }
