@@ -136,8 +136,9 @@ func (c *providerCluster) routeBy(pick func(r *http.Request) int) {
 }
 
 // TestSSOProviderStateSharedByNodes drives the OpenID provider's protocol
-// over HTTP through two Trellis nodes on one PostgreSQL database: a sign-in
-// started on one node is completed and redeemed on the other, a refresh
+// over HTTP through two Trellis nodes on one PostgreSQL database: each step
+// of a sign-in (authorize, login, the IdP's answer, the code's issue and
+// exchange) may land on either node, a refresh
 // token issued by one node refreshes on the other, rotation and revocation
 // on one node are seen by the other, and a restarted node keeps its
 // refresh tokens working. While this state lived in each process, every
@@ -182,31 +183,41 @@ func TestSSOProviderStateSharedByNodes(t *testing.T) {
 		return w.app.introspect(at)
 	}
 
-	step("a sign-in started on one node completes and is redeemed on the other", func() {
-		// the application's /authorize and the code's issue on node 0; the
-		// sign-in at the IdP (login, callback) on node 1; the code's exchange on node 1
+	step("every step of a sign-in on another node than the one before", func() {
+		// as a load balancer without affinity may: the application's
+		// /authorize on node 0, the login page (and the browser's trip to the
+		// IdP) on node 1, the IdP's answer on node 0, the code's issue on
+		// node 1, its exchange on node 0
+		hops := map[string]int{"/sso/authorize": 0, "/sso/login": 1, "/sso/oidc/callback": 0, "/sso/authorize/callback": 1, "/oauth2/token": 0}
+		var seen sync.Map
 		c.routeBy(func(r *http.Request) int {
-			switch {
-			case r.URL.Path == "/sso/authorize", strings.HasPrefix(r.URL.Path, "/sso/authorize/callback"):
-				return 0
+			i, ok := hops[r.URL.Path]
+			if !ok {
+				t.Errorf("unexpected request %s through the load balancer", r.URL.Path)
 			}
-			return 1
+			seen.Store(r.URL.Path, true)
+			return i
 		})
 		code, verifier := w.signIn(newBrowser(t), url.Values{"login_hint": {"alice@acme.example"}})
 		status, tok := w.exchange(code, verifier)
 		if status != 200 {
-			t.Fatalf("code issued by node 0, exchanged on node 1: %d %v", status, tok)
+			t.Fatalf("code issued by node 1, exchanged on node 0: %d %v", status, tok)
 		}
-		if in := introspectOn(0, str(tok, "access_token")); in["active"] != true || in["org"] != w.org {
-			t.Fatalf("node 0 introspects node 1's access token: %v, want active", in)
+		for path := range hops {
+			if _, ok := seen.Load(path); !ok {
+				t.Fatalf("the sign-in never reached %s: the test routes nothing there", path)
+			}
+		}
+		if in := introspectOn(1, str(tok, "access_token")); in["active"] != true || in["org"] != w.org {
+			t.Fatalf("node 1 introspects node 0's access token: %v, want active", in)
 		}
 		// the code is spent on every node
-		c.to(0)
+		c.to(1)
 		if status, out := w.exchange(code, verifier); status != 400 || out["error"] != "invalid_grant" {
-			t.Fatalf("the code exchanged again on node 0: %d %v, want 400 invalid_grant", status, out)
+			t.Fatalf("the code exchanged again on node 1: %d %v, want 400 invalid_grant", status, out)
 		}
-		if in := introspectOn(1, str(tok, "access_token")); in["active"] != false {
-			t.Fatalf("after the code's reuse on node 0, node 1 still introspects its token as %v, want inactive", in)
+		if in := introspectOn(0, str(tok, "access_token")); in["active"] != false {
+			t.Fatalf("after the code's reuse on node 1, node 0 still introspects its token as %v, want inactive", in)
 		}
 	})
 

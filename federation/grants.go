@@ -16,8 +16,8 @@ import (
 )
 
 // The provider's sign-in state — authorization requests and their codes,
-// grant families, access-token records and refresh tokens — lives in the
-// store (store.ProviderGrantRows), not in this process: every node behind a
+// grant families, access-token records, refresh tokens, and sign-ins waiting
+// for their IdP — lives in the store (store.ProviderGrantRows), not in this process: every node behind a
 // load balancer continues a sign-in another node started, refreshes a token
 // another issued and sees another's revocation, and a restart loses nothing
 // (ADR 0016). Codes and refresh tokens are stored as their SHA-256 only.
@@ -214,4 +214,56 @@ func grantOf(f family, now time.Time) store.Grant {
 		g.KeyExpiresAt = &exp
 	}
 	return g
+}
+
+// ---- sign-ins waiting for their IdP (and connection tests' tickets)
+
+// Kinds of pending logins: each hashes its state apart, so a connection
+// test's ticket never answers as a sign-in's state.
+const (
+	pendingSignIn = "signin"
+	pendingTest   = "test"
+)
+
+func pendingHash(kind, state string) []byte {
+	h := sha256.New()
+	h.Write([]byte(kind))
+	h.Write([]byte{0})
+	h.Write([]byte(state))
+	return h.Sum(nil)
+}
+
+// putPending stores p under state until the login TTL has passed, sealed
+// under the key-encryption key (it holds the round trip's nonce and PKCE
+// verifier), bound to its row by the hash.
+func (s *Service) putPending(ctx context.Context, kind, state string, p *pendingLogin) error {
+	plain, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("federation: encoding a pending sign-in: %w", err)
+	}
+	hash := pendingHash(kind, state)
+	row := store.PendingLogin{Hash: hash, Sealed: s.sealer.Seal(plain, hash), CreatedAt: p.CreatedAt, ExpiresAt: p.CreatedAt.Add(s.cfg.LoginTTL)}
+	return s.op.grants.write(ctx, func(tx grantRows) error { return tx.InsertPendingLogin(ctx, row) })
+}
+
+// takePending removes and returns the pending login of state: a state
+// answers once, on whichever node it comes back to.
+func (s *Service) takePending(ctx context.Context, kind, state string) (*pendingLogin, bool) {
+	var row store.PendingLogin
+	err := s.op.grants.write(ctx, func(tx grantRows) (err error) {
+		row, err = tx.TakePendingLogin(ctx, pendingHash(kind, state), s.cfg.Now())
+		return err
+	})
+	if err != nil {
+		return nil, false
+	}
+	plain, err := s.sealer.Open(row.Sealed, row.Hash)
+	if err != nil {
+		return nil, false
+	}
+	p := &pendingLogin{}
+	if json.Unmarshal(plain, p) != nil {
+		return nil, false
+	}
+	return p, true
 }

@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,7 +23,8 @@ import (
 // IdP's answer is accepted only with the cookie set when the browser left.
 const loginCookie = "trellis_sso"
 
-// pendingLogin is a sign-in waiting for the IdP's answer, keyed by state.
+// pendingLogin is a sign-in waiting for the IdP's answer, keyed by state
+// (in the store, grants.go).
 type pendingLogin struct {
 	AuthRequest string // the application's authorization request ("" for a connection test)
 	Org         string // the organization being signed in to
@@ -34,60 +34,6 @@ type pendingLogin struct {
 	Browser     [32]byte
 	CreatedAt   time.Time
 	TestBy      string // audit actor of an admin testing the connection
-}
-
-// flows holds sign-ins in flight (this process; ADR 0016).
-type flows struct {
-	mu      sync.Mutex
-	pending map[string]*pendingLogin
-	tests   map[string]*pendingLogin // connection-test tickets
-	writes  int                      // puts since the last sweep
-}
-
-func newFlows() *flows {
-	return &flows{pending: map[string]*pendingLogin{}, tests: map[string]*pendingLogin{}}
-}
-
-func (f *flows) putTest(ticket, conn, org, by string, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tests[ticket] = &pendingLogin{Connection: conn, Org: org, TestBy: by, CreatedAt: now}
-}
-
-func (f *flows) takeTest(ticket string) (*pendingLogin, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.tests[ticket]
-	delete(f.tests, ticket)
-	return p, ok
-}
-
-func (f *flows) put(state string, p *pendingLogin, ttl time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.writes++; f.writes >= 1000 { // drop round trips that never came back
-		f.writes = 0
-		for k, old := range f.pending {
-			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
-				delete(f.pending, k)
-			}
-		}
-		for k, old := range f.tests {
-			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
-				delete(f.tests, k)
-			}
-		}
-	}
-	f.pending[state] = p
-}
-
-// take removes and returns the sign-in of state: a state answers once.
-func (f *flows) take(state string) (*pendingLogin, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.pending[state]
-	delete(f.pending, state)
-	return p, ok
 }
 
 // Route is one HTTP route sign-in serves; api mounts them in one place.
@@ -301,7 +247,9 @@ func (s *Service) redirectToIdP(c echo.Context, conn store.Connection, org, auth
 	state, nonce, verifier, browser := newSecret(), newSecret(), newSecret(), newSecret()
 	p := &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: nonce, Verifier: verifier,
 		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}
-	s.flows.put(state, p, s.cfg.LoginTTL)
+	if err := s.putPending(ctx, pendingSignIn, state, p); err != nil {
+		return err
+	}
 	s.setBrowserCookie(c, browser)
 	u, err := o.LoginURL(ctx, state, nonce, verifier)
 	if err != nil {
@@ -325,7 +273,7 @@ func (s *Service) claimPending(c echo.Context, state string) (*pendingLogin, str
 	if state == "" {
 		return nil, "missing_state"
 	}
-	p, ok := s.flows.take(state)
+	p, ok := s.takePending(c.Request().Context(), pendingSignIn, state)
 	if !ok {
 		return nil, "unknown_state"
 	}
@@ -625,7 +573,7 @@ func refusalText(reason string) string {
 // shown, creating and linking nothing.
 func (s *Service) startTest(c echo.Context) error {
 	ctx := c.Request().Context()
-	t, ok := s.flows.takeTest(c.QueryParam("ticket"))
+	t, ok := s.takePending(ctx, pendingTest, c.QueryParam("ticket"))
 	if !ok || s.cfg.Now().Sub(t.CreatedAt) >= s.cfg.LoginTTL {
 		return s.page(c, http.StatusBadRequest, "unknown_test", "This connection test is unknown or expired.")
 	}

@@ -6,13 +6,14 @@ import (
 )
 
 // The OpenID provider's sign-in state (federation/provider.go): authorization
-// requests with their codes, grants, and the access and refresh tokens issued
-// under them. It lives here, not in a node, so that any node can continue a
-// sign-in another started, refresh a token another issued, and see another's
-// revocation, and so that a restart loses nothing. Secrets are never stored:
-// a code and a refresh token are kept as their SHA-256. Every read takes the
-// caller's now and finds nothing past a row's ExpiresAt; SweepProviderGrants
-// deletes such rows.
+// requests with their codes, grants, the access and refresh tokens issued
+// under them, and sign-ins waiting for their IdP. It lives here, not in a
+// node, so that any node can continue a sign-in another started, refresh a
+// token another issued, and see another's revocation, and so that a restart
+// loses nothing. Secrets are never stored in clear: a code, a refresh token
+// and a pending sign-in's state are kept as their SHA-256 (the provider seals
+// what a pending sign-in holds). Every read takes the caller's now and finds
+// nothing past a row's ExpiresAt; SweepProviderGrants deletes such rows.
 
 // AuthRequest is an application's authorization request, from /authorize
 // until its code is exchanged, and after that (RedeemedAt set) until
@@ -76,6 +77,17 @@ type RefreshToken struct {
 	UsedAt    *time.Time
 }
 
+// PendingLogin is a sign-in waiting for its IdP's answer, or a connection
+// test's ticket, by the SHA-256 of the state (or ticket) that comes back with
+// it. Sealed is its content as the provider sealed it (it holds the nonce and
+// PKCE verifier of the round trip).
+type PendingLogin struct {
+	Hash      []byte
+	Sealed    []byte
+	CreatedAt time.Time
+	ExpiresAt time.Time
+}
+
 // GrantFilter selects grants: every field set must match; at least one must be set.
 type GrantFilter struct {
 	ID       string
@@ -127,7 +139,13 @@ type ProviderGrantRows interface {
 	// token is ErrConflict, an absent or expired one ErrNotFound.
 	SpendRefreshToken(ctx context.Context, hash []byte, at time.Time) error
 
-	// SweepProviderGrants deletes the requests and tokens expired at now,
+	// InsertPendingLogin stores p; an existing hash is ErrConflict.
+	InsertPendingLogin(ctx context.Context, p PendingLogin) error
+	// TakePendingLogin deletes and returns the pending login whose state's
+	// SHA-256 is hash. Once only: a taken, absent or expired one is ErrNotFound.
+	TakePendingLogin(ctx context.Context, hash []byte, now time.Time) (PendingLogin, error)
+
+	// SweepProviderGrants deletes the requests, pending logins and tokens expired at now,
 	// and the grants left with no request, code or token; it returns how
 	// many rows it deleted.
 	SweepProviderGrants(ctx context.Context, now time.Time) (int, error)

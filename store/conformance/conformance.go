@@ -73,6 +73,7 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"provider grants/grants and revocation", testGrants},
 		{"provider grants/tokens", testProviderTokens},
 		{"provider grants/sweep", testProviderSweep},
+		{"provider grants/pending logins", testPendingLogins},
 		{"changelog", testChangelog},
 		{"changelog/index and compaction", testChangelogIndex},
 		{"tx/fn error passes through", testTxErrorPassesThrough},

@@ -284,3 +284,43 @@ func testProviderSweep(t *testing.T, s store.Store) {
 	_, err = getRefresh(t, s, "rt-1", at(1))
 	wantErr(t, "GetRefreshToken swept", err, trellis.ErrNotFound)
 }
+
+func testPendingLogins(t *testing.T, s store.Store) {
+	take := func(state string, now time.Time) (store.PendingLogin, error) {
+		var p store.PendingLogin
+		err := s.InTx(t.Context(), func(tx store.Tx) (err error) {
+			p, err = tx.TakePendingLogin(t.Context(), sha(state), now)
+			return err
+		})
+		return p, err
+	}
+	a := store.PendingLogin{Hash: sha("state-a"), Sealed: []byte{1, 2, 3}, CreatedAt: at(0), ExpiresAt: at(10)}
+	b := store.PendingLogin{Hash: sha("state-b"), Sealed: []byte{4}, CreatedAt: at(0), ExpiresAt: at(5)}
+	do(t, s, store.Tx.InsertPendingLogin, a)
+	do(t, s, store.Tx.InsertPendingLogin, b)
+	wantErr(t, "InsertPendingLogin duplicate", exec(t, s, store.Tx.InsertPendingLogin, a), trellis.ErrConflict)
+	err := s.Read(t.Context(), func(tx store.Tx) error {
+		_, err := tx.TakePendingLogin(t.Context(), sha("state-a"), at(1))
+		return err
+	})
+	if err == nil {
+		t.Errorf("TakePendingLogin in a Read succeeded: it must write")
+	}
+	got, err := take("state-a", at(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	same(t, "TakePendingLogin", got, a)
+	_, err = take("state-a", at(1))
+	wantErr(t, "TakePendingLogin again", err, trellis.ErrNotFound)
+	_, err = take("state-b", at(5))
+	wantErr(t, "TakePendingLogin at its expiry", err, trellis.ErrNotFound)
+	var n int
+	mustTx(t, s, func(tx store.Tx) (err error) {
+		n, err = tx.SweepProviderGrants(t.Context(), at(6))
+		return err
+	})
+	same(t, "sweep of the expired pending login", n, 1)
+	_, err = take("state-b", at(1))
+	wantErr(t, "TakePendingLogin swept", err, trellis.ErrNotFound)
+}

@@ -17,6 +17,7 @@ type grantTables struct {
 	grants        map[string]store.Grant
 	accessTokens  map[string]store.AccessToken
 	refreshTokens map[string]store.RefreshToken // hex SHA-256 of the token → token
+	pendingLogins map[string]store.PendingLogin // hex SHA-256 of the state → pending login
 }
 
 func newGrantTables() grantTables {
@@ -26,6 +27,7 @@ func newGrantTables() grantTables {
 		grants:        map[string]store.Grant{},
 		accessTokens:  map[string]store.AccessToken{},
 		refreshTokens: map[string]store.RefreshToken{},
+		pendingLogins: map[string]store.PendingLogin{},
 	}
 }
 
@@ -238,11 +240,44 @@ func (t *tx) SpendRefreshToken(_ context.Context, hash []byte, at time.Time) err
 	return nil
 }
 
+func (t *tx) InsertPendingLogin(_ context.Context, p store.PendingLogin) error {
+	if err := t.writable(); err != nil {
+		return err
+	}
+	key := hex.EncodeToString(p.Hash)
+	if _, ok := t.pendingLogins[key]; ok {
+		return conflict("pending login is taken")
+	}
+	p.Hash, p.Sealed = bytes.Clone(p.Hash), bytes.Clone(p.Sealed)
+	set(t, t.pendingLogins, key, p)
+	return nil
+}
+
+func (t *tx) TakePendingLogin(_ context.Context, hash []byte, now time.Time) (store.PendingLogin, error) {
+	if err := t.writable(); err != nil {
+		return store.PendingLogin{}, err
+	}
+	key := hex.EncodeToString(hash)
+	p, ok := t.pendingLogins[key]
+	if !ok || !live(p.ExpiresAt, now) {
+		return store.PendingLogin{}, notFound("pending login", "")
+	}
+	unset(t, t.pendingLogins, key)
+	p.Hash, p.Sealed = bytes.Clone(p.Hash), bytes.Clone(p.Sealed)
+	return p, nil
+}
+
 func (t *tx) SweepProviderGrants(_ context.Context, now time.Time) (int, error) {
 	if err := t.writable(); err != nil {
 		return 0, err
 	}
 	n := 0
+	for key, p := range t.pendingLogins {
+		if !live(p.ExpiresAt, now) {
+			unset(t, t.pendingLogins, key)
+			n++
+		}
+	}
 	held := map[string]bool{} // grants something still refers to
 	for id, r := range t.authRequests {
 		if live(r.ExpiresAt, now) {

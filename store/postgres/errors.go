@@ -53,11 +53,12 @@ var uniqueKeys = map[string]string{
 	"oauth_grants_pkey":                 "grant id",
 	"oauth_access_tokens_pkey":          "access token id",
 	"oauth_refresh_tokens_pkey":         "refresh token",
+	"oauth_pending_logins_pkey":         "pending login",
 }
 
 // secretKeys are keys whose values conflict messages leave out.
 var secretKeys = map[string]bool{"invitations_token_hash_key": true, "oauth_auth_requests_code_hash_key": true,
-	"oauth_refresh_tokens_pkey": true}
+	"oauth_refresh_tokens_pkey": true, "oauth_pending_logins_pkey": true}
 
 // keyDetail matches the DETAIL of a unique violation: Key (slug)=(acme) already exists.
 var keyDetail = regexp.MustCompile(`^Key \((.*)\)=\((.*)\) already exists\.?$`)

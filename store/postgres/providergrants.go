@@ -177,9 +177,26 @@ func (t *tx) SpendRefreshToken(ctx context.Context, hash []byte, at time.Time) e
 		`SELECT count(*) FROM oauth_refresh_tokens WHERE hash = $1 AND expires_at > $2`, hash, at)
 }
 
+func (t *tx) InsertPendingLogin(ctx context.Context, p store.PendingLogin) error {
+	_, err := t.exec(ctx, "insert pending login",
+		`INSERT INTO oauth_pending_logins (hash, sealed, created_at, expires_at) VALUES ($1, $2, $3, $4)`,
+		p.Hash, p.Sealed, p.CreatedAt, p.ExpiresAt)
+	return err
+}
+
+func (t *tx) TakePendingLogin(ctx context.Context, hash []byte, now time.Time) (store.PendingLogin, error) {
+	if err := t.usable("take pending login", true); err != nil {
+		return store.PendingLogin{}, err
+	}
+	return one(ctx, t, "take pending login", func() error { return notFound("pending login", "") }, func(r scanner) (store.PendingLogin, error) {
+		var p store.PendingLogin
+		return p, r.Scan(&p.Hash, &p.Sealed, &p.CreatedAt, &p.ExpiresAt)
+	}, `DELETE FROM oauth_pending_logins WHERE hash = $1 AND expires_at > $2 RETURNING hash, sealed, created_at, expires_at`, hash, now)
+}
+
 func (t *tx) SweepProviderGrants(ctx context.Context, now time.Time) (int, error) {
 	var total int64
-	for _, table := range []string{"oauth_auth_requests", "oauth_access_tokens", "oauth_refresh_tokens"} {
+	for _, table := range []string{"oauth_pending_logins", "oauth_auth_requests", "oauth_access_tokens", "oauth_refresh_tokens"} {
 		n, err := t.exec(ctx, "sweep "+table, `DELETE FROM `+table+` WHERE expires_at <= $1`, now)
 		if err != nil {
 			return 0, err

@@ -1,7 +1,7 @@
 -- The OpenID provider's sign-in state, shared by every node
 -- (store/providergrants.go, docs/decisions/0016-sso-and-oidc-provider.md):
--- authorization requests with their codes, grants, and the access and
--- refresh tokens issued under them. Codes and refresh tokens are stored as
+-- authorization requests with their codes, grants, the access and refresh
+-- tokens issued under them, and sign-ins waiting for their IdP's answer. Codes and refresh tokens are stored as
 -- their SHA-256 only. Reads skip rows past expires_at; the provider sweeps them.
 
 -- +goose Up
@@ -60,8 +60,18 @@ CREATE TABLE oauth_refresh_tokens (
 CREATE INDEX oauth_refresh_tokens_grant ON oauth_refresh_tokens (grant_id);
 CREATE INDEX oauth_refresh_tokens_expires ON oauth_refresh_tokens (expires_at);
 
+CREATE TABLE oauth_pending_logins (
+    hash       bytea PRIMARY KEY,
+    sealed     bytea NOT NULL,
+    created_at timestamptz NOT NULL,
+    expires_at timestamptz NOT NULL
+);
+
+CREATE INDEX oauth_pending_logins_expires ON oauth_pending_logins (expires_at);
+
 -- +goose Down
 
+DROP TABLE oauth_pending_logins;
 DROP TABLE oauth_refresh_tokens;
 DROP TABLE oauth_access_tokens;
 DROP TABLE oauth_grants;
