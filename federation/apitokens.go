@@ -101,7 +101,7 @@ func (s *Service) AuthenticateAccessToken(ctx context.Context, raw string) (dire
 	case c.ID == "" || c.Subject == "" || c.ClientID == "":
 		return fail("not an access token")
 	}
-	at, f, ok := (*opStorage)(s.op).accessLive(c.ID)
+	at, f, ok := (*opStorage)(s.op).accessLive(ctx, c.ID)
 	switch {
 	case !ok:
 		return fail("token revoked or expired")

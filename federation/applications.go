@@ -249,8 +249,9 @@ func (s *Service) DeleteApplication(ctx context.Context, p directory.Principal, 
 			return err
 		}
 		rec("", "application.delete", "application:"+id, nil)
-		s.op.grants.revokeClient(a.ClientID)
-		return nil
+		// its grants end with it, on every node (the provider's state is in the store)
+		_, err = tx.RevokeGrants(ctx, store.GrantFilter{ClientID: a.ClientID}, s.cfg.Now())
+		return err
 	})
 	return err
 }

@@ -196,7 +196,7 @@ func (c *accountClient) ClockSkew() time.Duration             { return 0 }
 // the key it was issued to, or to a registered application (a resource
 // server the account calls), and only while the key, the account and the
 // organization are live.
-func (p *opStorage) introspectAccount(ctx context.Context, resp *oidc.IntrospectionResponse, at accessToken, f family, subject, clientID string) error {
+func (p *opStorage) introspectAccount(ctx context.Context, resp *oidc.IntrospectionResponse, at store.AccessToken, f family, subject, clientID string) error {
 	if f.Subject != subject {
 		return errors.New("inactive")
 	}

@@ -384,6 +384,8 @@ func (s *Service) TestConnection(ctx context.Context, p directory.Principal, org
 		return ConnectionTest{}, err
 	}
 	ticket := newSecret()
-	s.flows.putTest(ticket, conn.ID, conn.Org, p.Actor(), s.cfg.Now())
+	if err := s.putPending(ctx, pendingTest, ticket, &pendingLogin{Connection: conn.ID, Org: conn.Org, TestBy: p.Actor(), CreatedAt: s.cfg.Now()}); err != nil {
+		return ConnectionTest{}, err
+	}
 	return ConnectionTest{URL: s.cfg.Issuer + "/sso/test?ticket=" + ticket}, nil
 }

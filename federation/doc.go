@@ -7,7 +7,10 @@
 // verifies them, rotates its signing keys and publishes the public keys for
 // /.well-known/jwks.json (ADR 0005). With a store, the keys are rows shared by
 // every node, sealed under a key-encryption key (keystore.go, ADR 0013). The
-// provider signs with the same keys through KeySource (ADR 0016).
+// provider signs with the same keys through KeySource, and keeps its state —
+// authorization requests and codes, grants, access and refresh tokens, IdP
+// round trips in flight — in the store, so every node serves any step of a
+// sign-in (grants.go, ADR 0016).
 //
 // federation must not import api, and never touches SpiceDB (engine)
 // directly: users, memberships and roles that sign-in creates are written by

@@ -10,6 +10,7 @@ import (
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	trellis "github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/directory"
 )
 
@@ -80,17 +81,23 @@ func (s *Service) impersonationSignIn(c echo.Context, a *authRequest) error {
 		return refuse(http.StatusForbidden, "not_a_member", "The impersonated user is not an active member of this organization.")
 	}
 	browser := newSecret()
-	g := s.op.grants
-	g.mu.Lock()
-	if a.done || a.pendingUser != "" {
-		g.mu.Unlock()
+	a, err = s.op.grants.updateRequest(ctx, a.ID, s.cfg.LoginTTL, func(a *authRequest) error {
+		if a.Completed || a.PendingUser != "" {
+			return errRequestChanged
+		}
+		a.UserID, a.Org, a.AuthTime, a.Method = pr.ID, pr.Org, s.cfg.Now(), "impersonation"
+		a.Actor, a.Impersonation = v.Actor, pr.Impersonation
+		a.Scopes = slices.DeleteFunc(slices.Clone(a.Scopes), func(sc string) bool { return sc == oidc.ScopeOfflineAccess })
+		sum := sha256Sum32(browser)
+		a.Browser, a.Completed = sum[:], true
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRequestChanged), errors.Is(err, trellis.ErrNotFound):
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
+	case err != nil:
+		return err
 	}
-	a.UserID, a.Org, a.AuthTime, a.method = pr.ID, pr.Org, s.cfg.Now(), "impersonation"
-	a.Actor, a.Impersonation = v.Actor, pr.Impersonation
-	a.Scopes = slices.DeleteFunc(slices.Clone(a.Scopes), func(sc string) bool { return sc == oidc.ScopeOfflineAccess })
-	a.browser, a.done = sha256Sum32(browser), true
-	g.mu.Unlock()
 	s.setBrowserCookie(c, browser)
 	if err := s.dir.RecordEvent(ctx, directory.Principal{Kind: "application", ID: a.ClientID, Impersonator: "user:" + v.Actor}, pr.Org,
 		"sso.signin", "user:"+pr.ID, map[string]any{"method": "impersonation", "impersonation": pr.Impersonation, "actor": "user:" + v.Actor, "client": a.ClientID}); err != nil {

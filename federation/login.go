@@ -9,7 +9,6 @@ import (
 	"net/url"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -24,7 +23,8 @@ import (
 // IdP's answer is accepted only with the cookie set when the browser left.
 const loginCookie = "trellis_sso"
 
-// pendingLogin is a sign-in waiting for the IdP's answer, keyed by state.
+// pendingLogin is a sign-in waiting for the IdP's answer, keyed by state
+// (in the store, grants.go).
 type pendingLogin struct {
 	AuthRequest string // the application's authorization request ("" for a connection test)
 	Org         string // the organization being signed in to
@@ -34,60 +34,6 @@ type pendingLogin struct {
 	Browser     [32]byte
 	CreatedAt   time.Time
 	TestBy      string // audit actor of an admin testing the connection
-}
-
-// flows holds sign-ins in flight (this process; ADR 0016).
-type flows struct {
-	mu      sync.Mutex
-	pending map[string]*pendingLogin
-	tests   map[string]*pendingLogin // connection-test tickets
-	writes  int                      // puts since the last sweep
-}
-
-func newFlows() *flows {
-	return &flows{pending: map[string]*pendingLogin{}, tests: map[string]*pendingLogin{}}
-}
-
-func (f *flows) putTest(ticket, conn, org, by string, now time.Time) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.tests[ticket] = &pendingLogin{Connection: conn, Org: org, TestBy: by, CreatedAt: now}
-}
-
-func (f *flows) takeTest(ticket string) (*pendingLogin, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.tests[ticket]
-	delete(f.tests, ticket)
-	return p, ok
-}
-
-func (f *flows) put(state string, p *pendingLogin, ttl time.Duration) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.writes++; f.writes >= 1000 { // drop round trips that never came back
-		f.writes = 0
-		for k, old := range f.pending {
-			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
-				delete(f.pending, k)
-			}
-		}
-		for k, old := range f.tests {
-			if p.CreatedAt.Sub(old.CreatedAt) >= ttl {
-				delete(f.tests, k)
-			}
-		}
-	}
-	f.pending[state] = p
-}
-
-// take removes and returns the sign-in of state: a state answers once.
-func (f *flows) take(state string) (*pendingLogin, bool) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	p, ok := f.pending[state]
-	delete(f.pending, state)
-	return p, ok
 }
 
 // Route is one HTTP route sign-in serves; api mounts them in one place.
@@ -119,7 +65,7 @@ func (s *Service) PublicRoutes() []Route {
 		{http.MethodPost, "/" + pathAuthorize, authorize},
 		{http.MethodGet, "/" + pathAuthorize + "/callback", func(c echo.Context) error {
 			// the code goes only to the browser that signed in
-			a, ok := s.op.grants.request(c.QueryParam("id"))
+			a, ok := s.op.grants.request(c.Request().Context(), c.QueryParam("id"))
 			if !ok || !s.sameBrowser(c, a) {
 				return s.page(c, http.StatusBadRequest, "browser_mismatch", "This sign-in was started in another browser or expired.")
 			}
@@ -219,15 +165,11 @@ func orgByRef(ctx context.Context, tx store.Tx, ref string) (store.Org, error) {
 func (s *Service) loginStart(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.FormValue("authRequestID")
-	a, ok := s.op.grants.request(id)
+	a, ok := s.op.grants.request(ctx, id)
 	if !ok || !(*opStorage)(s.op).live(a) {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in expired or is unknown. Start again from the application.")
 	}
-	g := s.op.grants
-	g.mu.Lock()
-	started := a.done || a.pendingUser != ""
-	g.mu.Unlock()
-	if started { // a completed sign-in is not run again for another user
+	if a.Completed || a.PendingUser != "" { // a completed sign-in is not run again for another user
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
 	}
 	if c.Request().Method == http.MethodPost && c.FormValue("impersonation_token") != "" {
@@ -284,10 +226,7 @@ func (s *Service) sameBrowser(c echo.Context, a *authRequest) bool {
 		return false
 	}
 	sum := sha256Sum32(ck.Value)
-	g := s.op.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return a.browser != [32]byte{} && subtle.ConstantTimeCompare(sum[:], a.browser[:]) == 1
+	return len(a.Browser) == len(sum) && subtle.ConstantTimeCompare(sum[:], a.Browser) == 1
 }
 
 func sha256Sum32(v string) [32]byte { return sha256.Sum256([]byte(v)) }
@@ -308,7 +247,9 @@ func (s *Service) redirectToIdP(c echo.Context, conn store.Connection, org, auth
 	state, nonce, verifier, browser := newSecret(), newSecret(), newSecret(), newSecret()
 	p := &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: nonce, Verifier: verifier,
 		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}
-	s.flows.put(state, p, s.cfg.LoginTTL)
+	if err := s.putPending(ctx, pendingSignIn, state, p); err != nil {
+		return err
+	}
 	s.setBrowserCookie(c, browser)
 	u, err := o.LoginURL(ctx, state, nonce, verifier)
 	if err != nil {
@@ -332,7 +273,7 @@ func (s *Service) claimPending(c echo.Context, state string) (*pendingLogin, str
 	if state == "" {
 		return nil, "missing_state"
 	}
-	p, ok := s.flows.take(state)
+	p, ok := s.takePending(c.Request().Context(), pendingSignIn, state)
 	if !ok {
 		return nil, "unknown_state"
 	}
@@ -414,7 +355,7 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 		s.refused(ctx, conn, org.ID, "connection_disabled")
 		return s.page(c, http.StatusForbidden, "connection_disabled", "This sign-in method is disabled for your organization.")
 	}
-	a, ok := s.op.grants.request(p.AuthRequest)
+	a, ok := s.op.grants.request(ctx, p.AuthRequest)
 	if !ok || !(*opStorage)(s.op).live(a) {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in expired. Start again from the application.")
 	}
@@ -452,20 +393,27 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 	if err != nil {
 		return err
 	}
-	g := s.op.grants
-	g.mu.Lock()
-	if a.done || a.pendingUser != "" {
-		g.mu.Unlock()
+	a, err = s.op.grants.updateRequest(ctx, a.ID, s.cfg.LoginTTL, func(a *authRequest) error {
+		if a.Completed || a.PendingUser != "" {
+			return errRequestChanged
+		}
+		a.AuthTime, a.AMR, a.ACR, a.Method = s.cfg.Now(), amr, id.ACR, method
+		a.ConnectionID, a.ConnectionType, a.Browser = conn.ID, conn.Type, p.Browser[:]
+		if len(choices) > 1 {
+			a.PendingUser, a.Choices = res.User.ID, choices
+		} else {
+			a.UserID, a.Org, a.Completed = res.User.ID, org.ID, true
+		}
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRequestChanged), errors.Is(err, trellis.ErrNotFound):
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed. Start again from the application.")
-	}
-	a.AuthTime, a.AMR, a.ACR, a.method, a.connection, a.browser = s.cfg.Now(), amr, id.ACR, method, conn, p.Browser
-	if len(choices) > 1 {
-		a.pendingUser, a.Choices = res.User.ID, choices
-		g.mu.Unlock()
+	case err != nil:
+		return err
+	case !a.Completed:
 		return c.Redirect(http.StatusFound, s.cfg.Issuer+"/sso/pick?authRequestID="+url.QueryEscape(a.ID))
 	}
-	a.UserID, a.Org, a.done = res.User.ID, org.ID, true
-	g.mu.Unlock()
 	return c.Redirect(http.StatusFound, op.AuthCallbackURL(s.op.op)(op.ContextWithIssuer(ctx, s.cfg.Issuer), a.ID))
 }
 
@@ -521,17 +469,14 @@ func reaches(ctx context.Context, tx store.Tx, conn store.Connection, org store.
 func (s *Service) pick(c echo.Context) error {
 	ctx := c.Request().Context()
 	id := c.FormValue("authRequestID")
-	a, ok := s.op.grants.request(id)
+	a, ok := s.op.grants.request(ctx, id)
 	if !ok || !(*opStorage)(s.op).live(a) {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in expired. Start again from the application.")
 	}
 	if !s.sameBrowser(c, a) {
 		return s.page(c, http.StatusBadRequest, "browser_mismatch", "This sign-in was started in another browser.")
 	}
-	g := s.op.grants
-	g.mu.Lock()
-	user, choices := a.pendingUser, slices.Clone(a.Choices)
-	g.mu.Unlock()
+	user, choices := a.PendingUser, a.Choices
 	if user == "" || len(choices) == 0 {
 		return s.page(c, http.StatusBadRequest, "unknown_request", "There is nothing to choose for this sign-in.")
 	}
@@ -559,19 +504,25 @@ func (s *Service) pick(c echo.Context) error {
 	if _, err := s.liveClaims(ctx, user, want, a.ClientID); err != nil {
 		return s.page(c, http.StatusForbidden, "membership_not_active", "Your membership in this organization is not active.")
 	}
-	if reason, err := s.policyRefusal(ctx, want, a.method, a.ACR); err != nil {
+	if reason, err := s.policyRefusal(ctx, want, a.Method, a.ACR); err != nil {
 		return err
 	} else if reason != "" {
-		s.refused(ctx, a.connection, want, reason)
+		s.refused(ctx, a.connection(), want, reason)
 		return s.page(c, http.StatusForbidden, reason, refusalText(reason))
 	}
-	g.mu.Lock()
-	if a.pendingUser != user { // picked twice at once
-		g.mu.Unlock()
+	a, err := s.op.grants.updateRequest(ctx, id, s.cfg.LoginTTL, func(a *authRequest) error {
+		if a.PendingUser != user { // picked twice at once
+			return errRequestChanged
+		}
+		a.UserID, a.Org, a.Completed, a.PendingUser, a.Choices = user, want, true, "", nil
+		return nil
+	})
+	switch {
+	case errors.Is(err, errRequestChanged), errors.Is(err, trellis.ErrNotFound):
 		return s.page(c, http.StatusBadRequest, "unknown_request", "This sign-in was already completed.")
+	case err != nil:
+		return err
 	}
-	a.UserID, a.Org, a.done, a.pendingUser, a.Choices = user, want, true, "", nil
-	g.mu.Unlock()
 	return c.Redirect(http.StatusFound, op.AuthCallbackURL(s.op.op)(op.ContextWithIssuer(ctx, s.cfg.Issuer), a.ID))
 }
 
@@ -622,7 +573,7 @@ func refusalText(reason string) string {
 // shown, creating and linking nothing.
 func (s *Service) startTest(c echo.Context) error {
 	ctx := c.Request().Context()
-	t, ok := s.flows.takeTest(c.QueryParam("ticket"))
+	t, ok := s.takePending(ctx, pendingTest, c.QueryParam("ticket"))
 	if !ok || s.cfg.Now().Sub(t.CreatedAt) >= s.cfg.LoginTTL {
 		return s.page(c, http.StatusBadRequest, "unknown_test", "This connection test is unknown or expired.")
 	}

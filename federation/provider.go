@@ -4,18 +4,17 @@ import (
 	"context"
 	"crypto/ecdsa"
 	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"net/http"
 	"slices"
 	"strings"
-	"sync"
 	"time"
 
 	jose "github.com/go-jose/go-jose/v4"
 	"github.com/zitadel/oidc/v3/pkg/oidc"
 	"github.com/zitadel/oidc/v3/pkg/op"
 
+	trellis "github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/store"
 )
@@ -44,7 +43,7 @@ type provider struct {
 }
 
 func newProvider(s *Service) (*provider, error) {
-	p := &provider{s: s, grants: newGrants()}
+	p := &provider{s: s, grants: newGrants(s.store, s.cfg.Now)}
 	var cryptoKey [32]byte
 	copy(cryptoKey[:], sha256Sum("trellis/op/crypto", s.cfg.KEK))
 	cfg := &op.Config{
@@ -81,13 +80,14 @@ func sha256Sum(label string, key []byte) []byte {
 	return h.Sum(nil)
 }
 
-// ---- in-flight state
+// ---- in-flight state (grants.go keeps it in the store)
 
-// authRequest is an application's authorization request, completed by a sign-in.
+// authRequest is an application's authorization request, completed by a
+// sign-in. Its exported fields are what the store keeps (as JSON).
 type authRequest struct {
-	ID            string
-	CreatedAt     time.Time
-	ClientID      string
+	ID            string    `json:"-"`
+	CreatedAt     time.Time `json:"-"`
+	ClientID      string    `json:"-"`
 	RedirectURI   string
 	State, Nonce  string
 	Scopes        []string
@@ -103,20 +103,25 @@ type authRequest struct {
 	AuthTime    time.Time
 	AMR         []string
 	ACR         string
-	done        bool
-	code        string
+	Completed   bool
 	// Choices are the organizations a signed-in user may pick (organization picker).
 	Choices []string
-	// pendingUser is who signed in while a pick is outstanding.
-	pendingUser string
-	method      string // oidc | saml | impersonation, of the sign-in
+	// PendingUser is who signed in while a pick is outstanding.
+	PendingUser string
+	Method      string // oidc | saml | impersonation, of the sign-in
 	// Actor and Impersonation: a sign-in through an impersonation (the
 	// actor's user id acts as UserID; tokens carry "act").
 	Actor, Impersonation string
-	connection           store.Connection // it came through
-	// browser is the hash of the login cookie of the browser that signed in:
-	// only it may pick an organization or collect the code.
-	browser [32]byte
+	// ConnectionID and ConnectionType: the connection it came through.
+	ConnectionID, ConnectionType string
+	// Browser is the SHA-256 of the login cookie of the browser that signed
+	// in: only it may pick an organization or collect the code.
+	Browser []byte
+
+	// of the stored row
+	codeHash []byte
+	version  int64
+	redeemed bool
 }
 
 func (a *authRequest) GetID() string                         { return a.ID }
@@ -133,7 +138,12 @@ func (a *authRequest) GetResponseMode() oidc.ResponseMode    { return a.Response
 func (a *authRequest) GetScopes() []string                   { return a.Scopes }
 func (a *authRequest) GetState() string                      { return a.State }
 func (a *authRequest) GetSubject() string                    { return a.UserID }
-func (a *authRequest) Done() bool                            { return a.done }
+func (a *authRequest) Done() bool                            { return a.Completed }
+
+// connection is the connection the sign-in came through, as audits name it.
+func (a *authRequest) connection() store.Connection {
+	return store.Connection{ID: a.ConnectionID, Type: a.ConnectionType}
+}
 
 // family is one grant: everything issued from one authorization code, through
 // every refresh. Revoking it (code reuse, refresh-token reuse, revocation,
@@ -159,25 +169,10 @@ func (f *family) target() string {
 	return "user:" + f.Subject
 }
 
-type accessToken struct {
-	ID, Family          string
-	IssuedAt, ExpiresAt time.Time
-	Scopes              []string
-}
-
-type refreshToken struct {
-	Family              string
-	Scopes, AMR         []string
-	ACR                 string
-	AuthTime, ExpiresAt time.Time
-	used                bool
-}
-
 // refreshRequest is a refresh grant as the op sees it.
 type refreshRequest struct {
 	fam    family
-	tok    refreshToken
-	hash   string
+	tok    store.RefreshToken
 	scopes []string
 }
 
@@ -188,108 +183,6 @@ func (r *refreshRequest) GetClientID() string         { return r.fam.ClientID }
 func (r *refreshRequest) GetScopes() []string         { return r.scopes }
 func (r *refreshRequest) GetSubject() string          { return r.fam.Subject }
 func (r *refreshRequest) SetCurrentScopes(s []string) { r.scopes = s }
-
-// grants is the provider's in-flight state: authorization requests, codes,
-// grant families and their tokens. It lives in this process (see ADR 0016).
-type grants struct {
-	mu        sync.Mutex
-	requests  map[string]*authRequest
-	codes     map[string]string // code → request id
-	usedCodes map[string]string // redeemed code → family id
-	families  map[string]*family
-	access    map[string]*accessToken
-	refresh   map[string]*refreshToken // SHA-256 hex of the token → token
-	usedAt    map[string]time.Time     // redeemed code → when (kept for the login TTL)
-	writes    int                      // inserts since the last sweep
-}
-
-// maxInFlight bounds authorization requests waiting for a sign-in (503 past it).
-const maxInFlight = 100_000
-
-// sweepLocked drops what has expired: requests and used codes past ttl,
-// access tokens past their expiry, refresh tokens past theirs, families with
-// nothing left. It runs every 1,000 inserts; g.mu must be held.
-func (g *grants) sweepLocked(now time.Time, ttl time.Duration) {
-	g.writes++
-	if g.writes < 1000 {
-		return
-	}
-	g.writes = 0
-	for id, a := range g.requests {
-		if now.Sub(a.CreatedAt) >= ttl {
-			delete(g.requests, id)
-			if a.code != "" {
-				delete(g.codes, a.code)
-			}
-		}
-	}
-	for code, at := range g.usedAt {
-		if now.Sub(at) >= ttl {
-			delete(g.usedAt, code)
-			delete(g.usedCodes, code)
-		}
-	}
-	live := map[string]bool{}
-	for id, at := range g.access {
-		if !now.Before(at.ExpiresAt) {
-			delete(g.access, id)
-		} else {
-			live[at.Family] = true
-		}
-	}
-	for h, rt := range g.refresh {
-		if !now.Before(rt.ExpiresAt) {
-			delete(g.refresh, h)
-		} else {
-			live[rt.Family] = true
-		}
-	}
-	for _, fam := range g.usedCodes { // a code still remembered keeps its family revocable
-		live[fam] = true
-	}
-	for id := range g.families {
-		if !live[id] && g.requests[id] == nil {
-			delete(g.families, id)
-		}
-	}
-}
-
-func newGrants() *grants {
-	return &grants{requests: map[string]*authRequest{}, codes: map[string]string{}, usedCodes: map[string]string{},
-		families: map[string]*family{}, access: map[string]*accessToken{}, refresh: map[string]*refreshToken{},
-		usedAt: map[string]time.Time{}}
-}
-
-func tokenHash(tok string) string {
-	h := sha256.Sum256([]byte(tok))
-	return hex.EncodeToString(h[:])
-}
-
-// revokeFamilies ends every family keep selects; it returns how many.
-func (g *grants) revokeFamilies(keep func(*family) bool) int {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	n := 0
-	for _, f := range g.families {
-		if !f.revoked && keep(f) {
-			f.revoked = true
-			n++
-		}
-	}
-	return n
-}
-
-func (g *grants) revokeClient(clientID string) {
-	g.revokeFamilies(func(f *family) bool { return f.ClientID == clientID })
-}
-
-// request returns a copy-free pointer to authorization request id (callers hold no lock after).
-func (g *grants) request(id string) (*authRequest, bool) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	r, ok := g.requests[id]
-	return r, ok
-}
 
 // ---- op.Storage
 
@@ -320,14 +213,9 @@ func (p *opStorage) CreateAuthRequest(ctx context.Context, r *oidc.AuthRequest, 
 		State: r.State, Nonce: r.Nonce, Scopes: r.Scopes, ResponseType: r.ResponseType, ResponseMode: r.ResponseMode,
 		CodeChallenge: &oidc.CodeChallenge{Challenge: r.CodeChallenge, Method: r.CodeChallengeMethod},
 		LoginHint:     r.LoginHint, OrgHint: hint, MaxAge: r.MaxAge}
-	g := p.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.sweepLocked(a.CreatedAt, p.s.cfg.LoginTTL)
-	if len(g.requests) >= maxInFlight {
-		return nil, oidc.ErrServerError().WithDescription("too many sign-ins in flight; try again")
+	if err := p.grants.insertRequest(ctx, a, p.s.cfg.LoginTTL); err != nil {
+		return nil, err
 	}
-	g.requests[a.ID] = a
 	return a, nil
 }
 
@@ -335,123 +223,168 @@ func (p *opStorage) live(a *authRequest) bool {
 	return p.s.cfg.Now().Sub(a.CreatedAt) < p.s.cfg.LoginTTL
 }
 
-func (p *opStorage) AuthRequestByID(_ context.Context, id string) (op.AuthRequest, error) {
-	a, ok := p.grants.request(id)
+func (p *opStorage) AuthRequestByID(ctx context.Context, id string) (op.AuthRequest, error) {
+	a, ok := p.grants.request(ctx, id)
 	if !ok || !p.live(a) {
 		return nil, errors.New("authorization request not found or expired")
 	}
 	return a, nil
 }
 
-// AuthRequestByCode answers a code once. A code presented again ends
-// everything its first exchange issued (RFC 6749 §4.1.2, §10.5).
+// AuthRequestByCode answers a code until it is redeemed. A code presented
+// again ends everything its first exchange issued (RFC 6749 §4.1.2, §10.5).
 func (p *opStorage) AuthRequestByCode(ctx context.Context, code string) (op.AuthRequest, error) {
-	g := p.grants
-	g.mu.Lock()
-	if fam, used := g.usedCodes[code]; used {
-		f := g.families[fam]
-		g.mu.Unlock()
-		if f != nil {
-			g.revokeFamilies(func(x *family) bool { return x.ID == fam })
-			p.s.audit(ctx, f.ClientID, f.Org, "oauth.code.reuse", f.target(), map[string]any{"grant": fam, "revoked": true})
+	var a *authRequest
+	err := p.grants.read(ctx, func(tx grantRows) error {
+		row, err := tx.AuthRequestByCode(ctx, tokenHash(code), p.s.cfg.Now())
+		if err != nil {
+			return err
 		}
+		a, err = decodeRequest(row)
+		return err
+	})
+	if err == nil && a.redeemed {
+		p.codeReused(ctx, a.ID)
 		return nil, oidc.ErrInvalidGrant().WithDescription("authorization code already used; its tokens are revoked")
 	}
-	id, ok := g.codes[code]
-	var a *authRequest
-	if ok {
-		a = g.requests[id]
-	}
-	g.mu.Unlock()
-	if a == nil || !p.live(a) || !a.done {
+	if err != nil || !p.live(a) || !a.Completed {
 		return nil, oidc.ErrInvalidGrant().WithDescription("unknown or expired authorization code")
 	}
 	return a, nil
 }
 
-func (p *opStorage) SaveAuthCode(_ context.Context, id, code string) error {
-	g := p.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	a, ok := g.requests[id]
-	if !ok {
-		return errors.New("authorization request not found")
+// codeReused revokes the family a redeemed code started, and audits it.
+func (p *opStorage) codeReused(ctx context.Context, id string) {
+	f, err := p.grants.grant(ctx, id)
+	if err != nil {
+		return // redeemed, but its exchange failed: nothing was issued
 	}
-	a.code = code
-	g.codes[code] = id
-	return nil
+	if _, err := p.grants.revoke(ctx, store.GrantFilter{ID: id}); err != nil {
+		p.s.cfg.Logger.Error("revoking the grant of a reused authorization code failed", "grant", id, "err", err)
+	}
+	p.s.audit(ctx, f.ClientID, f.Org, "oauth.code.reuse", f.target(), map[string]any{"grant": id, "revoked": true})
 }
 
-// DeleteAuthRequest ends a request once its code was exchanged; the code is
-// remembered as used (the family it started is named after the request).
-func (p *opStorage) DeleteAuthRequest(_ context.Context, id string) error {
-	g := p.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if a, ok := g.requests[id]; ok && a.code != "" {
-		delete(g.codes, a.code)
-		g.usedCodes[a.code] = id
-		g.usedAt[a.code] = p.s.cfg.Now()
-	}
-	delete(g.requests, id)
-	return nil
+func (p *opStorage) SaveAuthCode(ctx context.Context, id, code string) error {
+	_, err := p.grants.updateRequest(ctx, id, p.s.cfg.LoginTTL, func(a *authRequest) error {
+		a.codeHash = tokenHash(code)
+		return nil
+	})
+	return err
 }
 
-// startOrContinue returns the family of a token request: a code exchange
-// starts the family named after its request; a refresh continues its own.
-func (p *opStorage) familyOf(req op.TokenRequest) (*family, error) {
-	g := p.grants
+// DeleteAuthRequest follows a code's exchange, which has already redeemed
+// it (issue): the request is kept, redeemed, for the login TTL, so that the
+// code presented again is recognized; the store's sweep deletes it.
+func (p *opStorage) DeleteAuthRequest(context.Context, string) error { return nil }
+
+// errReused: the code or refresh token of a token request was already
+// used (here or on another node).
+var errReused = errors.New("already used")
+
+// issue records, in one transaction, the family of a token request and the
+// tokens issued under it: a code exchange redeems the code (once) and
+// starts the family named after its request; a refresh spends the
+// presented token (once) and continues its family; client credentials
+// start a family of their own. withRefresh adds a refresh token, whose
+// secret it returns.
+func (p *opStorage) issue(ctx context.Context, req op.TokenRequest, current string, withRefresh bool) (family, store.AccessToken, string, error) {
+	now := p.s.cfg.Now()
+	var f family
+	var rt *store.RefreshToken
+	var secret string
+	if withRefresh {
+		secret = newSecret()
+		rt = &store.RefreshToken{Hash: tokenHash(secret), Scopes: req.GetScopes(), IssuedAt: now, ExpiresAt: now.Add(p.s.cfg.RefreshTokenTTL)}
+	}
 	switch r := req.(type) {
 	case *authRequest:
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		f, ok := g.families[r.ID]
-		if !ok {
-			f = &family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org, Actor: r.Actor, Impersonation: r.Impersonation}
-			g.families[r.ID] = f
+		f = family{ID: r.ID, ClientID: r.ClientID, Subject: r.UserID, Org: r.Org, Actor: r.Actor, Impersonation: r.Impersonation}
+		if rt != nil {
+			rt.AMR, rt.ACR, rt.AuthTime = r.AMR, r.ACR, r.AuthTime
 		}
-		if f.revoked {
-			return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
-		}
-		return f, nil
 	case *refreshRequest:
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		f := g.families[r.fam.ID]
-		if f == nil || f.revoked {
-			return nil, oidc.ErrInvalidGrant().WithDescription("grant revoked")
+		f = r.fam
+		if rt != nil {
+			rt.AMR, rt.ACR, rt.AuthTime = r.tok.AMR, r.tok.ACR, r.tok.AuthTime
 		}
-		return f, nil
 	case *ccRequest:
-		f := &family{ID: newID("cc"), ClientID: r.keyID, Subject: r.GetSubject(), Org: r.org, Kind: kindClientCredentials, KeyExpires: r.keyExpires}
-		g.mu.Lock()
-		defer g.mu.Unlock()
-		g.families[f.ID] = f
-		return f, nil
+		f = family{ID: newID("cc"), ClientID: r.keyID, Subject: r.GetSubject(), Org: r.org, Kind: kindClientCredentials, KeyExpires: r.keyExpires}
+	default:
+		return f, store.AccessToken{}, "", oidc.ErrUnsupportedGrantType()
 	}
-	return nil, oidc.ErrUnsupportedGrantType()
+	at := p.newAccess(f, req.GetScopes(), now)
+	err := p.grants.write(ctx, func(tx grantRows) error {
+		switch r := req.(type) {
+		case *authRequest:
+			err := tx.RedeemAuthRequest(ctx, r.ID, now, now.Add(p.s.cfg.LoginTTL))
+			switch {
+			case errors.Is(err, trellis.ErrConflict):
+				return errReused
+			case errors.Is(err, trellis.ErrNotFound):
+				return oidc.ErrInvalidGrant().WithDescription("unknown or expired authorization code")
+			case err != nil:
+				return err
+			}
+			if err := tx.InsertGrant(ctx, grantOf(f, now)); err != nil {
+				return err
+			}
+		case *refreshRequest:
+			g, err := tx.GetGrant(ctx, f.ID)
+			if err != nil || g.RevokedAt != nil {
+				return oidc.ErrInvalidGrant().WithDescription("grant revoked")
+			}
+			if current != "" {
+				old, err := tx.GetRefreshToken(ctx, tokenHash(current), now)
+				if err != nil || old.Grant != f.ID {
+					return errReused
+				}
+				err = tx.SpendRefreshToken(ctx, tokenHash(current), now)
+				switch {
+				case errors.Is(err, trellis.ErrConflict), errors.Is(err, trellis.ErrNotFound):
+					return errReused
+				case err != nil:
+					return err
+				}
+			}
+		case *ccRequest:
+			if err := tx.InsertGrant(ctx, grantOf(f, now)); err != nil {
+				return err
+			}
+		}
+		if err := tx.InsertAccessToken(ctx, at); err != nil {
+			return err
+		}
+		if rt != nil {
+			rt.Grant = f.ID
+			return tx.InsertRefreshToken(ctx, *rt)
+		}
+		return nil
+	})
+	if errors.Is(err, errReused) {
+		if _, ok := req.(*authRequest); ok {
+			p.codeReused(ctx, f.ID)
+			return f, at, "", oidc.ErrInvalidGrant().WithDescription("authorization code already used; its tokens are revoked")
+		}
+		p.reuse(ctx, &f)
+		return f, at, "", oidc.ErrInvalidGrant().WithDescription("refresh token already used; its grant is revoked")
+	}
+	return f, at, secret, err
 }
 
-func (p *opStorage) newAccess(f *family, scopes []string) *accessToken {
-	now := p.s.cfg.Now()
+func (p *opStorage) newAccess(f family, scopes []string, now time.Time) store.AccessToken {
 	exp := now.Add(p.s.cfg.AccessTokenTTL)
 	if !f.KeyExpires.IsZero() && f.KeyExpires.Before(exp) {
 		exp = f.KeyExpires // never past the key it was issued for
 	}
-	return &accessToken{ID: newID("at"), Family: f.ID, IssuedAt: now, ExpiresAt: exp, Scopes: scopes}
+	return store.AccessToken{ID: newID("at"), Grant: f.ID, IssuedAt: now, ExpiresAt: exp, Scopes: scopes}
 }
 
 func (p *opStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) (string, time.Time, error) {
-	f, err := p.familyOf(req)
+	f, at, _, err := p.issue(ctx, req, "", false)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	at := p.newAccess(f, req.GetScopes())
-	g := p.grants
-	g.mu.Lock()
-	g.sweepLocked(at.IssuedAt, p.s.cfg.LoginTTL)
-	g.access[at.ID] = at
-	g.mu.Unlock()
 	details := map[string]any{"grant": f.ID, "refresh": false}
 	if f.Kind != "" {
 		details["grantType"], details["scope"] = f.Kind, strings.Join(at.Scopes, " ")
@@ -464,35 +397,10 @@ func (p *opStorage) CreateAccessToken(ctx context.Context, req op.TokenRequest) 
 // token. A refresh rotates: the presented token is spent, and presenting a
 // spent token again revokes the whole family (reuse detection).
 func (p *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, req op.TokenRequest, current string) (string, string, time.Time, error) {
-	f, err := p.familyOf(req)
+	f, at, secret, err := p.issue(ctx, req, current, true)
 	if err != nil {
 		return "", "", time.Time{}, err
 	}
-	now := p.s.cfg.Now()
-	rt := &refreshToken{Family: f.ID, Scopes: req.GetScopes(), ExpiresAt: now.Add(p.s.cfg.RefreshTokenTTL)}
-	switch r := req.(type) {
-	case *authRequest:
-		rt.AMR, rt.ACR, rt.AuthTime = r.AMR, r.ACR, r.AuthTime
-	case *refreshRequest:
-		rt.AMR, rt.ACR, rt.AuthTime = r.tok.AMR, r.tok.ACR, r.tok.AuthTime
-	}
-	g := p.grants
-	g.mu.Lock()
-	if current != "" {
-		old := g.refresh[tokenHash(current)]
-		if old == nil || old.used || old.Family != f.ID {
-			g.mu.Unlock()
-			p.reuse(ctx, f)
-			return "", "", time.Time{}, op.ErrInvalidRefreshToken
-		}
-		old.used = true
-	}
-	at := p.newAccess(f, req.GetScopes())
-	secret := newSecret()
-	g.sweepLocked(now, p.s.cfg.LoginTTL)
-	g.access[at.ID] = at
-	g.refresh[tokenHash(secret)] = rt
-	g.mu.Unlock()
 	action := "oauth.token.issue"
 	if current != "" {
 		action = "oauth.token.refresh"
@@ -503,49 +411,63 @@ func (p *opStorage) CreateAccessAndRefreshTokens(ctx context.Context, req op.Tok
 
 // reuse revokes a family whose spent refresh token came back, and audits it.
 func (p *opStorage) reuse(ctx context.Context, f *family) {
-	p.grants.revokeFamilies(func(x *family) bool { return x.ID == f.ID })
+	if _, err := p.grants.revoke(ctx, store.GrantFilter{ID: f.ID}); err != nil {
+		p.s.cfg.Logger.Error("revoking the grant of a reused refresh token failed", "grant", f.ID, "err", err)
+	}
 	p.s.audit(ctx, f.ClientID, f.Org, "oauth.refresh.reuse", f.target(), map[string]any{"grant": f.ID, "revoked": true})
+}
+
+// refreshToken reads the refresh token tok and its family.
+func (p *opStorage) refreshToken(ctx context.Context, tok string) (store.RefreshToken, family, error) {
+	var rt store.RefreshToken
+	var f family
+	err := p.grants.read(ctx, func(tx grantRows) error {
+		var err error
+		if rt, err = tx.GetRefreshToken(ctx, tokenHash(tok), p.s.cfg.Now()); err != nil {
+			return err
+		}
+		g, err := tx.GetGrant(ctx, rt.Grant)
+		f = familyOf(g)
+		return err
+	})
+	return rt, f, err
 }
 
 // TokenRequestByRefreshToken accepts a refresh token that is unspent,
 // unexpired, of a live family, whose user and membership are still active.
 func (p *opStorage) TokenRequestByRefreshToken(ctx context.Context, tok string) (op.RefreshTokenRequest, error) {
-	g := p.grants
-	h := tokenHash(tok)
-	g.mu.Lock()
-	rt := g.refresh[h]
-	var f family
-	if rt != nil && g.families[rt.Family] != nil {
-		f = *g.families[rt.Family]
-	}
-	var copyRT refreshToken
-	if rt != nil {
-		copyRT = *rt
-	}
-	g.mu.Unlock()
+	rt, f, err := p.refreshToken(ctx, tok)
 	switch {
-	case rt == nil || f.ID == "":
+	case err != nil:
 		return nil, op.ErrInvalidRefreshToken
-	case copyRT.used:
+	case rt.UsedAt != nil:
 		p.reuse(ctx, &f)
 		return nil, op.ErrInvalidRefreshToken
-	case f.revoked || !p.s.cfg.Now().Before(copyRT.ExpiresAt):
+	case f.revoked:
 		return nil, op.ErrInvalidRefreshToken
 	}
-	_, err := p.s.liveGrant(ctx, f)
+	_, err = p.s.liveGrant(ctx, f)
 	if err == nil {
-		err = p.s.withinSession(ctx, f.Org, copyRT.AuthTime)
+		err = p.s.withinSession(ctx, f.Org, rt.AuthTime)
 	}
 	if err != nil {
-		p.grants.revokeFamilies(func(x *family) bool { return x.ID == f.ID })
+		if _, rerr := p.grants.revoke(ctx, store.GrantFilter{ID: f.ID}); rerr != nil {
+			p.s.cfg.Logger.Error("revoking a refused grant failed", "grant", f.ID, "err", rerr)
+		}
 		p.s.audit(ctx, f.ClientID, f.Org, "oauth.token.refresh.refused", f.target(), map[string]any{"grant": f.ID, "reason": err.Error()})
 		return nil, op.ErrInvalidRefreshToken
 	}
-	return &refreshRequest{fam: f, tok: copyRT, hash: h, scopes: copyRT.Scopes}, nil
+	return &refreshRequest{fam: f, tok: rt, scopes: rt.Scopes}, nil
 }
 
 func (p *opStorage) TerminateSession(ctx context.Context, userID, clientID string) error {
-	n := p.grants.revokeFamilies(func(f *family) bool { return f.Subject == userID && f.ClientID == clientID })
+	if userID == "" || clientID == "" {
+		return nil
+	}
+	n, err := p.grants.revoke(ctx, store.GrantFilter{Subject: userID, ClientID: clientID})
+	if err != nil {
+		return err
+	}
 	if n > 0 {
 		p.s.audit(ctx, clientID, "", "oauth.logout", "user:"+userID, map[string]any{"grants": n})
 	}
@@ -554,39 +476,44 @@ func (p *opStorage) TerminateSession(ctx context.Context, userID, clientID strin
 
 // RevokeToken (RFC 7009): a refresh token ends its family; an access token ends itself.
 func (p *opStorage) RevokeToken(ctx context.Context, tokenOrID, userID, clientID string) *oidc.Error {
-	g := p.grants
-	g.mu.Lock()
+	now := p.s.cfg.Now()
 	var fam *family
-	if rt := g.refresh[tokenHash(tokenOrID)]; rt != nil {
-		fam = g.families[rt.Family]
-		if fam != nil && fam.ClientID == clientID {
-			fam.revoked = true
-		} else {
-			fam = nil
+	err := p.grants.write(ctx, func(tx grantRows) error {
+		fam = nil
+		if rt, err := tx.GetRefreshToken(ctx, tokenHash(tokenOrID), now); err == nil {
+			g, err := tx.GetGrant(ctx, rt.Grant)
+			if err != nil || g.ClientID != clientID {
+				return nil
+			}
+			f := familyOf(g)
+			fam = &f
+			_, err = tx.RevokeGrants(ctx, store.GrantFilter{ID: g.ID}, now)
+			return err
 		}
-	} else if at := g.access[tokenOrID]; at != nil {
-		if f := g.families[at.Family]; f != nil && f.ClientID == clientID {
-			delete(g.access, tokenOrID)
-			fam = f
+		at, err := tx.GetAccessToken(ctx, tokenOrID, now)
+		if err != nil {
+			return nil
 		}
+		g, err := tx.GetGrant(ctx, at.Grant)
+		if err != nil || g.ClientID != clientID {
+			return nil
+		}
+		f := familyOf(g)
+		fam = &f
+		return tx.DeleteAccessToken(ctx, tokenOrID)
+	})
+	if err != nil {
+		return oidc.ErrServerError().WithDescription("revocation failed; try again")
 	}
-	g.mu.Unlock()
 	if fam != nil {
 		p.s.audit(ctx, clientID, fam.Org, "oauth.token.revoke", "user:"+fam.Subject, map[string]any{"grant": fam.ID})
 	}
 	return nil // unknown tokens are not an error (RFC 7009 §2.2)
 }
 
-func (p *opStorage) GetRefreshTokenInfo(_ context.Context, clientID, tok string) (string, string, error) {
-	g := p.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	rt := g.refresh[tokenHash(tok)]
-	if rt == nil {
-		return "", "", op.ErrInvalidRefreshToken
-	}
-	f := g.families[rt.Family]
-	if f == nil || f.ClientID != clientID {
+func (p *opStorage) GetRefreshTokenInfo(ctx context.Context, clientID, tok string) (string, string, error) {
+	_, f, err := p.refreshToken(ctx, tok)
+	if err != nil || f.ClientID != clientID {
 		return "", "", op.ErrInvalidRefreshToken
 	}
 	return f.Subject, tok, nil
@@ -680,24 +607,27 @@ func orgOfRequest(req any) string {
 }
 
 // accessLive returns the live access token id and its family: unexpired,
-// of an unrevoked family.
-func (p *opStorage) accessLive(tokenID string) (accessToken, family, bool) {
-	g := p.grants
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	at := g.access[tokenID]
-	if at == nil || !p.s.cfg.Now().Before(at.ExpiresAt) {
-		return accessToken{}, family{}, false
+// of an unrevoked family. A store that cannot answer makes it not live.
+func (p *opStorage) accessLive(ctx context.Context, tokenID string) (store.AccessToken, family, bool) {
+	var at store.AccessToken
+	var f family
+	err := p.grants.read(ctx, func(tx grantRows) error {
+		var err error
+		if at, err = tx.GetAccessToken(ctx, tokenID, p.s.cfg.Now()); err != nil {
+			return err
+		}
+		g, err := tx.GetGrant(ctx, at.Grant)
+		f = familyOf(g)
+		return err
+	})
+	if err != nil || f.revoked {
+		return store.AccessToken{}, family{}, false
 	}
-	f := g.families[at.Family]
-	if f == nil || f.revoked {
-		return accessToken{}, family{}, false
-	}
-	return *at, *f, true
+	return at, f, true
 }
 
 func (p *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInfo, tokenID, subject, _ string) error {
-	at, f, ok := p.accessLive(tokenID)
+	at, f, ok := p.accessLive(ctx, tokenID)
 	if !ok || f.Subject != subject || f.Kind == kindClientCredentials { // a service account has no userinfo
 		return oidc.ErrAccessDenied().WithDescription("token is not active")
 	}
@@ -718,7 +648,7 @@ func (p *opStorage) SetUserinfoFromToken(ctx context.Context, info *oidc.UserInf
 // grant, its user, membership, organization and application are; only the
 // application the token was issued to may introspect it.
 func (p *opStorage) SetIntrospectionFromToken(ctx context.Context, resp *oidc.IntrospectionResponse, tokenID, subject, clientID string) error {
-	at, f, ok := p.accessLive(tokenID)
+	at, f, ok := p.accessLive(ctx, tokenID)
 	if ok && f.Kind == kindClientCredentials {
 		return p.introspectAccount(ctx, resp, at, f, subject, clientID)
 	}

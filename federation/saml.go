@@ -103,8 +103,10 @@ func (s *Service) samlRedirect(c echo.Context, conn store.Connection, org, authR
 	if err != nil {
 		return err
 	}
-	s.flows.put(state, &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: req.ID,
-		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}, s.cfg.LoginTTL)
+	if err := s.putPending(ctx, pendingSignIn, state, &pendingLogin{AuthRequest: authRequest, Org: org, Connection: conn.ID, Nonce: req.ID,
+		Browser: sha256Sum32(browser), CreatedAt: s.cfg.Now(), TestBy: testBy}); err != nil {
+		return err
+	}
 	s.setBrowserCookie(c, browser)
 	return c.Redirect(http.StatusFound, u.String())
 }

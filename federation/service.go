@@ -99,7 +99,6 @@ type Service struct {
 	keys   KeySource
 	sealer *Sealer
 	op     *provider
-	flows  *flows
 	replay *replayCache // SAML assertions accepted (this process)
 	spKeys *spKeys      // SAML SP signing keys, derived per connection
 	// attempts: stale SAML metadata refreshes tried (saml_metadata.go)
@@ -115,7 +114,7 @@ func New(cfg Config, dir *directory.Service, st store.Store, keys KeySource) (*S
 	if err != nil {
 		return nil, err
 	}
-	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, flows: newFlows(), replay: newReplayCache(cfg.Now), spKeys: newSPKeys(),
+	s := &Service{cfg: cfg, dir: dir, store: st, keys: keys, sealer: sealer, replay: newReplayCache(cfg.Now), spKeys: newSPKeys(),
 		attempts: metadataAttempts{at: map[string]time.Time{}}}
 	if s.op, err = newProvider(s); err != nil {
 		return nil, fmt.Errorf("federation: OpenID provider: %w", err)

@@ -45,6 +45,7 @@ type Tx interface {
 	ChangelogRows
 	ChangelogIndex
 	FederationRows
+	ProviderGrantRows
 	Savepoints
 }
 

@@ -274,4 +274,5 @@ func RunConcurrent(t *testing.T, newStores func(t *testing.T, n int) []store.Sto
 		}
 		return nil
 	})
+	t.Run("provider grants spent once", func(t *testing.T) { testProviderSpendOnce(t, newStores(t, 2)) })
 }

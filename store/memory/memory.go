@@ -96,6 +96,7 @@ type tables struct {
 	changelogCursor string
 	changeIndex     *changeIndex // derived from changes; rebuilt after a changelog write
 	federationTables
+	grantTables // providergrants.go
 }
 
 // New returns an empty store.
@@ -124,6 +125,7 @@ func New() *Store {
 		signingKeys:    map[string]store.SigningKey{},
 
 		federationTables: newFederationTables(),
+		grantTables:      newGrantTables(),
 	}}
 }
 
