@@ -46,6 +46,7 @@ type Tx interface {
 	ChangelogIndex
 	FederationRows
 	Savepoints
+	Deferred
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key
