@@ -194,6 +194,7 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 
 	b.ResetTimer()
 	sqlStart := sql.snapshot()
+	cacheStart := cached.Stats()
 	ids := make([]string, users)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -237,6 +238,7 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	duringMu.Lock()
 	userChecks := len(during) // the checks beside the users; the rest are beside the groups
 	duringMu.Unlock()
+	cacheUsers := cached.Stats()
 	start = time.Now()
 	next.Store(0)
 	per := users / groups
@@ -274,6 +276,7 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	wg.Wait()
 	groupTime := time.Since(start)
 	groupSQL := sql.snapshot().minus(sqlStart)
+	cacheGroups := cached.Stats()
 	b.StopTimer()
 	close(stop)
 	checks.Wait()
@@ -294,6 +297,11 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	b.ReportMetric(float64(userSQL.statements)/float64(users), "statements/user")
 	b.ReportMetric(float64(groupSQL.roundTrips)/float64(groups), "roundtrips/group")
 	b.ReportMetric(float64(groupSQL.statements)/float64(groups), "statements/group")
+	// the check cache beside each phase: every check that reached it, the other
+	// tenant's and the directory's own
+	b.Logf("check cache beside the users: %d hits, %d misses, %d evictions, %d epoch bumps; beside the groups: %d hits, %d misses, %d evictions, %d epoch bumps",
+		cacheUsers.Hits-cacheStart.Hits, cacheUsers.Misses-cacheStart.Misses, cacheUsers.Evictions-cacheStart.Evictions, cacheUsers.EpochBumps-cacheStart.EpochBumps,
+		cacheGroups.Hits-cacheUsers.Hits, cacheGroups.Misses-cacheUsers.Misses, cacheGroups.Evictions-cacheUsers.Evictions, cacheGroups.EpochBumps-cacheUsers.EpochBumps)
 	b.Logf("%d users in %v (%.0f/s), %d groups with %d members each in %v; other tenant's checks p50/p99 %v/%v before, %v/%v during (%d checks; p50 %v beside the users, %v beside the groups); store: %d statements in %d round trips for the users, %d in %d for the groups",
 		users, userTime.Round(time.Millisecond), float64(users)/userTime.Seconds(), groups, per, groupTime.Round(time.Millisecond), p50b, p99b, p50d, p99d, len(during), p50u, p50g,
 		userSQL.statements, userSQL.roundTrips, groupSQL.statements, groupSQL.roundTrips)
