@@ -12,7 +12,9 @@ package benchmarks
 //
 // By default the clients send /Bulk requests of TRELLIS_SCIM_BULK operations
 // (100; groups: TRELLIS_SCIM_BULK/20 at a time, so each request carries about
-// as many memberships as users), each one directory operation.
+// as many memberships as users), each one directory operation. A tracer on
+// the directory store's pool reports its statements and round trips per user
+// and per group (roundtrips/user, statements/user, …).
 
 import (
 	"bytes"
@@ -30,6 +32,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trellis-iam/trellis/api"
 	"github.com/trellis-iam/trellis/directory"
@@ -94,7 +99,13 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	if err := postgres.Migrate(ctx, storeURL); err != nil {
 		b.Fatal(err)
 	}
-	st, err := postgres.Open(ctx, storeURL)
+	poolCfg, err := pgxpool.ParseConfig(storeURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	sql := &sqlCounts{}
+	poolCfg.ConnConfig.Tracer = sql // counts the directory store's statements and round trips
+	st, err := postgres.OpenConfig(ctx, poolCfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -147,6 +158,10 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 		checkOnce(i)
 	}
 	quantiles := func(d []time.Duration) (time.Duration, time.Duration) {
+		if len(d) == 0 {
+			return 0, 0
+		}
+		d = slices.Clone(d)
 		slices.Sort(d)
 		return d[len(d)/2], d[len(d)*99/100]
 	}
@@ -158,6 +173,7 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 
 	// checks beside provisioning, one client
 	stop := make(chan struct{})
+	var duringMu sync.Mutex
 	var during []time.Duration
 	var checks sync.WaitGroup
 	checks.Add(1)
@@ -169,11 +185,16 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 				return
 			default:
 			}
-			during = append(during, checkOnce(i))
+			d := checkOnce(i)
+			duringMu.Lock()
+			during = append(during, d)
+			duringMu.Unlock()
 		}
 	}()
 
 	b.ResetTimer()
+	sqlStart := sql.snapshot()
+	cacheStart := cached.Stats()
 	ids := make([]string, users)
 	var next atomic.Int64
 	var wg sync.WaitGroup
@@ -212,6 +233,12 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	}
 	wg.Wait()
 	userTime := time.Since(start)
+	userSQL := sql.snapshot().minus(sqlStart)
+	sqlStart = sql.snapshot()
+	duringMu.Lock()
+	userChecks := len(during) // the checks beside the users; the rest are beside the groups
+	duringMu.Unlock()
+	cacheUsers := cached.Stats()
 	start = time.Now()
 	next.Store(0)
 	per := users / groups
@@ -248,10 +275,14 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	}
 	wg.Wait()
 	groupTime := time.Since(start)
+	groupSQL := sql.snapshot().minus(sqlStart)
+	cacheGroups := cached.Stats()
 	b.StopTimer()
 	close(stop)
 	checks.Wait()
 	p50d, p99d := quantiles(during)
+	p50u, _ := quantiles(during[:userChecks])
+	p50g, _ := quantiles(during[userChecks:])
 	b.ReportMetric(float64(users)/userTime.Seconds(), "users/s")
 	b.ReportMetric(float64(groups)/groupTime.Seconds(), "groups/s")
 	b.ReportMetric(float64(users)/groupTime.Seconds(), "memberships/s")
@@ -259,10 +290,56 @@ func BenchmarkSCIMProvisionPostgres(b *testing.B) {
 	b.ReportMetric(float64(p99b.Microseconds()), "check-p99-before-µs")
 	b.ReportMetric(float64(p50d.Microseconds()), "check-p50-during-µs")
 	b.ReportMetric(float64(p99d.Microseconds()), "check-p99-during-µs")
+	b.ReportMetric(float64(p50u.Microseconds()), "check-p50-during-users-µs")
+	b.ReportMetric(float64(p50g.Microseconds()), "check-p50-during-groups-µs")
 	b.ReportMetric(float64(bulk), "ops/bulk")
-	b.Logf("%d users in %v (%.0f/s), %d groups with %d members each in %v; other tenant's checks p50/p99 %v/%v before, %v/%v during (%d checks)",
-		users, userTime.Round(time.Millisecond), float64(users)/userTime.Seconds(), groups, per, groupTime.Round(time.Millisecond), p50b, p99b, p50d, p99d, len(during))
+	b.ReportMetric(float64(userSQL.roundTrips)/float64(users), "roundtrips/user")
+	b.ReportMetric(float64(userSQL.statements)/float64(users), "statements/user")
+	b.ReportMetric(float64(groupSQL.roundTrips)/float64(groups), "roundtrips/group")
+	b.ReportMetric(float64(groupSQL.statements)/float64(groups), "statements/group")
+	// the check cache beside each phase: every check that reached it, the other
+	// tenant's and the directory's own
+	b.Logf("check cache beside the users: %d hits, %d misses, %d evictions, %d epoch bumps; beside the groups: %d hits, %d misses, %d evictions, %d epoch bumps",
+		cacheUsers.Hits-cacheStart.Hits, cacheUsers.Misses-cacheStart.Misses, cacheUsers.Evictions-cacheStart.Evictions, cacheUsers.EpochBumps-cacheStart.EpochBumps,
+		cacheGroups.Hits-cacheUsers.Hits, cacheGroups.Misses-cacheUsers.Misses, cacheGroups.Evictions-cacheUsers.Evictions, cacheGroups.EpochBumps-cacheUsers.EpochBumps)
+	b.Logf("%d users in %v (%.0f/s), %d groups with %d members each in %v; other tenant's checks p50/p99 %v/%v before, %v/%v during (%d checks; p50 %v beside the users, %v beside the groups); store: %d statements in %d round trips for the users, %d in %d for the groups",
+		users, userTime.Round(time.Millisecond), float64(users)/userTime.Seconds(), groups, per, groupTime.Round(time.Millisecond), p50b, p99b, p50d, p99d, len(during), p50u, p50g,
+		userSQL.statements, userSQL.roundTrips, groupSQL.statements, groupSQL.roundTrips)
 }
+
+// sqlCounts is a pgx tracer on the directory store's pool: a query is one
+// statement in one round trip, a batch its statements in one round trip
+// (requests' own and their sync-status records alike; SpiceDB's datastore has
+// a pool of its own, not counted).
+type sqlCounts struct{ statements, roundTrips atomic.Int64 }
+
+type sqlSnapshot struct{ statements, roundTrips int64 }
+
+func (c *sqlCounts) snapshot() sqlSnapshot {
+	return sqlSnapshot{c.statements.Load(), c.roundTrips.Load()}
+}
+
+func (a sqlSnapshot) minus(b sqlSnapshot) sqlSnapshot {
+	return sqlSnapshot{a.statements - b.statements, a.roundTrips - b.roundTrips}
+}
+
+func (c *sqlCounts) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.statements.Add(1)
+	c.roundTrips.Add(1)
+	return ctx
+}
+
+func (c *sqlCounts) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *sqlCounts) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+	c.roundTrips.Add(1)
+	c.statements.Add(int64(d.Batch.Len()))
+	return ctx
+}
+
+func (c *sqlCounts) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {}
+
+func (c *sqlCounts) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
 
 // bulkOK sends ops as one /Bulk request and returns the ids each created,
 // failing unless every operation answered want.

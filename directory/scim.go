@@ -109,8 +109,8 @@ func scimRow(ctx context.Context, tx store.Tx, org, kind, id string, version int
 }
 
 // nameFree refuses a name another resource of the organization holds.
-func nameFree(ctx context.Context, tx store.Tx, org, kind, name, id string) error {
-	other, err := tx.SCIMResourceByName(ctx, org, kind, name)
+func nameFree(ctx context.Context, tx store.Tx, o *op, org, kind, name, id string) error {
+	other, err := o.scimByName(ctx, tx, org, kind, name)
 	switch {
 	case errors.Is(err, trellis.ErrNotFound):
 		return nil
@@ -137,11 +137,13 @@ func (s *Service) SCIMPutUser(ctx context.Context, p Principal, ref, id string, 
 		return SCIMRecord{}, false, err
 	}
 	var out SCIMRecord
+	ctx = store.DeferWrites(ctx) // the rows go with the tail's first round trip
 	err := s.run(ctx, p, "scim.user.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
+		o.scimOp(org.ID)
 		out, err = s.scimPutUser(ctx, tx, o, org, id, in, version)
 		return err
 	})
@@ -162,7 +164,7 @@ func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store
 			return SCIMRecord{}, err
 		}
 	}
-	if err := nameFree(ctx, tx, org.ID, store.SCIMUser, in.UserName, id); err != nil {
+	if err := nameFree(ctx, tx, o, org.ID, store.SCIMUser, in.UserName, id); err != nil {
 		return SCIMRecord{}, err
 	}
 	if created {
@@ -184,6 +186,7 @@ func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store
 	if err := tx.PutSCIMResource(ctx, row); err != nil {
 		return SCIMRecord{}, err
 	}
+	o.forgetResource(store.SCIMUser, row.ID, row.Name, created)
 	action := "scim.user.update"
 	if created {
 		action = "scim.user.create"
@@ -194,11 +197,12 @@ func (s *Service) scimPutUser(ctx context.Context, tx store.Tx, o *op, org store
 
 // scimLinkOrCreate finds the Trellis user a new SCIM user is, or creates it.
 func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org store.Org, in SCIMUserState) (store.User, error) {
-	u, err := tx.GetUserByEmail(ctx, in.Email)
+	u, err := o.userByEmail(ctx, tx, in.Email)
 	if errors.Is(err, trellis.ErrNotFound) {
 		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return u, err
 		}
+		o.forgetEmail(in.Email)
 		return s.insertFreshUser(ctx, tx, o, in.Email, in.DisplayName, "")
 	} else if err != nil {
 		return u, err
@@ -209,7 +213,7 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 		return u, err
 	}
 	linkable := false
-	if _, err := tx.GetMembership(ctx, org.ID, u.ID); err == nil {
+	if _, err := o.membership(ctx, tx, org.ID, u.ID); err == nil {
 		linkable = true
 	} else if !errors.Is(err, trellis.ErrNotFound) {
 		return u, err
@@ -221,7 +225,7 @@ func (s *Service) scimLinkOrCreate(ctx context.Context, tx store.Tx, o *op, org 
 			return u, err
 		}
 		if owner != "" {
-			path, err := s.path(ctx, tx, org)
+			path, err := s.pathOf(ctx, tx, o, org)
 			if err != nil {
 				return u, err
 			}
@@ -243,7 +247,7 @@ func (s *Service) emailDomainOpen(ctx context.Context, tx store.Tx, o *op, org s
 	if err != nil || owner == "" {
 		return err
 	}
-	path, err := s.path(ctx, tx, org)
+	path, err := s.pathOf(ctx, tx, o, org)
 	if err != nil {
 		return err
 	}
@@ -284,7 +288,7 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	var m store.Membership
 	err := notFound("membership", u.ID) // a user this operation created has none
 	if !o.fresh["user:"+u.ID] {
-		m, err = tx.GetMembership(ctx, org.ID, u.ID)
+		m, err = o.membership(ctx, tx, org.ID, u.ID)
 	}
 	var before []engine.Relationship
 	var changes []string
@@ -307,6 +311,7 @@ func (s *Service) scimApplyUser(ctx context.Context, tx store.Tx, o *op, org sto
 	if err := tx.PutMembership(ctx, m); err != nil {
 		return nil, err
 	}
+	o.forgetMember(u.ID)
 	if o.fresh["user:"+u.ID] {
 		ctx = context.WithValue(ctx, freshUserKey{}, u.ID)
 	}
@@ -337,12 +342,13 @@ func (s *Service) scimUpdateUserRow(ctx context.Context, tx store.Tx, o *op, org
 		if err := s.emailDomainOpen(ctx, tx, o, org, in.Email); err != nil {
 			return err
 		}
-		if other, err := tx.GetUserByEmail(ctx, in.Email); err == nil && other.ID != u.ID {
+		if other, err := o.userByEmail(ctx, tx, in.Email); err == nil && other.ID != u.ID {
 			return trellis.Conflict("uniqueness", "email %s is in use by another user", in.Email)
 		} else if err != nil && !errors.Is(err, trellis.ErrNotFound) {
 			return err
 		}
 	}
+	o.forgetEmail(u.Email, in.Email)
 	u.Name, u.Email, u.UpdatedAt = in.DisplayName, in.Email, o.now
 	if err := tx.UpdateUser(ctx, u); err != nil {
 		return err
@@ -373,6 +379,7 @@ func (s *Service) scimDeleteUser(ctx context.Context, tx store.Tx, o *op, org st
 	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMUser, id); err != nil {
 		return err
 	}
+	o.forgetResource(store.SCIMUser, id, "", false)
 	o.record(org.ID, "scim.user.delete", "user:"+id, nil)
 	return nil
 }
@@ -409,6 +416,7 @@ func (s *Service) dropMembershipOf(ctx context.Context, tx store.Tx, o *op, org 
 	if err := tx.DeleteMembership(ctx, org.ID, m.User); err != nil {
 		return err
 	}
+	o.forgetMember(m.User)
 	o.revoke(memberRels(org, m, roles, groups)...)
 	return nil
 }
@@ -422,11 +430,13 @@ func (s *Service) SCIMPutGroup(ctx context.Context, p Principal, ref, id string,
 		return SCIMRecord{}, false, err
 	}
 	var out SCIMRecord
+	ctx = store.DeferWrites(ctx)
 	err := s.run(ctx, p, "scim.group.put", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
+		o.scimOp(org.ID)
 		out, err = s.scimPutGroup(ctx, tx, o, org, id, in, version)
 		return err
 	})
@@ -455,21 +465,23 @@ func (s *Service) scimPutGroup(ctx context.Context, tx store.Tx, o *op, org stor
 			return SCIMRecord{}, err
 		}
 	}
-	if err := nameFree(ctx, tx, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
+	if err := nameFree(ctx, tx, o, org.ID, store.SCIMGroup, in.DisplayName, id); err != nil {
 		return SCIMRecord{}, err
 	}
+	var made *store.Group
 	if created {
 		g := store.Group{ID: newID("grp"), Org: org.ID, Name: in.DisplayName, Roles: []string{}, CreatedAt: o.now, UpdatedAt: o.now}
 		if err := tx.InsertGroup(ctx, g); err != nil {
 			return SCIMRecord{}, err
 		}
+		made = &g
 		o.madeFresh("group", g.ID)
 		o.touch(rel(groupRef(g.ID), "org", subj("organization", org.ID)))
 		row = store.SCIMResource{Org: org.ID, Kind: store.SCIMGroup, ID: g.ID, CreatedAt: o.now}
 		o.record(org.ID, "group.create", "group:"+g.ID, map[string]any{"name": g.Name, "source": "scim"})
 	}
 	row.Name, row.ExternalID, row.Doc, row.Members = in.DisplayName, in.ExternalID, in.Doc, in.Members
-	changes, err := s.scimApplyGroup(ctx, tx, o, org, &row)
+	changes, err := s.scimApplyGroup(ctx, tx, o, org, &row, made)
 	if err != nil {
 		return SCIMRecord{}, err
 	}
@@ -478,6 +490,7 @@ func (s *Service) scimPutGroup(ctx context.Context, tx store.Tx, o *op, org stor
 	if err := tx.PutSCIMResource(ctx, row); err != nil {
 		return SCIMRecord{}, err
 	}
+	o.forgetResource(store.SCIMGroup, row.ID, row.Name, created)
 	action := "scim.group.update"
 	if created {
 		action = "scim.group.create"
@@ -488,15 +501,22 @@ func (s *Service) scimPutGroup(ctx context.Context, tx store.Tx, o *op, org stor
 
 // scimApplyGroup makes the Trellis group what row says: its name, its
 // members (row.Members; unknown ones pending) and its mapped roles (row.Roles
-// becomes the roles provisioning holds on it). It sets row.Pending.
-func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, row *store.SCIMResource) ([]string, error) {
-	g, err := orgGroup(ctx, tx, org, row.ID)
-	if err != nil {
-		return nil, err
+// becomes the roles provisioning holds on it). It sets row.Pending. made is
+// the group when this operation just created it (nil: read it).
+func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org store.Org, row *store.SCIMResource, made *store.Group) ([]string, error) {
+	var g store.Group
+	if made != nil {
+		g = *made
+		g.Roles = slices.Clone(made.Roles)
+	} else {
+		var err error
+		if g, err = orgGroup(ctx, tx, org, row.ID); err != nil {
+			return nil, err
+		}
 	}
 	var changes, pending []string
 	// roles: the mapping's, beside those set by hand
-	mapped, unresolved, err := s.mappedRoles(ctx, tx, org, row.Name, row.ExternalID, g.ID)
+	mapped, unresolved, err := s.mappedRoles(ctx, tx, o, org, row.Name, row.ExternalID, g.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -538,9 +558,11 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 	row.Roles = scimRoles
 	// members: only values not in the group yet are looked up
 	type member struct{ kind, id string }
-	cur, err := tx.GroupMembers(ctx, g.ID)
-	if err != nil {
-		return nil, err
+	var cur []store.GroupMember // a group this operation created has none yet
+	if !o.fresh["group:"+g.ID] {
+		if cur, err = tx.GroupMembers(ctx, g.ID); err != nil {
+			return nil, err
+		}
 	}
 	have := map[member]bool{}
 	for _, m := range cur {
@@ -556,7 +578,7 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 			want[member{"group", v}] = true
 			continue
 		}
-		kind, err := s.scimMemberKind(ctx, tx, org, v)
+		kind, err := s.scimMemberKind(ctx, tx, o, org, v)
 		if err != nil {
 			return nil, err
 		}
@@ -598,7 +620,7 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 			if err := tx.PutGroupMember(ctx, store.GroupMember{Group: g.ID, Kind: kind, ID: v, AddedAt: o.now}); err != nil {
 				return nil, err
 			}
-			tuple, err := s.groupMemberTuple(ctx, tx, org, g.ID, kind, v)
+			tuple, err := s.groupMemberTuple(ctx, tx, o, org, g.ID, kind, v)
 			if err != nil {
 				return nil, err
 			}
@@ -614,8 +636,8 @@ func (s *Service) scimApplyGroup(ctx context.Context, tx store.Tx, o *op, org st
 
 // scimMemberKind tells what a group member value names in org: a member user
 // ("user"), a group of org ("group"), or nothing yet ("").
-func (s *Service) scimMemberKind(ctx context.Context, tx store.Tx, org store.Org, v string) (string, error) {
-	if _, err := tx.GetMembership(ctx, org.ID, v); err == nil {
+func (s *Service) scimMemberKind(ctx context.Context, tx store.Tx, o *op, org store.Org, v string) (string, error) {
+	if _, err := o.membership(ctx, tx, org.ID, v); err == nil {
 		return "user", nil
 	} else if !errors.Is(err, trellis.ErrNotFound) {
 		return "", err
@@ -630,12 +652,12 @@ func (s *Service) scimMemberKind(ctx context.Context, tx store.Tx, org store.Org
 
 // groupMemberTuple is the relationship a group member writes: none for a
 // user whose membership is not active.
-func (s *Service) groupMemberTuple(ctx context.Context, tx store.Tx, org store.Org, group, kind, id string) (*engine.Relationship, error) {
+func (s *Service) groupMemberTuple(ctx context.Context, tx store.Tx, o *op, org store.Org, group, kind, id string) (*engine.Relationship, error) {
 	if kind == "group" {
 		r := rel(groupRef(group), "member", groupMembers(id))
 		return &r, nil
 	}
-	m, err := tx.GetMembership(ctx, org.ID, id)
+	m, err := o.membership(ctx, tx, org.ID, id)
 	if err != nil {
 		return nil, err
 	}
@@ -649,8 +671,8 @@ func (s *Service) groupMemberTuple(ctx context.Context, tx store.Tx, org store.O
 // mappedRoles lists the roles org's mappings give a group (matched by
 // displayName, externalId or id); roles that do not resolve (a custom role
 // deleted since, owner) are returned as unresolved, for the pending list.
-func (s *Service) mappedRoles(ctx context.Context, tx store.Tx, org store.Org, name, externalID, id string) ([]string, []string, error) {
-	ms, err := tx.SCIMMappings(ctx, org.ID)
+func (s *Service) mappedRoles(ctx context.Context, tx store.Tx, o *op, org store.Org, name, externalID, id string) ([]string, []string, error) {
+	ms, err := o.scimMappings(ctx, tx, org.ID)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -695,6 +717,7 @@ func (s *Service) scimDeleteGroup(ctx context.Context, tx store.Tx, o *op, org s
 	if err := tx.DeleteSCIMResource(ctx, org.ID, store.SCIMGroup, id); err != nil {
 		return err
 	}
+	o.forgetResource(store.SCIMGroup, id, "", false)
 	if _, err := orgGroup(ctx, tx, org, id); err == nil {
 		if err := tx.DeleteGroup(ctx, id); err != nil {
 			return err

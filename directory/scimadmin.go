@@ -89,7 +89,7 @@ func (s *Service) PutSCIMMappings(ctx context.Context, p Principal, ref string, 
 			} else if err != nil {
 				return err
 			}
-			if _, err := s.scimApplyGroup(ctx, tx, o, org, &row); err != nil {
+			if _, err := s.scimApplyGroup(ctx, tx, o, org, &row, nil); err != nil {
 				return err
 			}
 			row.UpdatedAt = o.now
@@ -287,7 +287,7 @@ func (s *Service) scimDrift(ctx context.Context, tx store.Tx, org store.Org) (dr
 			if have[v] {
 				continue
 			}
-			kind, err := s.scimMemberKind(ctx, tx, org, v)
+			kind, err := s.scimMemberKind(ctx, tx, nil, org, v) // no operation: read the store
 			if err != nil {
 				return d, err
 			}
@@ -396,7 +396,7 @@ func (s *Service) RepairSCIM(ctx context.Context, p Principal, ref string, in SC
 				if err != nil {
 					return err
 				}
-				if item.Repaired, err = s.scimApplyGroup(ctx, tx, o, org, &row); err != nil {
+				if item.Repaired, err = s.scimApplyGroup(ctx, tx, o, org, &row, nil); err != nil {
 					return err
 				}
 				row.UpdatedAt = o.now

@@ -17,6 +17,14 @@ import (
 // updates and audit events — and the batch goes on, as failOnErrors asks.
 // run then weighs the whole operation's updates once more before commit, so
 // nothing reaches the graph unweighed.
+//
+// The batch's rows go to the store deferred (store.DeferWrites): sent
+// together with its next read, or at its end, rather than one round trip
+// each, and what its steps look up is read ahead at once (Prefetch,
+// scimknown.go). A deferred write that fails in the first attempt (a key the
+// lookups did not see taken) fails it like a failed step: the second attempt
+// sends each step's writes with its savepoint's release, so the failure is
+// that step's alone.
 
 // SCIMBatch is a running batch, valid only inside the fn given to SCIMBatch.
 type SCIMBatch struct {
@@ -55,20 +63,32 @@ func (s *Service) SCIMBatch(ctx context.Context, p Principal, ref string, fn fun
 }
 
 func (s *Service) scimBatch(ctx context.Context, p Principal, ref string, fn func(b *SCIMBatch) error, savepoints bool) error {
+	ctx = store.DeferWrites(ctx)
 	return s.run(ctx, p, "scim.bulk", func(tx store.Tx, o *op) error {
 		org, err := s.orgFor(ctx, tx, p, ref, permManageMembers)
 		if err != nil {
 			return err
 		}
+		o.scimOp(org.ID)
 		b := &SCIMBatch{s: s, ctx: ctx, tx: tx, o: o, org: org, savepoints: savepoints}
 		if err := fn(b); err != nil {
 			return err
+		}
+		if !b.failed && !savepoints && tx.Flush(ctx) != nil {
+			b.failed = true // a deferred write failed: which step's, the second attempt tells
 		}
 		if b.failed {
 			return errStepFailed
 		}
 		return nil
 	})
+}
+
+// Prefetch reads ahead, at once, what the batch's steps putting these users
+// and groups will look up (call it before the steps; a state that names
+// nothing valid is left out). It changes no outcome, only round trips.
+func (b *SCIMBatch) Prefetch(users []SCIMUserState, groups []SCIMGroupState) error {
+	return b.o.prefetch(b.ctx, b.tx, b.org.ID, users, groups)
 }
 
 // Step runs one operation of the batch. If fn fails, or what it changes is

@@ -226,6 +226,8 @@ type op struct {
 	reads map[string][]engine.Relationship
 	// domains: verified domain → the organization that verified it ("" none)
 	domains map[string]string
+	// known: a provisioning operation's read-ahead (scimknown.go)
+	known *scimKnown
 }
 
 // created notes an object this operation made with a new random id.

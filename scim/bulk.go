@@ -47,7 +47,11 @@ func (s *Server) bulk(r *request) (reply, error) {
 		}
 	}
 	var results []any
+	aheadUsers, aheadGroups := lookahead(ops)
 	err = s.dir.SCIMBatch(r.ctx, r.p, r.org, func(b *directory.SCIMBatch) error {
+		if err := b.Prefetch(aheadUsers, aheadGroups); err != nil {
+			return err
+		}
 		ids := map[string]string{} // bulkId → created id
 		results = []any{}
 		failures := 0
@@ -86,6 +90,39 @@ func (s *Server) bulk(r *request) (reply, error) {
 		return reply{}, err
 	}
 	return reply{status: http.StatusOK, body: map[string]any{"schemas": []string{schemaBulkResp}, "Operations": results}}, nil
+}
+
+// lookahead is what the request's POST and PUT operations want of users and
+// groups, for the batch to read ahead what its steps will look up (a
+// representation that does not parse is left out: its step fails anyway).
+func lookahead(ops []map[string]any) ([]directory.SCIMUserState, []directory.SCIMGroupState) {
+	var us []directory.SCIMUserState
+	var gs []directory.SCIMGroupState
+	for _, op := range ops {
+		_, m, _ := lookup(op, "method")
+		_, p, _ := lookup(op, "path")
+		_, data, _ := lookup(op, "data")
+		method, _ := m.(string)
+		path, _ := p.(string)
+		doc, ok := deepCopy(data).(map[string]any)
+		if !ok || !strings.EqualFold(method, http.MethodPost) && !strings.EqualFold(method, http.MethodPut) {
+			continue
+		}
+		seg, _, _ := strings.Cut(strings.Trim(path, "/"), "/")
+		switch {
+		case strings.EqualFold(seg, users.endpoint):
+			if doc, err := users.normalize(doc); err == nil {
+				us = append(us, userState(doc))
+			}
+		case strings.EqualFold(seg, groups.endpoint):
+			if doc, err := groups.normalize(doc); err == nil {
+				if st, err := groupState(doc); err == nil {
+					gs = append(gs, st)
+				}
+			}
+		}
+	}
+	return us, gs
 }
 
 // bulkResult is one operation's entry in the BulkResponse, and the id it

@@ -80,6 +80,25 @@ type SCIMSync struct {
 // SCIMErrorsKept is how many recent failed requests a store keeps per organization.
 const SCIMErrorsKept = 50
 
+// SCIMLookup names rows of one organization to read together (LookupSCIM).
+type SCIMLookup struct {
+	Org string
+	// UserNames and GroupNames are provisioned resources' names, matched
+	// case-insensitively as SCIMResourceByName does
+	UserNames, GroupNames []string
+	// Emails are users' emails (any organization's, as GetUserByEmail)
+	Emails []string
+	// Members are user ids whose memberships of Org to read
+	Members []string
+}
+
+// SCIMFound is what LookupSCIM found, in no particular order.
+type SCIMFound struct {
+	Resources   []SCIMResource // by UserNames (kind User) and GroupNames (kind Group)
+	Users       []User         // by Emails
+	Memberships []Membership   // of Members in Org
+}
+
 // SCIMRows are the SCIM tables.
 type SCIMRows interface {
 	GetSCIMToken(ctx context.Context, id string) (SCIMToken, error)
@@ -101,6 +120,10 @@ type SCIMRows interface {
 	// resource of the same organization and kind holds is ErrConflict.
 	PutSCIMResource(ctx context.Context, r SCIMResource) error
 	DeleteSCIMResource(ctx context.Context, org, kind, id string) error
+	// LookupSCIM reads at once what a SCIM batch's operations will look up
+	// one by one (one round trip on PostgreSQL): q's names, emails and
+	// memberships that exist; those it does not return do not.
+	LookupSCIM(ctx context.Context, q SCIMLookup) (SCIMFound, error)
 
 	// RecordSCIMRequest counts r in its resource's sync status and keeps it
 	// among the organization's recent errors when its Status is 400 or more

@@ -47,6 +47,7 @@ type Tx interface {
 	FederationRows
 	ProviderGrantRows
 	Savepoints
+	Deferred
 }
 
 // Page bounds a listing: rows sort by the listing's key, After is the last key

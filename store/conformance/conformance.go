@@ -79,6 +79,8 @@ func Run(t *testing.T, newStore func(t *testing.T) store.Store) {
 		{"tx/fn error passes through", testTxErrorPassesThrough},
 		{"tx/rollback undoes every write", testTxRollback},
 		{"tx/savepoints undo their part", testSavepoints},
+		{"tx/deferred writes", testDeferredWrites},
+		{"scim/lookup", testLookupSCIM},
 		{"tx/commit makes every write visible", testTxCommitEach},
 		{"tx/reads see own writes", testTxReadOwnWrites},
 		{"tx/writes fail in Read", testReadOnly},

@@ -1080,6 +1080,14 @@ func copyValue(v reflect.Value) reflect.Value {
 }
 
 // Savepoint undoes fn's writes (the undo entries it added) when fn fails.
+// Flush has nothing to send: the memory store writes at once, deferred or not.
+func (t *tx) Flush(context.Context) error {
+	if t.done {
+		return errTxDone
+	}
+	return nil
+}
+
 func (t *tx) Savepoint(_ context.Context, fn func() error) error {
 	if err := t.writable(); err != nil {
 		return err

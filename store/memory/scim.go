@@ -189,3 +189,30 @@ func (t *tx) SCIMSyncStatus(_ context.Context, org string) ([]store.SCIMSync, []
 	slices.Reverse(errs)
 	return out, errs, nil
 }
+
+func (t *tx) LookupSCIM(ctx context.Context, q store.SCIMLookup) (store.SCIMFound, error) {
+	var out store.SCIMFound
+	seen := map[scimKey]bool{}
+	for kind, names := range map[string][]string{store.SCIMUser: q.UserNames, store.SCIMGroup: q.GroupNames} {
+		for _, n := range names {
+			k := scimKey{q.Org, kind, strings.ToLower(n)}
+			id, ok := t.scim.byName[k]
+			if !ok || seen[k] {
+				continue
+			}
+			seen[k] = true
+			out.Resources = append(out.Resources, cloneSCIMResource(t.scim.resources[scimKey{q.Org, kind, id}]))
+		}
+	}
+	for _, e := range slices.Compact(slices.Sorted(slices.Values(q.Emails))) {
+		if u, err := t.GetUserByEmail(ctx, e); err == nil {
+			out.Users = append(out.Users, u)
+		}
+	}
+	for _, u := range slices.Compact(slices.Sorted(slices.Values(q.Members))) {
+		if m, err := t.GetMembership(ctx, q.Org, u); err == nil {
+			out.Memberships = append(out.Memberships, m)
+		}
+	}
+	return out, nil
+}

@@ -205,10 +205,9 @@ func (t *tx) GetUserByEmail(ctx context.Context, email string) (store.User, erro
 }
 
 func (t *tx) InsertUser(ctx context.Context, u store.User) error {
-	_, err := t.exec(ctx, "insert user",
+	return t.writeRow(ctx, "insert user",
 		`INSERT INTO users (id, email, name, external_id, status, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		u.ID, u.Email, u.Name, u.ExternalID, u.Status, u.CreatedAt, u.UpdatedAt)
-	return err
 }
 
 func (t *tx) UpdateUser(ctx context.Context, u store.User) error {
@@ -242,13 +241,12 @@ func (t *tx) GetMembership(ctx context.Context, org, user string) (store.Members
 }
 
 func (t *tx) PutMembership(ctx context.Context, m store.Membership) error {
-	_, err := t.exec(ctx, "put membership",
+	return t.writeRow(ctx, "put membership",
 		`INSERT INTO memberships (org, user_id, roles, status, joined_at, authenticated_via, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (org, user_id) DO UPDATE SET roles = excluded.roles, status = excluded.status,
 			joined_at = excluded.joined_at, authenticated_via = excluded.authenticated_via, updated_at = excluded.updated_at`,
 		m.Org, m.User, m.Roles, m.Status, m.JoinedAt, m.AuthenticatedVia, m.UpdatedAt)
-	return err
 }
 
 func (t *tx) DeleteMembership(ctx context.Context, org, user string) error {
@@ -292,10 +290,9 @@ func (t *tx) ListGroups(ctx context.Context, org string) ([]store.Group, error) 
 }
 
 func (t *tx) InsertGroup(ctx context.Context, g store.Group) error {
-	_, err := t.exec(ctx, "insert group",
+	return t.writeRow(ctx, "insert group",
 		`INSERT INTO groups (id, org, name, description, roles, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7)`,
 		g.ID, g.Org, g.Name, g.Description, g.Roles, g.CreatedAt, g.UpdatedAt)
-	return err
 }
 
 func (t *tx) UpdateGroup(ctx context.Context, g store.Group) error {
@@ -314,11 +311,10 @@ func (t *tx) DeleteGroup(ctx context.Context, id string) error {
 }
 
 func (t *tx) PutGroupMember(ctx context.Context, m store.GroupMember) error {
-	_, err := t.exec(ctx, "put group member",
+	return t.writeRow(ctx, "put group member",
 		`INSERT INTO group_members (group_id, kind, member_id, added_at) VALUES ($1, $2, $3, $4)
 		ON CONFLICT (group_id, kind, member_id) DO UPDATE SET added_at = excluded.added_at`,
 		m.Group, m.Kind, m.ID, m.AddedAt)
-	return err
 }
 
 func (t *tx) DeleteGroupMember(ctx context.Context, group, kind, id string) error {

@@ -2,7 +2,10 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+
+	"github.com/trellis-iam/trellis"
 )
 
 // Savepoint runs fn between SAVEPOINT and RELEASE, or ROLLBACK TO SAVEPOINT
@@ -10,6 +13,8 @@ import (
 // that aborted the transaction, if there was one, so the transaction goes on.
 // Locks fn took (the append lock) are released with its subtransaction, so
 // the lock flag is restored too, and the audit heads it remembers forgotten.
+// Writes fn deferred (store.DeferWrites) are sent with RELEASE: when one
+// fails, fn's part is rolled back as if fn had failed, and its error returned.
 func (t *tx) Savepoint(ctx context.Context, fn func() error) error {
 	if err := t.usable("savepoint", true); err != nil {
 		return err
@@ -22,8 +27,12 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) error {
 	tail, failed := t.tail, t.err
 	ferr := fn()
 	if ferr == nil && t.err == nil {
+		// what fn deferred goes with RELEASE: its failure is fn's, undone with it
 		_, err := t.exec(ctx, "release savepoint", `RELEASE SAVEPOINT `+name)
-		return err
+		if err == nil || t.err == nil || errors.Is(err, trellis.ErrUnavailable) {
+			return err
+		}
+		ferr = err
 	}
 	if ferr == nil { // fn went on past a failed statement: report it, undo it
 		ferr = fmt.Errorf("store/postgres: not kept, a statement failed: %w", t.err)

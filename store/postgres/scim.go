@@ -4,6 +4,9 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/trellis-iam/trellis/store"
 )
@@ -116,14 +119,13 @@ func (t *tx) ListSCIMResources(ctx context.Context, org, kind string, p store.Pa
 }
 
 func (t *tx) PutSCIMResource(ctx context.Context, r store.SCIMResource) error {
-	_, err := t.exec(ctx, "put SCIM resource",
+	return t.writeRow(ctx, "put SCIM resource",
 		`INSERT INTO scim_resources (org, kind, id, name, external_id, version, doc, roles, active, members, pending, created_at, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
 		ON CONFLICT (org, kind, id) DO UPDATE SET name = EXCLUDED.name, external_id = EXCLUDED.external_id,
 			version = EXCLUDED.version, doc = EXCLUDED.doc, roles = EXCLUDED.roles, active = EXCLUDED.active, members = EXCLUDED.members, pending = EXCLUDED.pending,
 			created_at = EXCLUDED.created_at, updated_at = EXCLUDED.updated_at`,
 		r.Org, r.Kind, r.ID, r.Name, r.ExternalID, r.Version, r.Doc, r.Roles, r.Active, r.Members, r.Pending, r.CreatedAt, r.UpdatedAt)
-	return err
 }
 
 func (t *tx) DeleteSCIMResource(ctx context.Context, org, kind, id string) error {
@@ -175,4 +177,63 @@ func (t *tx) SCIMSyncStatus(ctx context.Context, org string) ([]store.SCIMSync, 
 		return x, err
 	}, `SELECT org, resource, method, status, scim_type, detail, at FROM scim_errors WHERE org = $1 ORDER BY position DESC`, org)
 	return sync, errs, err
+}
+
+// LookupSCIM sends its three reads, with what is queued, in one round trip.
+func (t *tx) LookupSCIM(ctx context.Context, q store.SCIMLookup) (store.SCIMFound, error) {
+	const op = "look up SCIM rows"
+	var out store.SCIMFound
+	if err := t.usable(op, false); err != nil {
+		return out, err
+	}
+	lower := func(names []string) []string {
+		out := make([]string, len(names))
+		for i, n := range names {
+			out[i] = strings.ToLower(n)
+		}
+		return out
+	}
+	b := &pgx.Batch{}
+	for _, s := range t.queued {
+		b.Queue(s.sql, s.args...)
+	}
+	queued := t.queued
+	t.queued = nil
+	b.Queue(scimResourceSelect+`WHERE org = $1 AND (kind = 'User' AND lower(name) = ANY($2::text[]) OR kind = 'Group' AND lower(name) = ANY($3::text[]))`,
+		q.Org, lower(q.UserNames), lower(q.GroupNames))
+	b.Queue(userSelect+`WHERE email = ANY($1::text[])`, q.Emails)
+	b.Queue(memberSelect+`WHERE org = $1 AND user_id = ANY($2::text[])`, q.Org, q.Members)
+	br := t.tx.SendBatch(ctx, b)
+	fail := func(op string, err error) (store.SCIMFound, error) {
+		_ = br.Close()
+		return store.SCIMFound{}, t.fail(op, err)
+	}
+	for _, s := range queued {
+		if _, err := br.Exec(); err != nil {
+			return fail(s.op, err)
+		}
+	}
+	var err error
+	if out.Resources, err = collect(br, scanSCIMResource); err != nil {
+		return fail(op, err)
+	}
+	if out.Users, err = collect(br, scanUser); err != nil {
+		return fail(op, err)
+	}
+	if out.Memberships, err = collect(br, scanMember); err != nil {
+		return fail(op, err)
+	}
+	if err := br.Close(); err != nil {
+		return store.SCIMFound{}, t.fail(op, err)
+	}
+	return out, nil
+}
+
+// collect scans every row of a batch's next query.
+func collect[T any](br pgx.BatchResults, scan func(scanner) (T, error)) ([]T, error) {
+	rows, err := br.Query()
+	if err != nil {
+		return nil, err
+	}
+	return pgx.CollectRows(rows, func(r pgx.CollectableRow) (T, error) { return scan(r) })
 }

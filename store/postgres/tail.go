@@ -1,11 +1,14 @@
 package postgres
 
 import (
+	"bytes"
 	"context"
+	"slices"
 
 	"github.com/jackc/pgx/v5"
 
 	"github.com/trellis-iam/trellis/audit"
+	"github.com/trellis-iam/trellis/store"
 )
 
 // The tail of a write transaction (locks.go) runs under appendLock, which every
@@ -22,7 +25,10 @@ import (
 //  3. the commit.
 //
 // A queued statement that fails fails the transaction as any other does: the
-// statement it was sent with reports it, and InTx does not commit.
+// statement it was sent with reports it, and InTx does not commit. Row writes
+// a caller deferred (store.DeferWrites: a SCIM request's users, memberships,
+// groups and rows) are queued the same way, so a batch of them costs one
+// round trip, sent with the next read, the savepoint's release or the tail.
 
 // queuedStmt is a statement waiting for the transaction's next round trip.
 type queuedStmt struct {
@@ -56,6 +62,38 @@ func (t *tx) sendQueued(ctx context.Context, sql string, args ...any) (pgx.Batch
 		}
 	}
 	return br, nil
+}
+
+// Flush sends what the transaction deferred (store.DeferWrites) and reports
+// the first failure among it.
+func (t *tx) Flush(ctx context.Context) error {
+	if err := t.usable("send deferred writes", false); err != nil {
+		return err
+	}
+	return t.flush(ctx)
+}
+
+// writeRow runs a row write that returns nothing but its error; under
+// store.DeferWrites it is queued for the transaction's next round trip
+// instead (its slices copied: the caller may reuse them meanwhile).
+func (t *tx) writeRow(ctx context.Context, op, sql string, args ...any) error {
+	if !store.WritesDeferred(ctx) {
+		_, err := t.exec(ctx, op, sql, args...)
+		return err
+	}
+	if err := t.usable(op, true); err != nil {
+		return err
+	}
+	for i, a := range args {
+		switch v := a.(type) {
+		case []string:
+			args[i] = slices.Clone(v)
+		case []byte:
+			args[i] = bytes.Clone(v)
+		}
+	}
+	t.queue(op, sql, args...)
+	return nil
 }
 
 // flush sends what is queued (before commit, or before a statement that is
