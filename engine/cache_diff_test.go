@@ -90,7 +90,7 @@ func (w *world) randomUpdate() RelationshipUpdate {
 		op = OpDelete
 	}
 	var rel Relationship
-	switch w.r.IntN(14) {
+	switch w.r.IntN(16) {
 	case 0: // re-parent an org (moves subtrees between tenants); no self-parent
 		a, b := w.pick(w.orgs), w.pick(w.orgs)
 		if a <= b {
@@ -136,6 +136,10 @@ func (w *world) randomUpdate() RelationshipUpdate {
 		rel = mkRel("organization:"+w.pick(w.orgs), "suspended", "user:*")
 	case 12:
 		rel = mkRel("document:"+w.pick(w.docs), "folder", "folder:"+w.pick(w.folders))
+	case 13: // the platform every organization links to, shared by the tenants
+		rel = mkRel("organization:"+w.pick(w.orgs), "platform", "platform:p")
+	case 14:
+		rel = mkRel("platform:p", "admin", "user:"+w.pick(w.users))
 	default:
 		if w.r.IntN(2) == 0 {
 			rel = mkRel("folder:"+w.pick(w.folders), "org", "organization:"+w.pick(w.orgs))

@@ -70,6 +70,35 @@ func TestCacheHitsAndTenantIsolation(t *testing.T) {
 	}
 }
 
+// TestCacheTenantsSharingThePlatformStayApart: every organization links to
+// the platform; that shared edge must not tie the tenants together (a write
+// in one tenant keeps the other's answers), while a write to the platform
+// itself reaches every tenant's answers.
+func TestCacheTenantsSharingThePlatformStayApart(t *testing.T) {
+	_, c := startPair(t)
+	write(t, c, OpTouch, mkRel("organization:ra", "platform", "platform:p")) // the first to link it
+	twoTenants(t, c)
+	write(t, c, OpTouch, mkRel("organization:rb", "platform", "platform:p"))
+	b := checkOf("document:b", "view", "user:bob")
+	admin := checkOf("document:b", "edit", "user:root")
+	mustCheck(t, c, b)
+	if r := mustCheck(t, c, admin); r.Allowed() {
+		t.Fatal("root may edit before being a platform admin")
+	}
+	write(t, c, OpTouch, mkRel("organization:ra", "member", "user:carol")) // tenant A only
+	if r := mustCheck(t, c, b); !r.Cached || !r.Allowed() {
+		t.Errorf("a write in tenant A invalidated tenant B through the shared platform: %+v", r)
+	}
+	write(t, c, OpTouch, mkRel("platform:p", "admin", "user:root"))
+	if r := mustCheck(t, c, admin); r.Cached || !r.Allowed() {
+		t.Errorf("a new platform admin was not seen in tenant B: %+v", r)
+	}
+	write(t, c, OpDelete, mkRel("platform:p", "admin", "user:root"))
+	if r := mustCheck(t, c, admin); r.Allowed() {
+		t.Errorf("a removed platform admin kept a cached allow in tenant B: %+v", r)
+	}
+}
+
 func TestCacheReadYourWritesAndRevocation(t *testing.T) {
 	_, c := startPair(t)
 	twoTenants(t, c)

@@ -57,6 +57,14 @@ func newTenancy() *tenancy {
 
 const orgType = "organization"
 
+// platformType is the provider itself (the system schema's platform): every
+// organization links to it, so it belongs to no tenant. A write to it bumps
+// the global epoch (every answer may depend on it), and an edge to it neither
+// taints a tenant nor makes tenants depend on one another. Anchoring it to the
+// first organization that linked to it made every tenant depend on that one:
+// each write there invalidated every tenant's answers. (platformType is
+// declared with the impersonation gate.)
+
 // tenantOf returns the tenant root of obj, or "" when unknown. Caller holds mu.
 func (t *tenancy) tenantOf(obj ObjectRef) string {
 	for hops := 0; hops < maxAnchorHops; hops++ {
@@ -172,6 +180,10 @@ func (t *tenancy) bumpTouched(touched map[string]struct{}, global bool) int {
 // its former tenant may still reach, even after it is anchored again) forces a
 // global bump.
 func (t *tenancy) touch(touched map[string]struct{}, global *bool, obj ObjectRef) {
+	if obj.Type == platformType {
+		*global = true
+		return
+	}
 	if t.sealed[obj.Type] { // only its own answers can change
 		if len(t.objGen) >= maxObjectGenerations {
 			clear(t.objGen)
@@ -210,8 +222,8 @@ func (t *tenancy) orphanOnChain(obj ObjectRef) bool {
 func (t *tenancy) index(u RelationshipUpdate) {
 	r := u.Relationship
 	sub := r.Subject.Object
-	if r.Subject.IsWildcard() || t.terminal[sub.Type] {
-		return
+	if r.Subject.IsWildcard() || t.terminal[sub.Type] || sub.Type == platformType || r.Resource.Type == platformType {
+		return // the platform is anchored to nothing, and anchors nothing
 	}
 	if r.Resource.Type == orgType && r.Relation == "parent" && sub.Type == orgType {
 		if u.Operation == OpDelete {
@@ -251,8 +263,8 @@ func (t *tenancy) index(u RelationshipUpdate) {
 // link records that the resource's tenant depends on the subject's tenant.
 func (t *tenancy) link(r Relationship) {
 	sub := r.Subject.Object
-	if r.Subject.IsWildcard() || t.terminal[sub.Type] {
-		return
+	if r.Subject.IsWildcard() || t.terminal[sub.Type] || sub.Type == platformType {
+		return // the platform's writes bump the global epoch, which every key carries
 	}
 	from := t.tenantOf(r.Resource)
 	if from == "" {
