@@ -65,10 +65,13 @@ const markSQL = `UPDATE outbox SET applied_at = $2, revision = $3 WHERE seq = AN
 
 // send runs, in one round trip, the lock if not yet taken, the marks waiting,
 // then sql (if not empty), whose result the caller reads from the returned
-// batch and closes. The round trip is one implicit transaction: if sql fails,
-// the marks sent with it are undone too, and the pass reports the failure
-// (its entries are applied again, as after a crash).
-func (c *outboxClaim) send(ctx context.Context, sql string, args ...any) (pgx.BatchResults, error) {
+// batch and closes. The round trip is one implicit transaction, committed
+// after its last statement: if sql fails, the marks sent with it are undone
+// too, and the pass reports the failure (its entries are applied again, as
+// after a crash). With commitFirst the marks are committed before sql runs
+// (BEGIN … COMMIT around them): the unlock must not let another applier read
+// the outbox before the marks are visible.
+func (c *outboxClaim) send(ctx context.Context, commitFirst bool, sql string, args ...any) (pgx.BatchResults, error) {
 	b := &pgx.Batch{}
 	locking := !c.locked
 	if locking {
@@ -76,8 +79,15 @@ func (c *outboxClaim) send(ctx context.Context, sql string, args ...any) (pgx.Ba
 	}
 	marks := c.marks
 	c.marks = nil
+	wrap := commitFirst && len(marks) > 0
+	if wrap {
+		b.Queue(`begin`)
+	}
 	for _, m := range marks {
 		b.Queue(markSQL, m.seqs, m.at, m.revision)
+	}
+	if wrap {
+		b.Queue(`commit`)
 	}
 	if sql != "" {
 		b.Queue(sql, args...)
@@ -90,10 +100,26 @@ func (c *outboxClaim) send(ctx context.Context, sql string, args ...any) (pgx.Ba
 		}
 		c.locked = true
 	}
+	if wrap {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, translate("mark outbox entries applied", err)
+		}
+	}
 	for _, mark := range marks {
 		tag, err := br.Exec()
 		if err == nil && int(tag.RowsAffected()) != len(mark.seqs) {
 			err = fmt.Errorf("%w: marking outbox entries %v applied touched %d rows", trellis.ErrNotFound, mark.seqs, tag.RowsAffected())
+		}
+		if err != nil {
+			_ = br.Close()
+			return nil, translate("mark outbox entries applied", err)
+		}
+	}
+	if wrap {
+		tag, err := br.Exec()
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("the marks were rolled back (%s)", tag)
 		}
 		if err != nil {
 			_ = br.Close()
@@ -114,7 +140,8 @@ func (c *outboxClaim) release(ctx context.Context) error {
 	}
 	var err error
 	unlocked := false
-	br, err := c.send(uctx, `SELECT pg_advisory_unlock($1)`, relayLock)
+	// the marks committed before the unlock: the next holder reads them
+	br, err := c.send(uctx, true, `SELECT pg_advisory_unlock($1)`, relayLock)
 	if err == nil {
 		err = br.QueryRow().Scan(&unlocked)
 		if cerr := br.Close(); err == nil {
@@ -130,7 +157,7 @@ func (c *outboxClaim) release(ctx context.Context) error {
 }
 
 func (c *outboxClaim) PendingOutbox(ctx context.Context, n int) ([]store.OutboxEntry, error) {
-	br, err := c.send(ctx, outboxSelect+`WHERE applied_at IS NULL ORDER BY seq LIMIT NULLIF($1::bigint, 0)`, limit(n))
+	br, err := c.send(ctx, false, outboxSelect+`WHERE applied_at IS NULL ORDER BY seq LIMIT NULLIF($1::bigint, 0)`, limit(n))
 	if err != nil {
 		return nil, err
 	}
@@ -153,7 +180,7 @@ func (c *outboxClaim) PendingOutbox(ctx context.Context, n int) ([]store.OutboxE
 
 func (c *outboxClaim) MarkOutboxApplied(ctx context.Context, seqs []int64, revision string, at time.Time) error {
 	c.MarkOutboxAppliedLater(seqs, revision, at)
-	br, err := c.send(ctx, "")
+	br, err := c.send(ctx, false, "")
 	if err != nil {
 		return err
 	}
