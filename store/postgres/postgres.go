@@ -34,7 +34,8 @@ const rollbackTimeout = 5 * time.Second
 // Migrate creates. Open it with Open; it is safe for concurrent use.
 //
 // InTx is one READ COMMITTED transaction that first takes the write locks
-// (locks.go): writeLock exclusively, or shared plus the locks of the tenants
+// (locks.go; BEGIN, the locks and the reads named by store.ReadAhead go in
+// one round trip, begin.go): writeLock exclusively, or shared plus the locks of the tenants
 // the context confines it to (store.WithTenants). Each statement sees every
 // earlier writer's commit; the append lock around each transaction's tail
 // keeps outbox seqs and audit positions in commit order, and each audit
