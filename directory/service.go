@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"time"
 
@@ -310,6 +311,9 @@ func (s *Service) run(ctx context.Context, p Principal, action string, fn func(t
 			pl.updates, pl.filters = o.updates, o.filters
 			return errPlanned
 		}
+		if tp, ok := tx.(store.TailPlanner); ok {
+			tp.PlanTail(chainsOf(o.events), len(o.updates) > 0 || len(o.filters) > 0)
+		}
 		if err := s.appendEvents(ctx, tx, o); err != nil {
 			return err
 		}
@@ -358,6 +362,17 @@ func (s *Service) recordDenied(ctx context.Context, p Principal, action string, 
 	if err != nil {
 		s.cfg.Logger.Warn("audit of a refused escalation failed", "err", err)
 	}
+}
+
+// chainsOf lists the audit chains events append to, in order, once each.
+func chainsOf(events []audit.Event) []string {
+	var out []string
+	for _, ev := range events {
+		if !slices.Contains(out, ev.Organization) {
+			out = append(out, ev.Organization)
+		}
+	}
+	return out
 }
 
 // appendEvents seals o's events onto their chains and stores them.

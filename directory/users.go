@@ -301,6 +301,18 @@ func groupsIn(ctx context.Context, tx store.Tx, org store.Org, user string) ([]s
 // operation at hand (memberTuples then skips its group lookup).
 type freshUserKey struct{}
 
+// memberReadAhead names what a membership write reads first (the
+// organization, the user, the membership, the user's groups), for a store
+// that reads them in the round trip that begins the transaction. A ref by
+// slug names the organization's id only once read: nothing is read ahead.
+func memberReadAhead(ctx context.Context, ref, userID string) context.Context {
+	id := strings.TrimPrefix(ref, "organization:")
+	if !strings.HasPrefix(id, orgIDPrefix) {
+		return ctx
+	}
+	return store.WithReadAhead(ctx, store.ReadAhead{Org: id, User: strings.TrimPrefix(userID, "user:")})
+}
+
 // PutMember adds a user to an organization or changes its roles or status.
 // The caller must hold every permission of the roles it adds or removes.
 func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string, in PutMember) (Membership, bool, error) {
@@ -311,6 +323,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 	}
 	var out Membership
 	created := false
+	ctx = memberReadAhead(ctx, ref, userID)
 	err := s.runInTenant(ctx, p, "member.put", ref, func(tx store.Tx, o *op) error {
 		// every read once: the organization (as runInTenant resolved it), the
 		// user, the membership, the user's groups there, and the roles before
@@ -397,6 +410,7 @@ func (s *Service) PutMember(ctx context.Context, p Principal, ref, userID string
 // RemoveMember removes a membership: its tuples (and so every check it
 // granted, cached ones included) go with it.
 func (s *Service) RemoveMember(ctx context.Context, p Principal, ref, userID string) error {
+	ctx = memberReadAhead(ctx, ref, userID)
 	return s.runInTenant(ctx, p, "member.remove", ref, func(tx store.Tx, o *op) error {
 		org, err := s.orgForOp(ctx, tx, o, ref, permManageMembers)
 		if err != nil {

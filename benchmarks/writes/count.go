@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"os"
+	"strings"
 	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
@@ -47,9 +48,13 @@ func (sqlCounter) TraceQueryStart(ctx context.Context, conn *pgx.Conn, _ pgx.Tra
 
 func (sqlCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
 
-func (sqlCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
+func (sqlCounter) TraceBatchStart(ctx context.Context, conn *pgx.Conn, d pgx.TraceBatchStartData) context.Context {
 	counters.roundTrips.Add(1)
-	counters.inTx.Add(1)
+	// in a transaction, or beginning one (the store sends BEGIN with its locks)
+	if s := conn.PgConn().TxStatus(); s == 'T' || s == 'E' ||
+		d.Batch.Len() > 0 && strings.HasPrefix(d.Batch.QueuedQueries[0].SQL, "begin") {
+		counters.inTx.Add(1)
+	}
 	counters.statements.Add(int64(d.Batch.Len()))
 	return ctx
 }

@@ -67,9 +67,12 @@ func scanOrg(r scanner) (store.Org, error) {
 	return o, nil
 }
 
+// getOrgSQL, getUserSQL, getMembershipSQL and groupsOfSQL are also read
+// ahead (begin.go).
+const getOrgSQL = orgSelect + `WHERE o.id = $1`
+
 func (t *tx) GetOrg(ctx context.Context, id string) (store.Org, error) {
-	return one(ctx, t, "get organization", func() error { return notFound("organization", id) }, scanOrg,
-		orgSelect+`WHERE o.id = $1`, id)
+	return one(ctx, t, "get organization", func() error { return notFound("organization", id) }, scanOrg, getOrgSQL, id)
 }
 
 func (t *tx) GetOrgBySlug(ctx context.Context, slug string) (store.Org, error) {
@@ -195,8 +198,10 @@ func scanUser(r scanner) (store.User, error) {
 	return u, err
 }
 
+const getUserSQL = userSelect + `WHERE id = $1`
+
 func (t *tx) GetUser(ctx context.Context, id string) (store.User, error) {
-	return one(ctx, t, "get user", func() error { return notFound("user", id) }, scanUser, userSelect+`WHERE id = $1`, id)
+	return one(ctx, t, "get user", func() error { return notFound("user", id) }, scanUser, getUserSQL, id)
 }
 
 func (t *tx) GetUserByEmail(ctx context.Context, email string) (store.User, error) {
@@ -235,13 +240,17 @@ func scanMember(r scanner) (store.Membership, error) {
 	return m, err
 }
 
+const getMembershipSQL = memberSelect + `WHERE org = $1 AND user_id = $2`
+
 func (t *tx) GetMembership(ctx context.Context, org, user string) (store.Membership, error) {
 	return one(ctx, t, "get membership", func() error { return notFound("membership", org+"/"+user) }, scanMember,
-		memberSelect+`WHERE org = $1 AND user_id = $2`, org, user)
+		getMembershipSQL, org, user)
 }
 
-func (t *tx) PutMembership(ctx context.Context, m store.Membership) error {
-	return t.writeRow(ctx, "put membership",
+// PutMembership is queued (tail.go): it goes to the server with the
+// transaction's next statement, which reports its failure.
+func (t *tx) PutMembership(_ context.Context, m store.Membership) error {
+	return t.queueRow("put membership",
 		`INSERT INTO memberships (org, user_id, roles, status, joined_at, authenticated_via, updated_at)
 		VALUES ($1, $2, $3, $4, $5, $6, $7)
 		ON CONFLICT (org, user_id) DO UPDATE SET roles = excluded.roles, status = excluded.status,
@@ -327,9 +336,10 @@ func (t *tx) GroupMembers(ctx context.Context, group string) ([]store.GroupMembe
 		groupMemberSelect+`WHERE group_id = $1 ORDER BY kind, member_id`, group)
 }
 
+const groupsOfSQL = groupMemberSelect + `WHERE kind = $1 AND member_id = $2 ORDER BY group_id`
+
 func (t *tx) GroupsOf(ctx context.Context, kind, id string) ([]store.GroupMember, error) {
-	return all(ctx, t, "list groups of a member", scanGroupMember,
-		groupMemberSelect+`WHERE kind = $1 AND member_id = $2 ORDER BY group_id`, kind, id)
+	return all(ctx, t, "list groups of a member", scanGroupMember, groupsOfSQL, kind, id)
 }
 
 // ---- roles

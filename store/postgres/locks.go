@@ -30,23 +30,25 @@ const (
 	tenantLockClass int32 = 0x74726c73 // "trls"
 )
 
-func takeWriteLocks(ctx context.Context, ptx pgx.Tx, tenants []string) error {
+// queueWriteLocks queues the write locks of a transaction confined to
+// tenants (none: unconfined) in b: the shared lock, then the tenants' locks in
+// order; or the exclusive lock.
+func queueWriteLocks(b *pgx.Batch, tenants []string) {
 	if len(tenants) == 0 {
-		if _, err := ptx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, writeLock); err != nil {
-			return translate("taking the write lock", err)
-		}
-		return nil
+		b.Queue(`SELECT pg_advisory_xact_lock($1)`, writeLock)
+		return
 	}
-	// one round trip: the shared lock, then the tenants' locks in order
-	b := &pgx.Batch{}
 	b.Queue(`SELECT pg_advisory_xact_lock_shared($1)`, writeLock)
 	for _, t := range tenants {
 		b.Queue(`SELECT pg_advisory_xact_lock($1, hashtext($2))`, tenantLockClass, t)
 	}
-	if err := ptx.SendBatch(ctx, b).Close(); err != nil {
-		return translate("taking the write lock (shared) and the tenants' locks", err)
+}
+
+func writeLocksOp(tenants []string) string {
+	if len(tenants) == 0 {
+		return "taking the write lock"
 	}
-	return nil
+	return "taking the write lock (shared) and the tenants' locks"
 }
 
 // lockTail takes appendLock once per transaction.

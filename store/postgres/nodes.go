@@ -2,9 +2,12 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trellis-iam/trellis"
@@ -25,7 +28,9 @@ const (
 // every process on this database, reads pending entries and marks them
 // applied. The lock goes with the session: a process that dies releases it,
 // and another node's relay resumes at the first unmarked entry. Each claim
-// call is one autocommit statement, so marks are durable as they are made.
+// call is one autocommit round trip, so marks are durable as they are made.
+// A pass costs two round trips: the lock goes with the first read of pending
+// entries, the last mark (MarkOutboxAppliedLater) with the unlock.
 func (s *Store) ClaimOutbox(ctx context.Context, fn func(c store.OutboxClaim) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -37,27 +42,127 @@ func (s *Store) ClaimOutbox(ctx context.Context, fn func(c store.OutboxClaim) er
 	if err != nil {
 		return translate("acquiring a connection for the outbox relay", err)
 	}
-	if _, err := conn.Exec(ctx, `SELECT pg_advisory_lock($1)`, relayLock); err != nil {
-		conn.Release()
-		return translate("taking the outbox relay lock", err)
-	}
-	defer func() {
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
-		defer cancel()
-		var unlocked bool
-		if err := conn.QueryRow(uctx, `SELECT pg_advisory_unlock($1)`, relayLock).Scan(&unlocked); err != nil || !unlocked {
-			// the session may still hold it: end the session, which releases it
-			_ = conn.Conn().Close(uctx)
-		}
-		conn.Release()
-	}()
-	return fn(outboxClaim{conn: conn})
+	c := &outboxClaim{conn: conn}
+	err = fn(c)
+	return errors.Join(err, c.release(ctx))
 }
 
-type outboxClaim struct{ conn *pgxpool.Conn }
+// outboxClaim sends the relay lock with its first statement and a mark made
+// later with its next read or its release.
+type outboxClaim struct {
+	conn   *pgxpool.Conn
+	locked bool
+	marks  []pendingMark
+}
 
-func (c outboxClaim) PendingOutbox(ctx context.Context, n int) ([]store.OutboxEntry, error) {
-	rows, err := c.conn.Query(ctx, outboxSelect+`WHERE applied_at IS NULL ORDER BY seq LIMIT NULLIF($1::bigint, 0)`, limit(n))
+type pendingMark struct {
+	seqs     []int64
+	revision string
+	at       time.Time
+}
+
+const markSQL = `UPDATE outbox SET applied_at = $2, revision = $3 WHERE seq = ANY($1)`
+
+// send runs, in one round trip, the lock if not yet taken, the marks waiting,
+// then sql (if not empty), whose result the caller reads from the returned
+// batch and closes. The round trip is one implicit transaction, committed
+// after its last statement: if sql fails, the marks sent with it are undone
+// too, and the pass reports the failure (its entries are applied again, as
+// after a crash). With commitFirst the marks are committed before sql runs
+// (BEGIN … COMMIT around them): the unlock must not let another applier read
+// the outbox before the marks are visible.
+func (c *outboxClaim) send(ctx context.Context, commitFirst bool, sql string, args ...any) (pgx.BatchResults, error) {
+	b := &pgx.Batch{}
+	locking := !c.locked
+	if locking {
+		b.Queue(`SELECT pg_advisory_lock($1)`, relayLock)
+	}
+	marks := c.marks
+	c.marks = nil
+	wrap := commitFirst && len(marks) > 0
+	if wrap {
+		b.Queue(`begin`)
+	}
+	for _, m := range marks {
+		b.Queue(markSQL, m.seqs, m.at, m.revision)
+	}
+	if wrap {
+		b.Queue(`commit`)
+	}
+	if sql != "" {
+		b.Queue(sql, args...)
+	}
+	br := c.conn.SendBatch(ctx, b)
+	if locking {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, translate("taking the outbox relay lock", err)
+		}
+		c.locked = true
+	}
+	if wrap {
+		if _, err := br.Exec(); err != nil {
+			_ = br.Close()
+			return nil, translate("mark outbox entries applied", err)
+		}
+	}
+	for _, mark := range marks {
+		tag, err := br.Exec()
+		if err == nil && int(tag.RowsAffected()) != len(mark.seqs) {
+			err = fmt.Errorf("%w: marking outbox entries %v applied touched %d rows", trellis.ErrNotFound, mark.seqs, tag.RowsAffected())
+		}
+		if err != nil {
+			_ = br.Close()
+			return nil, translate("mark outbox entries applied", err)
+		}
+	}
+	if wrap {
+		tag, err := br.Exec()
+		if err == nil && tag.String() != "COMMIT" {
+			err = fmt.Errorf("the marks were rolled back (%s)", tag)
+		}
+		if err != nil {
+			_ = br.Close()
+			return nil, translate("mark outbox entries applied", err)
+		}
+	}
+	return br, nil
+}
+
+// release sends the mark still waiting with the unlock and gives the
+// connection back; a session that may still hold the lock is closed.
+func (c *outboxClaim) release(ctx context.Context) error {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	defer c.conn.Release()
+	if !c.locked {
+		return nil // nothing read, nothing marked
+	}
+	var err error
+	unlocked := false
+	// the marks committed before the unlock: the next holder reads them
+	br, err := c.send(uctx, true, `SELECT pg_advisory_unlock($1)`, relayLock)
+	if err == nil {
+		err = br.QueryRow().Scan(&unlocked)
+		if cerr := br.Close(); err == nil {
+			err = cerr
+		}
+		err = translate("releasing the outbox relay lock", err)
+	}
+	if err != nil || !unlocked {
+		// the session may still hold it: end the session, which releases it
+		_ = c.conn.Conn().Close(uctx)
+	}
+	return err
+}
+
+func (c *outboxClaim) PendingOutbox(ctx context.Context, n int) ([]store.OutboxEntry, error) {
+	br, err := c.send(ctx, false, outboxSelect+`WHERE applied_at IS NULL ORDER BY seq LIMIT NULLIF($1::bigint, 0)`, limit(n))
+	if err != nil {
+		return nil, err
+	}
+	defer br.Close()
+	rows, err := br.Query()
 	if err != nil {
 		return nil, translate("list pending outbox entries", err)
 	}
@@ -73,15 +178,18 @@ func (c outboxClaim) PendingOutbox(ctx context.Context, n int) ([]store.OutboxEn
 	return out, translate("list pending outbox entries", rows.Err())
 }
 
-func (c outboxClaim) MarkOutboxApplied(ctx context.Context, seqs []int64, revision string, at time.Time) error {
-	tag, err := c.conn.Exec(ctx, `UPDATE outbox SET applied_at = $2, revision = $3 WHERE seq = ANY($1)`, seqs, at, revision)
+func (c *outboxClaim) MarkOutboxApplied(ctx context.Context, seqs []int64, revision string, at time.Time) error {
+	c.MarkOutboxAppliedLater(seqs, revision, at)
+	br, err := c.send(ctx, false, "")
 	if err != nil {
-		return translate("mark outbox entries applied", err)
+		return err
 	}
-	if int(tag.RowsAffected()) != len(seqs) {
-		return fmt.Errorf("%w: marking outbox entries %v applied touched %d rows", trellis.ErrNotFound, seqs, tag.RowsAffected())
-	}
-	return nil
+	return translate("mark outbox entries applied", br.Close())
+}
+
+// MarkOutboxAppliedLater: store.LaterMarker.
+func (c *outboxClaim) MarkOutboxAppliedLater(seqs []int64, revision string, at time.Time) {
+	c.marks = append(c.marks, pendingMark{seqs: slices.Clone(seqs), revision: revision, at: at})
 }
 
 // ---- schema versions

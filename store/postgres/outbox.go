@@ -31,9 +31,11 @@ func scanOutbox(r scanner) (store.OutboxEntry, error) {
 	return e, nil
 }
 
-// AppendOutbox stores e under the next value of the outbox's sequence. Writers
-// hold the append lock from here until they commit (locks.go), so seqs grow in
-// commit order; a rolled-back append leaves a gap, which the relay never waits on.
+// AppendOutbox stores e under the next value of the outbox's sequence (or the
+// one PlanTail reserved). Writers hold the append lock from here, or from the
+// reservation, until they commit (locks.go), so seqs grow in commit order; a
+// rolled-back append or an unused reservation leaves a gap, which the relay
+// never waits on.
 func (t *tx) AppendOutbox(ctx context.Context, e store.OutboxEntry) (int64, error) {
 	if err := t.usable("append outbox entry", true); err != nil {
 		return 0, err
@@ -48,6 +50,15 @@ func (t *tx) AppendOutbox(ctx context.Context, e store.OutboxEntry) (int64, erro
 	filters, err := encodeFilters(e.DeleteFilters)
 	if err != nil {
 		return 0, err
+	}
+	if seq := t.reserved; seq != 0 && t.tail {
+		// reserved under the append lock (PlanTail): sent with COMMIT
+		t.reserved = 0
+		t.queue("append outbox entry",
+			`INSERT INTO outbox (seq, action, updates, delete_filters, created_at, applied_at, revision)
+			VALUES ($1, $2, $3, $4, $5, $6, $7)`,
+			seq, e.Action, updates, filters, e.CreatedAt, e.AppliedAt, e.Revision)
+		return seq, nil
 	}
 	seqs, err := all(ctx, t, "append outbox entry", func(r scanner) (int64, error) {
 		var seq int64

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -33,7 +34,8 @@ const rollbackTimeout = 5 * time.Second
 // Migrate creates. Open it with Open; it is safe for concurrent use.
 //
 // InTx is one READ COMMITTED transaction that first takes the write locks
-// (locks.go): writeLock exclusively, or shared plus the locks of the tenants
+// (locks.go; BEGIN, the locks and the reads named by store.ReadAhead go in
+// one round trip, begin.go): writeLock exclusively, or shared plus the locks of the tenants
 // the context confines it to (store.WithTenants). Each statement sees every
 // earlier writer's commit; the append lock around each transaction's tail
 // keeps outbox seqs and audit positions in commit order, and each audit
@@ -127,30 +129,26 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	case <-ctx.Done():
 		return translate("waiting for the write lock", ctx.Err())
 	}
-	// READ COMMITTED, never the server's default: each statement must see the
-	// commits of writers that held the lock before us. A REPEATABLE READ
-	// snapshot would be taken by the lock statement itself, before it waits.
-	ptx, err := s.pool.BeginTx(ctx, pgx.TxOptions{IsoLevel: pgx.ReadCommitted, AccessMode: pgx.ReadWrite})
+	conn, err := s.pool.Acquire(ctx)
 	if err != nil {
 		return translate("beginning a transaction", err)
 	}
-	t := &tx{tx: ptx, write: true}
+	t := &tx{tx: conn, write: true, types: conn.Conn().TypeMap()}
 	committed := false
 	// Deferred, so that a panic or runtime.Goexit (t.FailNow in a test) rolls back too.
 	defer func() {
 		t.done = true
 		if !committed {
-			rollback(ctx, ptx)
+			rollbackConn(ctx, conn)
 		}
+		conn.Release() // a connection left in a transaction is closed, not reused
 	}()
-	if err := takeWriteLocks(ctx, ptx, store.Tenants(ctx)); err != nil {
+	ra, _ := store.ReadAheadOf(ctx)
+	if err := t.begin(ctx, store.Tenants(ctx), ra); err != nil {
 		return err
 	}
 	if err := fn(t); err != nil {
 		return err
-	}
-	if t.err == nil {
-		_ = t.flush(ctx) // a failure is t.err
 	}
 	if t.err != nil {
 		return fmt.Errorf("store/postgres: not committed, a statement failed: %w", t.err)
@@ -158,8 +156,8 @@ func (s *Store) InTx(ctx context.Context, fn func(tx store.Tx) error) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if err := ptx.Commit(ctx); err != nil {
-		return translate("committing (the outcome is unknown if the connection broke)", err)
+	if err := t.commit(ctx); err != nil {
+		return err
 	}
 	committed = true
 	return nil
@@ -183,6 +181,19 @@ func (s *Store) Read(ctx context.Context, fn func(tx store.Tx) error) error {
 		rollback(ctx, ptx) // nothing to commit
 	}()
 	return fn(t)
+}
+
+// rollbackConn ends the transaction on conn, if one is open; a connection
+// that cannot roll back in time is closed, and the server rolls back on its own.
+func rollbackConn(ctx context.Context, conn *pgxpool.Conn) {
+	if conn.Conn().PgConn().TxStatus() == 'I' {
+		return // never began, or ended
+	}
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), rollbackTimeout)
+	defer cancel()
+	if _, err := conn.Exec(ctx, "rollback"); err != nil {
+		_ = conn.Conn().Close(ctx)
+	}
 }
 
 func rollback(ctx context.Context, ptx pgx.Tx) {
@@ -278,9 +289,19 @@ func (s *Store) DeleteAuditEvent(org string, seq int64) error {
 
 // ---- transactions
 
+// session is what a transaction sends its statements through: a pgx.Tx (a
+// read) or a pooled connection on which InTx began the transaction itself
+// (begin.go), so that BEGIN and COMMIT share round trips with other statements.
+type session interface {
+	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	SendBatch(ctx context.Context, b *pgx.Batch) pgx.BatchResults
+}
+
 // tx is one transaction; it is not safe for concurrent use, like pgx.Tx.
 type tx struct {
-	tx    pgx.Tx
+	tx    session
+	types *pgtype.Map // the connection's, to scan rows read ahead
 	write bool
 	done  bool
 	tail  bool  // holds appendLock: its audit positions and outbox seqs are in commit order
@@ -291,6 +312,14 @@ type tx struct {
 	queued []queuedStmt
 	// savepoints numbers the transaction's savepoints (Savepoint)
 	savepoints int
+	// ahead: rows read with BEGIN (store.ReadAhead) until the first write;
+	// wrote: a write was sent or queued
+	ahead map[string]*aheadRows
+	wrote bool
+	// plan: chains and outbox entry the tail will append (store.TailPlanner);
+	// reserved: the outbox seq taken with the append lock, not used yet
+	plan     tailPlan
+	reserved int64
 }
 
 var _ store.Tx = (*tx)(nil)
@@ -335,6 +364,7 @@ func (t *tx) exec(ctx context.Context, op, sql string, args ...any) (int64, erro
 	if err := t.usable(op, true); err != nil {
 		return 0, err
 	}
+	t.wrote = true
 	if len(t.queued) > 0 {
 		br, err := t.sendQueued(ctx, sql, args...)
 		if err != nil {
@@ -360,6 +390,11 @@ func (t *tx) exec(ctx context.Context, op, sql string, args ...any) (int64, erro
 func all[T any](ctx context.Context, t *tx, op string, scan func(scanner) (T, error), sql string, args ...any) ([]T, error) {
 	if err := t.usable(op, false); err != nil {
 		return nil, err
+	}
+	if !strings.HasPrefix(sql, "SELECT ") {
+		t.wrote = true // INSERT … RETURNING
+	} else if rows, ok := t.readAhead(sql, args); ok {
+		return scanAhead(t, op, rows, scan)
 	}
 	if len(t.queued) > 0 {
 		br, err := t.sendQueued(ctx, sql, args...)

@@ -45,6 +45,7 @@ func (t *tx) Savepoint(ctx context.Context, fn func() error) error {
 		return t.fail("rollback to savepoint", err)
 	}
 	t.tail, t.err = tail, failed
+	t.reserved = 0 // perhaps taken under a lock fn's rollback released: a gap
 	clear(t.heads) // fn may have moved heads it no longer moves: read them again
 	return ferr
 }

@@ -38,6 +38,7 @@ type queuedStmt struct {
 
 // queue defers a write that returns nothing to the next round trip.
 func (t *tx) queue(op, sql string, args ...any) {
+	t.wrote = true
 	t.queued = append(t.queued, queuedStmt{op: op, sql: sql, args: args})
 }
 
@@ -81,6 +82,12 @@ func (t *tx) writeRow(ctx context.Context, op, sql string, args ...any) error {
 		_, err := t.exec(ctx, op, sql, args...)
 		return err
 	}
+	return t.queueRow(op, sql, args...)
+}
+
+// queueRow queues a row write for the transaction's next round trip, which
+// reports its failure (its slices copied: the caller may reuse them meanwhile).
+func (t *tx) queueRow(op, sql string, args ...any) error {
 	if err := t.usable(op, true); err != nil {
 		return err
 	}
@@ -113,9 +120,24 @@ func (t *tx) flush(ctx context.Context) error {
 	return nil
 }
 
+// tailPlan is what store.TailPlanner said the tail will append.
+type tailPlan struct {
+	chains []string
+	outbox bool
+}
+
+// PlanTail lets the first audit head's round trip read every planned chain's
+// head and reserve the outbox entry's seq (nextval under the append lock, so
+// seqs still grow in commit order); AppendOutbox then queues its insert, and
+// the events, the entry and COMMIT go in one round trip.
+func (t *tx) PlanTail(chains []string, outbox bool) {
+	t.plan = tailPlan{chains: chains, outbox: outbox}
+}
+
 // headUnderLock is the head of org's chain for a writer: read with appendLock
-// taken in the same round trip the first time, then as this transaction
-// moved it.
+// taken in the same round trip the first time (with the other planned
+// chains' heads and the reserved outbox seq), then as this transaction moved
+// it.
 func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) {
 	if h, ok := t.heads[org]; ok {
 		return h, nil
@@ -124,17 +146,30 @@ func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) 
 	if err := t.usable(op, false); err != nil {
 		return audit.Head{}, err
 	}
-	// what is queued (an earlier chain's event) goes in the same round trip
+	// what is queued (rows written, an earlier chain's event) goes in the same round trip
 	b := &pgx.Batch{}
 	for _, q := range t.queued {
 		b.Queue(q.sql, q.args...)
 	}
 	queued := t.queued
 	t.queued = nil
-	if !t.tail {
+	locking := !t.tail
+	if locking {
 		b.Queue(`SELECT pg_advisory_xact_lock($1)`, appendLock)
 	}
-	b.Queue(`SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, org)
+	chains := []string{org}
+	for _, c := range t.plan.chains {
+		if _, ok := t.heads[c]; !ok && !slices.Contains(chains, c) {
+			chains = append(chains, c)
+		}
+	}
+	for _, c := range chains {
+		b.Queue(`SELECT seq, hash, checkpoint FROM audit_heads WHERE org = $1`, c)
+	}
+	reserve := t.plan.outbox && t.reserved == 0
+	if reserve {
+		b.Queue(`SELECT nextval('outbox_seq_seq')`)
+	}
 	br := t.tx.SendBatch(ctx, b)
 	for _, q := range queued {
 		if _, err := br.Exec(); err != nil {
@@ -142,17 +177,27 @@ func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) 
 			return audit.Head{}, t.fail(q.op, err)
 		}
 	}
-	if !t.tail {
+	if locking {
 		if _, err := br.Exec(); err != nil {
 			_ = br.Close()
 			return audit.Head{}, t.fail("take the append lock", err)
 		}
 		t.tail = true
 	}
-	var h audit.Head
-	err := br.QueryRow().Scan(&h.Seq, &h.Hash, &h.Checkpoint)
-	if err == pgx.ErrNoRows {
-		err = nil // an empty chain has the zero head
+	heads := make([]audit.Head, len(chains))
+	var err error
+	for i := range chains {
+		h := &heads[i]
+		if err = br.QueryRow().Scan(&h.Seq, &h.Hash, &h.Checkpoint); err == pgx.ErrNoRows {
+			err = nil // an empty chain has the zero head
+		}
+		if err != nil {
+			break
+		}
+	}
+	var seq int64
+	if err == nil && reserve {
+		err = br.QueryRow().Scan(&seq)
 	}
 	if cerr := br.Close(); err == nil {
 		err = cerr
@@ -163,6 +208,11 @@ func (t *tx) headUnderLock(ctx context.Context, org string) (audit.Head, error) 
 	if t.heads == nil {
 		t.heads = map[string]audit.Head{}
 	}
-	t.heads[org] = h
-	return h, nil
+	for i, c := range chains {
+		t.heads[c] = heads[i]
+	}
+	if reserve {
+		t.reserved = seq
+	}
+	return heads[0], nil
 }
