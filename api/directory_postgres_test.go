@@ -12,26 +12,7 @@ import (
 // the PostgreSQL store behind the directory (the same API, the same rules),
 // each on a fresh migrated database.
 func TestDirectoryOnPostgres(t *testing.T) {
-	pg := pgtest.Start(t)
-	saved := newTestStore
-	t.Cleanup(func() { newTestStore = saved })
-	newTestStore = func(tb testing.TB) testStore {
-		url := pg.NewDatabase(tb)
-		ctx := context.Background()
-		if err := postgres.Migrate(ctx, url); err != nil {
-			tb.Fatal(err)
-		}
-		st, err := postgres.Open(ctx, url)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = st.Close() })
-		return st
-	}
-	for _, c := range []struct {
-		name string
-		run  func(*testing.T)
-	}{
+	onPostgres(t, []namedTest{
 		{"OrganizationsCreateGetList", TestOrganizationsCreateGetList},
 		{"Memberships", TestMemberships},
 		{"CustomerAdminScope", TestCustomerAdminScope},
@@ -57,7 +38,34 @@ func TestDirectoryOnPostgres(t *testing.T) {
 		{"SCIMCrossOrganizationIsolation", TestSCIMCrossOrganizationIsolation},
 		{"SCIMStatusDriftAndRepair", TestSCIMStatusDriftAndRepair},
 		{"SCIMBulk", TestSCIMBulk},
-	} {
+	})
+}
+
+type namedTest struct {
+	name string
+	run  func(*testing.T)
+}
+
+// onPostgres runs tests again with the PostgreSQL store behind the harness's
+// directory (newTestStore), each on a fresh migrated database.
+func onPostgres(t *testing.T, tests []namedTest) {
+	pg := pgtest.Start(t)
+	saved := newTestStore
+	t.Cleanup(func() { newTestStore = saved })
+	newTestStore = func(tb testing.TB) testStore {
+		url := pg.NewDatabase(tb)
+		ctx := context.Background()
+		if err := postgres.Migrate(ctx, url); err != nil {
+			tb.Fatal(err)
+		}
+		st, err := postgres.Open(ctx, url)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		tb.Cleanup(func() { _ = st.Close() })
+		return st
+	}
+	for _, c := range tests {
 		t.Run(c.name, c.run)
 	}
 }

@@ -325,26 +325,7 @@ func TestSSOProviderStateSharedByNodes(t *testing.T) {
 // TestSSOOnPostgres runs the provider's flows again with its state in the
 // PostgreSQL store (each on a fresh migrated database).
 func TestSSOOnPostgres(t *testing.T) {
-	pg := pgtest.Start(t)
-	saved := newTestStore
-	t.Cleanup(func() { newTestStore = saved })
-	newTestStore = func(tb testing.TB) testStore {
-		url := pg.NewDatabase(tb)
-		ctx := context.Background()
-		if err := postgres.Migrate(ctx, url); err != nil {
-			tb.Fatal(err)
-		}
-		st, err := postgres.Open(ctx, url)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		tb.Cleanup(func() { _ = st.Close() })
-		return st
-	}
-	for _, c := range []struct {
-		name string
-		run  func(*testing.T)
-	}{
+	onPostgres(t, []namedTest{
 		{"SignInThroughOrgIdP", TestSSOSignInThroughOrgIdP},
 		{"UserinfoRevocationAndLogout", TestSSOUserinfoRevocationAndLogout},
 		{"DiscoveryPickerAndHostedLogin", TestSSODiscoveryPickerAndHostedLogin},
@@ -352,7 +333,5 @@ func TestSSOOnPostgres(t *testing.T) {
 		{"ImpersonationActClaim", TestSSOImpersonationActClaim},
 		{"TokenClientCredentials", TestTokenClientCredentials},
 		{"TokenProviderAccessTokenAtAPI", TestTokenProviderAccessTokenAtAPI},
-	} {
-		t.Run(c.name, c.run)
-	}
+	})
 }

@@ -49,6 +49,17 @@ func startPostgres(b *testing.B) *pgtest.Server {
 // with the benchmark app schema. It returns the engine and the database URL.
 func postgresEngine(b *testing.B, srv *pgtest.Server) (*engine.Embedded, string) {
 	b.Helper()
+	eng, uri := startPostgresEngine(b, srv)
+	if _, err := schema.NewManager(eng).Bootstrap(context.Background(), app); err != nil {
+		b.Fatal(err)
+	}
+	return eng, uri
+}
+
+// startPostgresEngine starts embedded SpiceDB on a fresh, migrated database of
+// srv, without a schema, and returns it with the database URL.
+func startPostgresEngine(b *testing.B, srv *pgtest.Server) (*engine.Embedded, string) {
+	b.Helper()
 	ctx := context.Background()
 	uri := srv.NewDatabase(b)
 	if err := engine.MigratePostgres(ctx, uri); err != nil {
@@ -59,9 +70,6 @@ func postgresEngine(b *testing.B, srv *pgtest.Server) (*engine.Embedded, string)
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, app); err != nil {
-		b.Fatal(err)
-	}
 	return eng, uri
 }
 

@@ -121,17 +121,8 @@ definition document {
 // (no system schema composed in).
 func postgresEngineWithSchema(b *testing.B, srv *pgtest.Server, text string) *engine.Embedded {
 	b.Helper()
-	ctx := context.Background()
-	uri := srv.NewDatabase(b)
-	if err := engine.MigratePostgres(ctx, uri); err != nil {
-		b.Fatal(err)
-	}
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{Datastore: "postgres", DatastoreURI: uri})
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { eng.Close() })
-	if _, err := eng.WriteSchema(ctx, text); err != nil {
+	eng, _ := startPostgresEngine(b, srv)
+	if _, err := eng.WriteSchema(context.Background(), text); err != nil {
 		b.Fatal(err)
 	}
 	return eng
