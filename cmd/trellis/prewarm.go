@@ -51,7 +51,7 @@ func startPrewarm(ctx context.Context, cfg Config, cached *engine.Cached, log *s
 		if time.Now().After(until) {
 			return nil // waited long enough: users warm the rest
 		}
-		return errors.New("pre-warming the check cache from " + filepath.Base(cfg.CacheWarmFile))
+		return errors.New("pre-warming the check cache") // no file name: /readyz is unauthenticated
 	}
 	return func() {
 		cancel()
