@@ -78,7 +78,10 @@ func startPostgresEngine(b *testing.B, srv *pgtest.Server) (*engine.Embedded, st
 // each tenant also has `groups` groups of its region, every user is in
 // groupsPerUser of them, and only even-numbered users are direct region members
 // (odd ones reach the document through their groups only).
-type shape struct{ tenants, users, groups, groupsPerUser int }
+type shape struct {
+	tenants, users, groups, groupsPerUser int
+	lineage                               bool // also each organization's lineage relation (BenchmarkPostgresQueriesPerCheck's lineage model)
+}
 
 // load writes s to eng in batches of engine.MaxUpdatesPerWrite from two writers
 // and returns the number of relationships written. With groups == 0 it writes
@@ -133,6 +136,11 @@ func load(b *testing.B, eng engine.Engine, s shape) int {
 		add(r, "admin", fmt.Sprintf("user:radmin%d", t))
 		add(c, "parent", r)
 		add(g, "parent", c)
+		if s.lineage {
+			for _, l := range [][2]string{{r, r}, {c, c}, {c, r}, {g, g}, {g, c}, {g, r}} {
+				add(l[0], "lineage", l[1])
+			}
+		}
 		add(fmt.Sprintf("document:d%d", t), "org", g)
 		for k := 0; k < s.groups; k++ {
 			grp := fmt.Sprintf("group:t%d_%d", t, k)

@@ -129,6 +129,39 @@ func (s *SpiceDB) consistency(c Consistency) *v1.Consistency {
 	return &v1.Consistency{Requirement: &v1.Consistency_MinimizeLatency{MinimizeLatency: true}}
 }
 
+// readConsistency is consistency(c) for a check, with settle to call with
+// the revision its answer was computed at. A minimizeLatency read goes to the
+// head revision while this node does not know its newest one (full: two
+// writes overlapped, or one failed). A head read that began after everything
+// recorded so far reflects all of it, so its revision settles that: later
+// minimizeLatency reads are at least as fresh as it, and quantized again,
+// instead of every read paying for the head (and missing SpiceDB's dispatch
+// cache, which is keyed by revision) until the next write that overlaps none.
+func (s *SpiceDB) readConsistency(c Consistency) (*v1.Consistency, func(token string)) {
+	s.mu.RLock()
+	full, since := s.full, s.gen
+	s.mu.RUnlock()
+	cons := s.consistency(c)
+	if c.Mode != MinimizeLatency || !full {
+		return cons, func(string) {}
+	}
+	return cons, func(token string) { s.settle(token, since) }
+}
+
+// settle records token, the head revision of a read that began at generation
+// since, as the newest revision, unless something was recorded meanwhile.
+func (s *SpiceDB) settle(token string, since uint64) {
+	if token == "" {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.full && s.gen == since {
+		s.lastWrite, s.full = token, false
+		s.gen++
+	}
+}
+
 func objectRef(o ObjectRef) *v1.ObjectReference {
 	return &v1.ObjectReference{ObjectType: o.Type, ObjectId: o.ID}
 }
@@ -179,8 +212,9 @@ func (s *SpiceDB) Check(ctx context.Context, r CheckRequest) (CheckResult, error
 	if err != nil {
 		return CheckResult{}, err
 	}
+	cons, settle := s.readConsistency(r.Consistency)
 	resp, err := s.perms.CheckPermission(ctx, &v1.CheckPermissionRequest{
-		Consistency: s.consistency(r.Consistency),
+		Consistency: cons,
 		Resource:    objectRef(r.Resource),
 		Permission:  r.Permission,
 		Subject:     subjectRef(r.Subject),
@@ -189,6 +223,7 @@ func (s *SpiceDB) Check(ctx context.Context, r CheckRequest) (CheckResult, error
 	if err != nil {
 		return CheckResult{}, translate(err, checkFields(r))
 	}
+	settle(resp.CheckedAt.GetToken())
 	return CheckResult{
 		Permissionship: permissionship(resp.Permissionship),
 		MissingContext: missing(resp.PartialCaveatInfo),
@@ -212,13 +247,15 @@ func (s *SpiceDB) CheckBulk(ctx context.Context, reqs []CheckRequest) ([]CheckRe
 			Resource: objectRef(r.Resource), Permission: r.Permission, Subject: subjectRef(r.Subject), Context: cs,
 		}
 	}
+	cons, settle := s.readConsistency(reqs[0].Consistency)
 	resp, err := s.perms.CheckBulkPermissions(ctx, &v1.CheckBulkPermissionsRequest{
-		Consistency: s.consistency(reqs[0].Consistency),
+		Consistency: cons,
 		Items:       items,
 	})
 	if err != nil {
 		return nil, translate(err, nil)
 	}
+	settle(resp.CheckedAt.GetToken())
 	out := make([]CheckResult, len(reqs))
 	for i, pair := range resp.Pairs {
 		if e := pair.GetError(); e != nil {

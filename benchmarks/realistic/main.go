@@ -220,7 +220,7 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 			port = "18391"
 		}
 		t.base = "http://127.0.0.1:" + port
-		argv = []string{filepath.Join(c.bin, "trellis"), "serve", "--admin-key", t.key, "--addr", "127.0.0.1:" + port, "--log-level", "error", "--store", "memory"}
+		argv = []string{filepath.Join(c.bin, "trellis"), "serve", "--admin-key", t.key, "--addr", "127.0.0.1:" + port, "--log-level", "error", "--store", "memory", "--pprof-addr", "127.0.0.1:18396"}
 		if arm == "trellis-postgres" {
 			url, err := createDatabase(ctx, pg, "trellis_spicedb")
 			if err != nil {

@@ -20,6 +20,7 @@ import (
 // variables fill it here and nowhere else; a flag set on the command line wins.
 type Config struct {
 	Addr                 string
+	PprofAddr            string // Go's profiling endpoints (net/http/pprof) on their own listener; off when empty
 	Datastore            string
 	DatabaseURL          string
 	SpiceDBEndpoint      string
@@ -238,6 +239,7 @@ func (c *Config) Validate() error {
 func bindServeFlags(cmd *cobra.Command, c *Config) {
 	f := cmd.Flags()
 	f.StringVar(&c.Addr, "addr", c.Addr, "listen address (TRELLIS_ADDR)")
+	f.StringVar(&c.PprofAddr, "pprof-addr", c.PprofAddr, "serve Go's profiling endpoints (/debug/pprof/) on this separate address, unauthenticated: keep it on loopback; off when empty (TRELLIS_PPROF_ADDR)")
 	f.StringVar(&c.Datastore, "datastore", c.Datastore, "SpiceDB datastore: memory or postgres (TRELLIS_DATASTORE)")
 	f.StringVar(&c.DatabaseURL, "database-url", c.DatabaseURL, "PostgreSQL URL for --datastore postgres (TRELLIS_DATABASE_URL)")
 	f.StringVar(&c.SpiceDBEndpoint, "spicedb-endpoint", c.SpiceDBEndpoint, "host:port of a SpiceDB cluster to use instead of the embedded one (TRELLIS_SPICEDB_ENDPOINT)")

@@ -346,6 +346,12 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	if err != nil {
 		return err
 	}
+	_, stopPprof, err := startPprof(cfg.PprofAddr, log)
+	if err != nil {
+		_ = ln.Close()
+		return fmt.Errorf("--pprof-addr: %w", err)
+	}
+	defer stopPprof()
 	base := "http://" + ln.Addr().String()
 	key := cfg.AdminKey
 	generated := key == ""
