@@ -7,7 +7,8 @@ import (
 	"time"
 )
 
-// orgTree writes platform -> reseller -> customer -> region with a document in the region.
+// orgTree writes platform -> reseller -> customer -> region with a document in the region
+// (raw: the harness adds the lineage the directory writes beside parent).
 func orgTree(h *harness) string {
 	return h.write(
 		rel("organization:reseller", "platform", "platform:acme"),

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -66,6 +67,9 @@ type harness struct {
 	store testStore     // the directory's store (tests tamper with the audit log through it)
 	dir   *directory.Service
 	clock *testClock // the directory's and token signer's clock
+	// raw organization#parent writes, and the lineage derived from them (writeUpdates)
+	parents map[string]string
+	lineage map[string]bool
 }
 
 // testClock is a settable clock for expiry cases (invitations, keys, tokens).
@@ -271,6 +275,7 @@ func (h *harness) writeUpdates(updates ...map[string]any) string {
 		system = system || schema.IsSystemDefinition(batch[i].Relationship.Resource.Type)
 	}
 	if system {
+		batch = append(batch, h.derivedLineage(batch)...)
 		tok, err := h.graph.WriteRelationships(context.Background(), batch)
 		if err != nil {
 			h.t.Fatalf("write to the engine: %v", err)
@@ -283,6 +288,62 @@ func (h *harness) writeUpdates(updates ...map[string]any) string {
 		h.t.Fatalf("write returned no writtenAt: %v", out)
 	}
 	return tok
+}
+
+// derivedLineage is what the directory writes beside the organization#parent
+// changes of a raw batch: each organization's lineage relation to every
+// ancestor (ADR 0018), so graphs built without the directory answer as the
+// directory's do. It returns the lineage touches and deletes that bring the
+// graph from the parents written before to those after the batch.
+func (h *harness) derivedLineage(batch []engine.RelationshipUpdate) []engine.RelationshipUpdate {
+	changed := false
+	for _, u := range batch {
+		r := u.Relationship
+		if r.Resource.Type != "organization" || r.Relation != "parent" || r.Subject.Object.Type != "organization" {
+			continue
+		}
+		if h.parents == nil {
+			h.parents, h.lineage = map[string]string{}, map[string]bool{}
+		}
+		changed = true
+		if u.Operation == engine.OpDelete {
+			if h.parents[r.Resource.ID] == r.Subject.Object.ID {
+				delete(h.parents, r.Resource.ID)
+			}
+		} else {
+			h.parents[r.Resource.ID] = r.Subject.Object.ID
+		}
+	}
+	if !changed {
+		return nil
+	}
+	want := map[string]bool{}
+	for child := range h.parents {
+		seen := map[string]bool{child: true}
+		for p := h.parents[child]; p != "" && !seen[p]; p = h.parents[p] { // a cycle stops where it closes
+			seen[p] = true
+			want[child+"|"+p] = true
+		}
+	}
+	var out []engine.RelationshipUpdate
+	lin := func(key string, op engine.Operation) {
+		child, anc, _ := strings.Cut(key, "|")
+		out = append(out, engine.RelationshipUpdate{Operation: op, Relationship: engine.Relationship{
+			Resource: engine.ObjectRef{Type: "organization", ID: child}, Relation: "lineage",
+			Subject: engine.SubjectRef{Object: engine.ObjectRef{Type: "organization", ID: anc}}}})
+	}
+	for k := range h.lineage {
+		if !want[k] {
+			lin(k, engine.OpDelete)
+		}
+	}
+	for k := range want {
+		if !h.lineage[k] {
+			lin(k, engine.OpTouch)
+		}
+	}
+	h.lineage = want
+	return out
 }
 
 // update converts one update of the raw-write API's JSON to the engine's form.

@@ -204,10 +204,10 @@ func TestFinding8MovePreviewBounded(t *testing.T) {
 	// bounded in time and in what it loads
 	hb, heldB := newHeldHarness(t, directory.Config{MovePreviewTimeout: 2 * time.Second, MovePreviewMaxRelationships: 5})
 	trB := newTree(hb)
-	releaseB := heldB.hold(trB.customer)
+	releaseB := heldB.hold(trB.sibling) // the new parent: what the walk reads first (the bound of 5 is reached before the subtree's own reads)
 	defer releaseB()
 	late := hb.postAsync(trB.resellerToken, "/v1/organizations/customer/move", map[string]any{"parent": "sibling", "dryRun": true})
-	heldB.waitEntered(t, trB.customer)
+	heldB.waitEntered(t, trB.sibling)
 	timedOut := (<-late).want(t, "a preview past its time bound", 503)
 	if timedOut["code"] != "move_preview_timeout" || !strings.Contains(str(timedOut, "detail"), "not computed within 2s") {
 		t.Errorf("503 past the time bound: %v", timedOut)

@@ -59,6 +59,7 @@ func BenchmarkAccessReview(b *testing.B) {
 		t, r, g := fmt.Sprintf("t%d", i), fmt.Sprintf("r%d", i), fmt.Sprintf("g%d", i)
 		add(obj("organization", t), "platform", sub("platform", "trellis", ""))
 		add(obj("organization", r), "parent", sub("organization", t, ""))
+		add(obj("organization", r), "lineage", sub("organization", t, ""))
 		add(obj("organization", t), "admin", sub("user", fmt.Sprintf("a%d", i), ""))
 		for j := range 3 {
 			add(obj("organization", t), "member", sub("user", fmt.Sprintf("m%d-%d", i, j), ""))

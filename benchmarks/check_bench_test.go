@@ -63,6 +63,9 @@ func fixture(b *testing.B, tenants, users int) *engine.Embedded {
 		add(r, "admin", fmt.Sprintf("user:radmin%d", t))
 		add(c, "parent", r)
 		add(g, "parent", c)
+		add(c, "lineage", r) // what the directory writes beside parent
+		add(g, "lineage", c)
+		add(g, "lineage", r)
 		add(fmt.Sprintf("document:d%d", t), "org", g)
 		for u := 0; u < users; u++ {
 			add(g, "member", fmt.Sprintf("user:u%d_%d", t, u))

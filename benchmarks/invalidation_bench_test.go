@@ -44,6 +44,7 @@ func BenchmarkCachedCheckDocumentWrites(b *testing.B) {
 			}
 			for t := range tenants {
 				add(fmt.Sprintf("organization:c%d", t), "parent", fmt.Sprintf("organization:r%d", t))
+				add(fmt.Sprintf("organization:c%d", t), "lineage", fmt.Sprintf("organization:r%d", t))
 				for u := range users / 2 { // half the users are members; the others see only what they are granted
 					add(fmt.Sprintf("organization:c%d", t), "member", fmt.Sprintf("user:u%d_%d", t, u))
 				}

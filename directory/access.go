@@ -248,9 +248,9 @@ func (s *Service) describe(ctx context.Context, tx store.Tx, sc *accessScope, ch
 				return path, err
 			}
 			path.Delegations = append(path.Delegations, ids...)
-		case r.Resource.Type == "organization" && r.Relation == "parent":
+		case r.Resource.Type == "organization" && (r.Relation == "parent" || r.Relation == "lineage"):
 			kinds[PathInherited] = true
-			path.InheritedFrom = r.Subject.Object.ID // the last parent followed
+			path.InheritedFrom = r.Subject.Object.ID // the last ancestor followed
 		case r.Relation == "platform" || r.Resource.Type == "platform":
 			kinds[PathPlatform] = true
 		case r.Relation == "binding" || r.Resource.Type == "role_binding":
@@ -753,12 +753,63 @@ func (s *Service) BlastRadius(ctx context.Context, p Principal, updates []engine
 				return err
 			}
 		}
-		return nil
+		updates, err = s.withLineage(ctx, tx, updates)
+		return err
 	})
 	if err != nil {
 		return out, err
 	}
 	return s.blast(ctx, sc, updates)
+}
+
+// withLineage adds to raw updates the lineage changes their organization#parent
+// updates imply, as a move writes them: govern and is_suspended read the
+// lineage, so a re-parenting weighed without it would show no change.
+func (s *Service) withLineage(ctx context.Context, tx store.Tx, updates []engine.RelationshipUpdate) ([]engine.RelationshipUpdate, error) {
+	out := slices.Clip(updates)
+	for _, u := range updates {
+		r := u.Relationship
+		if r.Resource.Type != "organization" || r.Relation != "parent" || r.Subject.Object.Type != "organization" || r.Subject.Relation != "" {
+			continue
+		}
+		org, err := tx.GetOrg(ctx, r.Resource.ID)
+		if errors.Is(err, trellis.ErrNotFound) {
+			continue
+		} else if err != nil {
+			return nil, err
+		}
+		var above []string // the new ancestors
+		if u.Operation != engine.OpDelete {
+			parent, err := tx.GetOrg(ctx, r.Subject.Object.ID)
+			if errors.Is(err, trellis.ErrNotFound) {
+				continue
+			} else if err != nil {
+				return nil, err
+			}
+			if above, err = s.path(ctx, tx, parent); err != nil {
+				return nil, err
+			}
+		} else if org.Parent != r.Subject.Object.ID {
+			continue // deletes a parent link the rows do not have
+		}
+		base, err := s.path(ctx, tx, org)
+		if err != nil {
+			return nil, err
+		}
+		orgs, err := subtree(ctx, tx, org)
+		if err != nil {
+			return nil, err
+		}
+		for _, o := range orgs {
+			for _, l := range lineageTuples(o.ID, base[:len(base)-1]) {
+				out = append(out, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: l})
+			}
+			for _, l := range lineageTuples(o.ID, above) {
+				out = append(out, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: l})
+			}
+		}
+	}
+	return dedupe(out), nil
 }
 
 // blast weighs updates for a caller of scope sc (BlastRadius, BlastRadiusOf).

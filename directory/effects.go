@@ -99,6 +99,13 @@ func (ev *effects) weigh(ctx context.Context, removed, updates []engine.Relation
 		return err
 	}
 	for i, u := range append(slices.Clip(removed), updates...) {
+		if u.Relationship.Resource.Type == "organization" && u.Relationship.Relation == "lineage" {
+			// derived from the parent rows, whose own relationship is weighed
+			if err := ev.weighLineage(ctx, u); err != nil {
+				return err
+			}
+			continue
+		}
 		gain, changed := false, true
 		if i >= len(removed) {
 			var err error
@@ -162,9 +169,56 @@ type effects struct {
 	govern       map[string]bool
 	covers       map[string]bool
 	nets         map[string]netResult // net, by update
+	lineage      map[string][]string  // ancestors by organization, as the rows now say (weighLineage)
 }
 
 type netResult struct{ gain, changed bool }
+
+// weighLineage allows a lineage relationship only when it says what the
+// organization rows say once the operation's rows are written: a touch names
+// an ancestor of the organization, a delete one that no longer is (or an
+// organization that no longer exists). What a lineage gives is what the
+// parent rows give, and the parent relationship written beside them is
+// weighed as re-parenting; a lineage the rows do not show is a bug, refused.
+func (ev *effects) weighLineage(ctx context.Context, u engine.RelationshipUpdate) error {
+	r := u.Relationship
+	if r.Subject.Object.Type != "organization" || r.Subject.Relation != "" {
+		return fmt.Errorf("directory: %s: a lineage names an organization", r)
+	}
+	above, err := ev.ancestors(ctx, r.Resource.ID)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(above, r.Subject.Object.ID) == (u.Operation != engine.OpDelete) {
+		return nil
+	}
+	return fmt.Errorf("directory: %s %s does not match the organization rows", u.Operation, r)
+}
+
+// ancestors lists an organization's ancestors as the rows now say, top
+// first (none for one that no longer exists), memoized for the operation.
+func (ev *effects) ancestors(ctx context.Context, id string) ([]string, error) {
+	if ev.lineage == nil {
+		ev.lineage = map[string][]string{}
+	}
+	if above, ok := ev.lineage[id]; ok {
+		return above, nil
+	}
+	org, err := ev.tx.GetOrg(ctx, id)
+	if errors.Is(err, trellis.ErrNotFound) {
+		ev.lineage[id] = nil
+		return nil, nil
+	} else if err != nil {
+		return nil, err
+	}
+	path, err := ev.s.path(ctx, ev.tx, org)
+	if err != nil {
+		return nil, err
+	}
+	above := path[:len(path)-1]
+	ev.lineage[id] = above
+	return above, nil
+}
 
 // netKey names an update for the net memo: the same relationship touched
 // with another expiry is another question.

@@ -181,6 +181,16 @@ func (s *Service) planMove(ctx context.Context, tx store.Tx, p Principal, ref st
 	for _, r := range s.orgTuples(moved) {
 		plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
 	}
+	// every organization of the subtree leaves the old ancestors' lineage and
+	// joins the new ones' (its ancestors inside the subtree stay)
+	for _, o := range plan.orgs {
+		for _, r := range lineageTuples(o.ID, base[:len(base)-1]) {
+			plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
+		}
+		for _, r := range lineageTuples(o.ID, above) {
+			plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
+		}
+	}
 	if err := s.planUnbinding(ctx, tx, &plan, base[:len(base)-1], above, paths); err != nil {
 		return plan, err
 	}
@@ -565,7 +575,9 @@ func (s *Service) impact(ctx context.Context, plan movePlan) (Impact, error) {
 		}
 	}
 	for _, u := range plan.updates {
-		if u.Operation != engine.OpDelete { // what the subtree will point at
+		// what the subtree will point at; a lineage names the new parent's
+		// ancestors, which the new parent's own lineage reaches
+		if u.Operation != engine.OpDelete && u.Relationship.Relation != "lineage" {
 			roots = append(roots, engine.SubjectRef{Object: u.Relationship.Subject.Object})
 		}
 	}

@@ -177,6 +177,18 @@ func (s *Service) orgTuples(o store.Org) []engine.Relationship {
 	return out
 }
 
+// lineageTuples place organization id under each of its ancestors (above:
+// top first, the parent last): the lineage relation through which govern and
+// is_suspended read every level above at once. They mirror the parent rows;
+// the effects layer refuses any that do not (weighLineage).
+func lineageTuples(id string, above []string) []engine.Relationship {
+	out := make([]engine.Relationship, 0, len(above))
+	for _, a := range above {
+		out = append(out, rel(orgRef(id), "lineage", subj("organization", a)))
+	}
+	return out
+}
+
 func validName(field, name string) (string, error) {
 	name = strings.TrimSpace(name)
 	switch {
@@ -279,6 +291,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 			Policy: store.OrgPolicy{DelegationApproval: in.Policy.RequireDelegationApproval,
 				DelegationRequired: in.Policy.DelegationRequired, ImpersonationApproval: in.Policy.RequireImpersonationApproval},
 		}
+		var above []string // the new organization's ancestors, top first
 		if in.Parent != "" {
 			parent, err := resolveOrg(ctx, tx, in.Parent)
 			if errors.Is(err, trellis.ErrNotFound) {
@@ -292,12 +305,11 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 				}
 				return err
 			}
-			path, err := s.path(ctx, tx, parent)
-			if err != nil {
+			if above, err = s.path(ctx, tx, parent); err != nil {
 				return err
 			}
-			if len(path)+1 > s.cfg.MaxDepth {
-				return trellis.Rule("max_depth", "organizations nest at most %d levels; %s is at level %d", s.cfg.MaxDepth, parent.Slug, len(path))
+			if len(above)+1 > s.cfg.MaxDepth {
+				return trellis.Rule("max_depth", "organizations nest at most %d levels; %s is at level %d", s.cfg.MaxDepth, parent.Slug, len(above))
 			}
 			org.Parent = parent.ID
 		} else if err := s.requireProvider(ctx, p); err != nil {
@@ -314,6 +326,7 @@ func (s *Service) CreateOrganization(ctx context.Context, p Principal, in Create
 		}
 		o.created = map[string]bool{org.ID: true}
 		o.touch(s.orgTuples(org)...)
+		o.touch(lineageTuples(org.ID, above)...)
 		o.record(org.ID, "organization.create", "organization:"+org.ID, map[string]any{"slug": slug, "name": name, "parent": org.Parent})
 		if org.Parent != "" {
 			o.record(org.Parent, "organization.create_child", "organization:"+org.ID, map[string]any{"slug": slug})

@@ -335,7 +335,7 @@ func (r *Relay) apply(ctx context.Context, e store.OutboxEntry) (string, error) 
 // Restricting relations are those an exclusion subtracts (schema.Restricting).
 // While no relation both grants and restricts, every intermediate state grants
 // at most what the state before or the state after grants. A relation that
-// does both (organization#parent: inherited administration and inherited
+// does both (organization#lineage: inherited administration and inherited
 // suspension) is ordered as restricting, which keeps a suspension in force
 // until the grants are gone, but is not a proof for it.
 func inPhases(updates []engine.RelationshipUpdate, restricting map[string]bool) [4][]engine.RelationshipUpdate {

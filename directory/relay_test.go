@@ -262,7 +262,7 @@ func TestRelayOrdersAnEntryBeyondOneWrite(t *testing.T) {
 	r.maxUpdates = 3
 	seed := []engine.RelationshipUpdate{
 		touch("organization:gone", "suspended", "user", "*"),
-		touch("organization:gone", "parent", "organization", "root"),
+		touch("organization:gone", "lineage", "organization", "root"),
 		touch("organization:gone", "admin", "user", "a1"),
 		touch("organization:gone", "admin", "user", "a2"),
 		touch("organization:gone", "member", "user", "m1"),
@@ -282,7 +282,7 @@ func TestRelayOrdersAnEntryBeyondOneWrite(t *testing.T) {
 	if err := r.WaitApplied(ctx, seq); err != nil {
 		t.Fatal(err)
 	}
-	restricting := map[string]bool{"suspended": true, "parent": true}
+	restricting := map[string]bool{"suspended": true, "lineage": true}
 	phase := func(u engine.RelationshipUpdate) int {
 		res := restricting[u.Relationship.Relation]
 		switch {

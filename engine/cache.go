@@ -455,6 +455,12 @@ func (c *Cached) WriteSchema(ctx context.Context, text string) (string, error) {
 // store has a newer version than this node wrote): every cached answer goes,
 // and the tenancy index is learned again, as after WriteSchema.
 func (c *Cached) SchemaChanged(ctx context.Context) {
+	// reads from now on are at least as fresh as the new schema: without it a
+	// minimizeLatency read at a quantized revision could predate the change
+	// (400, no such definition) after an answer that saw it
+	if w, ok := c.Engine.(Watcher); ok {
+		_, _ = w.CatchUp(ctx) // on failure CatchUp reads at the head until a later revision settles it
+	}
 	c.ten.unseal()
 	c.invalidateSchema()
 	c.relearn(ctx)

@@ -91,12 +91,16 @@ func (w *world) randomUpdate() RelationshipUpdate {
 	}
 	var rel Relationship
 	switch w.r.IntN(16) {
-	case 0: // re-parent an org (moves subtrees between tenants); no self-parent
+	case 0: // re-parent an org (moves subtrees between tenants), or change its lineage (which govern and suspension read); no self-parent
 		a, b := w.pick(w.orgs), w.pick(w.orgs)
 		if a <= b {
 			return w.randomUpdate()
 		}
-		rel = mkRel("organization:"+a, "parent", "organization:"+b)
+		relation := "parent"
+		if w.r.IntN(2) == 0 {
+			relation = "lineage" // drawn alone: the cache must hold whatever the graph says, not only what the directory writes
+		}
+		rel = mkRel("organization:"+a, relation, "organization:"+b)
 	case 1:
 		rel = mkRel("organization:"+w.pick(w.orgs), "admin", "user:"+w.pick(w.users))
 	case 2:

@@ -37,10 +37,13 @@ func mustCheck(t *testing.T, c Engine, req CheckRequest) CheckResult {
 	return res
 }
 
-// twoTenants writes tenant A (ra -> ca, doc a) and tenant B (rb -> cb, doc b).
+// twoTenants writes tenant A (ra -> ca, doc a) and tenant B (rb -> cb, doc b),
+// each customer with the lineage the directory writes beside its parent.
 func twoTenants(t *testing.T, c Engine) {
 	write(t, c, OpTouch,
 		mkRel("organization:ca", "parent", "organization:ra"),
+		mkRel("organization:ca", "lineage", "organization:ra"),
+		mkRel("organization:cb", "lineage", "organization:rb"),
 		mkRel("organization:ca", "member", "user:alice"),
 		mkRel("document:a", "org", "organization:ca"),
 		mkRel("organization:cb", "parent", "organization:rb"),

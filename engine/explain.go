@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"fmt"
+	"slices"
 	"sync"
 
 	core "github.com/authzed/spicedb/pkg/proto/core/v1"
@@ -213,12 +214,52 @@ func (x *explainer) arrow(ctx context.Context, obj ObjectRef, tupleset, computed
 		if err != nil {
 			return nil, err
 		}
-		out = appendPrefixed(out, r, rest)
+		if len(rest) == 0 {
+			continue
+		}
+		heads := []Relationship{r}
+		if obj.Type == orgType && tupleset == "lineage" {
+			if heads, err = x.parentChain(ctx, r); err != nil {
+				return nil, err
+			}
+		}
+		for _, p := range rest {
+			out = append(out, append(slices.Clip(heads), p...))
+		}
 		if len(out) >= explainMaxPaths {
 			break
 		}
 	}
 	return out, nil
+}
+
+// parentChain shows an organization's lineage relationship (the directory's
+// shortcut to an ancestor) as the parent relationships it stands for, from
+// the organization up to that ancestor, read at the same revision: the chain
+// an auditor expects. Where the parents do not lead there (a graph the
+// directory did not write), the lineage relationship is shown as stored.
+func (x *explainer) parentChain(ctx context.Context, lineage Relationship) ([]Relationship, error) {
+	var chain []Relationship
+	cur, to := lineage.Resource, lineage.Subject.Object
+	for range explainMaxDepth {
+		page, err := x.s.ReadRelationships(ctx, ReadRequest{
+			Filter:      RelationshipFilter{ResourceType: orgType, ResourceID: cur.ID, Relation: "parent"},
+			Consistency: x.at, PageSize: 2,
+		})
+		if err != nil {
+			return nil, err
+		}
+		if len(page.Relationships) != 1 || page.Relationships[0].Subject.Object.Type != orgType {
+			break // none, or more than one: not the directory's tree
+		}
+		up := page.Relationships[0]
+		chain = append(chain, up)
+		if up.Subject.Object == to {
+			return chain, nil
+		}
+		cur = up.Subject.Object
+	}
+	return []Relationship{lineage}, nil
 }
 
 // compiledSchema caches the parsed stored schema, keyed by its text.

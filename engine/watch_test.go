@@ -109,7 +109,7 @@ func seen(t *testing.T, c *Cached, n uint64) {
 	waitFor(t, fmt.Sprintf("%d watched updates (have %d)", n, c.Stats().WatchUpdates), func() bool { return c.Stats().WatchUpdates >= n })
 }
 
-const twoTenantsUpdates = 6
+const twoTenantsUpdates = 8
 
 // twoWatchingNodes starts a cluster with nodes A and B, both following Watch,
 // writes the two-tenant fixture on A and waits until B has seen it.

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -439,7 +440,47 @@ func (m *Manager) Bootstrap(ctx context.Context, defaultApp string) (Version, er
 	defer m.mu.Unlock()
 	v := Version{Version: 1, AppText: app, Text: stored, AppliedAt: m.now().UTC(), AppliedBy: "system"}
 	m.versions = append(m.versions[:0], v)
+	up, ok, err := m.upgrade(ctx, v)
+	if err != nil {
+		return Version{}, err
+	}
+	if ok {
+		m.versions = append(m.versions, up)
+		return up, nil
+	}
 	return v, nil
+}
+
+// upgrade applies this release's system schema beneath v's app part when it
+// differs from the one v holds, as the version after v (applied by
+// "system"). A stored system schema that has definitions, relations or
+// permissions this release lacks is newer (written by a later release), and
+// is kept: ok is false.
+func (m *Manager) upgrade(ctx context.Context, v Version) (Version, bool, error) {
+	composed, err := Compose(v.AppText)
+	if err != nil {
+		return Version{}, false, fmt.Errorf("schema: the app schema in force (version %d) does not compose with this release's system schema: %w", v.Version, err)
+	}
+	if composed.Text == v.Text {
+		return Version{}, false, nil
+	}
+	changes, err := m.diff(v.Text, composed.Text)
+	if err != nil {
+		return Version{}, false, err
+	}
+	if len(changes) == 0 {
+		return Version{}, false, nil // the same schema, written out differently
+	}
+	for _, c := range changes {
+		if strings.Contains(c.Kind, "removed") {
+			return Version{}, false, nil
+		}
+	}
+	up, err := m.write(ctx, &v, composed, v.AppText, nil, "system")
+	if err != nil {
+		return Version{}, false, fmt.Errorf("schema: applying this release's system schema: %w", err)
+	}
+	return up, true, nil
 }
 
 func (m *Manager) bootstrapStored(ctx context.Context, defaultApp string) (Version, error) {
@@ -453,6 +494,14 @@ func (m *Manager) bootstrapStored(ctx context.Context, defaultApp string) (Versi
 		switch {
 		case err == nil:
 			v = fromRow(row)
+			up, ok, err := m.upgrade(ctx, v)
+			if err != nil {
+				return err
+			}
+			if ok {
+				v = up
+				return tx.InsertSchemaVersion(ctx, toRow(v))
+			}
 			if stored != v.Text {
 				_, err = m.graph.WriteSchema(ctx, v.Text)
 			}

@@ -10,7 +10,7 @@ import (
 // arrows and subject sets the subtracted side reaches. Adding one of their
 // relationships can deny and deleting one can allow; every other relation
 // only grants, since union and intersection are monotone. The list
-// over-approximates: a relation reached on both sides (organization#parent,
+// over-approximates: a relation reached on both sides (organization#lineage,
 // which inherits administration and suspension) is in it.
 func Restricting(text string) (map[string]bool, error) {
 	cs, err := compile("schema", text)

@@ -26,7 +26,7 @@ definition document {
 	}
 	sort.Strings(keys)
 	for _, want := range []string{
-		"organization#suspended", "organization#parent", "organization#is_suspended", // the system's suspension
+		"organization#suspended", "organization#lineage", "organization#is_suspended", // the system's suspension (inherited through lineage)
 		"document#banned", "group#member", // an app exclusion and the subject set it admits
 		"document#blocked_org", "organization#access", "organization#member", // an arrow on the subtracted side, nested
 	} {
@@ -49,7 +49,7 @@ definition document {
 		sysKeys = append(sysKeys, k)
 	}
 	sort.Strings(sysKeys)
-	if want := []string{"organization#is_suspended", "organization#parent", "organization#suspended"}; !reflect.DeepEqual(sysKeys, want) {
+	if want := []string{"organization#is_suspended", "organization#lineage", "organization#suspended"}; !reflect.DeepEqual(sysKeys, want) {
 		t.Errorf("the system schema's restricting relations: %v, want %v", sysKeys, want)
 	}
 }

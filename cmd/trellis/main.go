@@ -378,6 +378,13 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 	defer func() { stopRelay(); <-relayDone }()
 	stopNodes := followNodes(ctx, cfg, schemas, signer, log)
 	defer stopNodes()
+	// organizations stored by a release that did not write their lineage get it
+	// before the first request (the system schema's govern reads it)
+	if n, err := dir.EnsureLineage(ctx); err != nil {
+		return err
+	} else if n > 0 {
+		log.Info("wrote the organizations' lineage", "relationships", n)
+	}
 	if g, ok := eng.(history.Graph); ok && cfg.AccessHistory { // the changelog behind POST /v1/access/at
 		rec := &history.Recorder{Graph: g, Store: st, Logger: log}
 		historyCtx, stopHistory := context.WithCancel(ctx)
