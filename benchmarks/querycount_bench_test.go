@@ -10,7 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/trellis-iam/trellis/engine"
-	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/schema/schematest"
 	"github.com/trellis-iam/trellis/store/pgtest"
 )
 
@@ -121,21 +121,7 @@ func BenchmarkPostgresQueriesPerCheck(b *testing.B) {
 // parentSchema is the system schema (with the benchmark app) as it was
 // before the lineage relation: govern and is_suspended climbing parent one
 // level at a time. The data set then holds no lineage relationships.
-func parentSchema() string {
-	text := schema.SystemText + "\n" + app
-	for _, r := range [][2]string{
-		{"\trelation lineage: organization\n", ""},
-		{"permission is_suspended = suspended + lineage->suspended", "permission is_suspended = suspended + parent->is_suspended"},
-		{"permission governs_here = owner + admin + binding->manage + platform->manage\n\tpermission govern = governs_here + lineage->governs_here",
-			"permission govern = owner + admin + binding->manage + parent->govern + platform->manage"},
-	} {
-		if !strings.Contains(text, r[0]) {
-			panic("parentSchema: the system schema no longer says " + r[0])
-		}
-		text = strings.Replace(text, r[0], r[1], 1)
-	}
-	return text
-}
+func parentSchema() string { return schematest.BeforeLineage() + "\n" + app }
 
 // minimalSchema is the system schema's organization cut to what the data set
 // uses (administration inherited down the tree, membership) and the

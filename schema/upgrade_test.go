@@ -1,0 +1,69 @@
+package schema_test
+
+import (
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/trellis-iam/trellis/engine"
+	"github.com/trellis-iam/trellis/schema"
+	"github.com/trellis-iam/trellis/schema/schematest"
+	"github.com/trellis-iam/trellis/store"
+	"github.com/trellis-iam/trellis/store/memory"
+)
+
+// A deployment whose stored schema carries an older system schema gets this
+// release's at start, as a new version by "system" with its app part kept;
+// a later start changes nothing; a stored system schema newer than this
+// release (one with a relation it lacks) is kept as it is.
+func TestBootstrapUpgradesAnOlderSystemSchema(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	st := memory.New()
+	app := "definition document {\n\trelation org: organization\n\tpermission view = org->access\n}"
+	stored := func(version int, text string) {
+		t.Helper()
+		if _, err := eng.WriteSchema(ctx, text); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.InTx(ctx, func(tx store.Tx) error {
+			return tx.InsertSchemaVersion(ctx, store.SchemaVersion{Version: version, Text: text, AppText: app, AppliedAt: time.Now(), AppliedBy: "test"})
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stored(1, schematest.BeforeLineage()+"\n"+app)
+
+	v, err := schema.NewManager(eng, st).Bootstrap(ctx, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := schema.Compose(app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Version != 2 || v.AppliedBy != "system" || v.Text != want.Text || v.AppText != app {
+		t.Fatalf("after start: version %d by %q, app %q, text is this release's: %v", v.Version, v.AppliedBy, v.AppText, v.Text == want.Text)
+	}
+	live, err := eng.ReadSchema(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(live, "lineage") {
+		t.Fatal("the engine's schema has no lineage relation after the upgrade")
+	}
+	if v, err := schema.NewManager(eng, st).Bootstrap(ctx, ""); err != nil || v.Version != 2 {
+		t.Fatalf("a second start: version %d (%v), want 2 again", v.Version, err)
+	}
+
+	newer := strings.Replace(want.Text, "\trelation lineage: organization\n", "\trelation lineage: organization\n\trelation steward: user\n", 1)
+	stored(3, newer)
+	if v, err := schema.NewManager(eng, st).Bootstrap(ctx, ""); err != nil || v.Version != 3 || v.Text != newer {
+		t.Fatalf("a stored system schema newer than this release: version %d (%v), kept %v; want version 3 kept", v.Version, err, v.Text == newer)
+	}
+}
