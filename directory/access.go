@@ -800,14 +800,7 @@ func (s *Service) withLineage(ctx context.Context, tx store.Tx, updates []engine
 		if err != nil {
 			return nil, err
 		}
-		for _, o := range orgs {
-			for _, l := range lineageTuples(o.ID, base[:len(base)-1]) {
-				out = append(out, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: l})
-			}
-			for _, l := range lineageTuples(o.ID, above) {
-				out = append(out, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: l})
-			}
-		}
+		out = append(out, relineage(orgs, base[:len(base)-1], above)...)
 	}
 	return dedupe(out), nil
 }

@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/trellis-iam/trellis/engine"
-	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
 )
@@ -19,14 +18,7 @@ import (
 // (an upgrade from a release that did not write it) and nothing more.
 func TestLineageMirrorsTheParentRows(t *testing.T) {
 	ctx := t.Context()
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	eng := systemEngine(t)
 	s, err := New(Deps{Store: memory.New(), Graph: eng}, Config{})
 	if err != nil {
 		t.Fatal(err)

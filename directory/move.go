@@ -181,16 +181,7 @@ func (s *Service) planMove(ctx context.Context, tx store.Tx, p Principal, ref st
 	for _, r := range s.orgTuples(moved) {
 		plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
 	}
-	// every organization of the subtree leaves the old ancestors' lineage and
-	// joins the new ones' (its ancestors inside the subtree stay)
-	for _, o := range plan.orgs {
-		for _, r := range lineageTuples(o.ID, base[:len(base)-1]) {
-			plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
-		}
-		for _, r := range lineageTuples(o.ID, above) {
-			plan.updates = append(plan.updates, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
-		}
-	}
+	plan.updates = append(plan.updates, relineage(plan.orgs, base[:len(base)-1], above)...)
 	if err := s.planUnbinding(ctx, tx, &plan, base[:len(base)-1], above, paths); err != nil {
 		return plan, err
 	}

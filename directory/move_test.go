@@ -12,7 +12,6 @@ import (
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
-	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
 )
@@ -37,14 +36,7 @@ func TestMoveImpactOnlyReadsWhatTheSubtreeDependsOn(t *testing.T) {
 	t.Logf("seed %d (replay: go test ./directory -run TestMoveImpactOnlyReadsWhatTheSubtreeDependsOn -move.seed %d)", seed, seed)
 	rnd := rand.New(rand.NewPCG(seed, seed))
 	ctx := t.Context()
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	eng := systemEngine(t)
 	st := memory.New()
 	s, err := New(Deps{Store: st, Graph: eng}, Config{MaxDepth: 6, MovePreviewTimeout: 5 * time.Minute})
 	if err != nil {

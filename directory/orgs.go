@@ -189,6 +189,22 @@ func lineageTuples(id string, above []string) []engine.Relationship {
 	return out
 }
 
+// relineage moves the lineage of orgs (a subtree) from the ancestors oldAbove
+// to newAbove: what a move writes beside the parent change. Ancestors inside
+// the subtree stay; one on both sides ends touched.
+func relineage(orgs []store.Org, oldAbove, newAbove []string) []engine.RelationshipUpdate {
+	var out []engine.RelationshipUpdate
+	for _, o := range orgs {
+		for _, r := range lineageTuples(o.ID, oldAbove) {
+			out = append(out, engine.RelationshipUpdate{Operation: engine.OpDelete, Relationship: r})
+		}
+		for _, r := range lineageTuples(o.ID, newAbove) {
+			out = append(out, engine.RelationshipUpdate{Operation: engine.OpTouch, Relationship: r})
+		}
+	}
+	return out
+}
+
 func validName(field, name string) (string, error) {
 	name = strings.TrimSpace(name)
 	switch {

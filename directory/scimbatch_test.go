@@ -9,7 +9,6 @@ import (
 
 	"github.com/trellis-iam/trellis"
 	"github.com/trellis-iam/trellis/engine"
-	"github.com/trellis-iam/trellis/schema"
 	"github.com/trellis-iam/trellis/store"
 	"github.com/trellis-iam/trellis/store/memory"
 )
@@ -32,14 +31,7 @@ func (w *writeCounter) WriteRelationships(ctx context.Context, u []engine.Relati
 // is still weighed per step.
 func TestSCIMBatchIsOneOperation(t *testing.T) {
 	ctx := t.Context()
-	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = eng.Close() })
-	if _, err := schema.NewManager(eng).Bootstrap(ctx, ""); err != nil {
-		t.Fatal(err)
-	}
+	eng := systemEngine(t)
 	graph := &writeCounter{Engine: eng}
 	st := memory.New()
 	s, err := New(Deps{Store: st, Graph: graph}, Config{})
