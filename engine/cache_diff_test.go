@@ -199,7 +199,7 @@ func TestCacheDifferential(t *testing.T) {
 	seed := seedFor(t)
 	t.Logf("seed %d (rerun with TRELLIS_DIFF_SEED=%d)", seed, seed)
 	eng, cached := startPair(t)
-	runDifferential(t, seed, eng, cached, newWorld(seed), 10000)
+	runDifferential(t, seed, eng, cached, newWorld(seed), differentialOps(10000))
 }
 
 // TestCacheDifferentialAfterRestart: relationships stored before the cache
@@ -222,7 +222,15 @@ func TestCacheDifferentialAfterRestart(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cached.Close()
-	runDifferential(t, seed, eng, cached, w, 3000)
+	runDifferential(t, seed, eng, cached, w, differentialOps(3000))
+}
+
+// differentialOps is n, or a quarter of it under the race detector.
+func differentialOps(n int) int {
+	if raceEnabled {
+		return n / 4
+	}
+	return n
 }
 
 func newWorld(seed uint64) *world {
