@@ -10,14 +10,13 @@ run:
 	$(GO) run ./cmd/trellis serve --demo --addr $(ADDR)
 
 ## test: vet and run every test with the race detector, then the authorization model test and the cache's
-## differential tests at full length without it (under race the differential tests run a quarter of their operations)
+## differential tests at full length without it, side by side (under race the differential tests run a quarter of their operations)
 ## (its operations run one at a time, so the race detector adds little to it but minutes)
 ## (benchmarks/ holds only benchmarks: vet compiles it; linking it with the race detector costs CI a minute for no test)
 test:
 	$(GO) vet ./...
 	$(GO) test -race -count=1 -timeout 20m -skip '^TestAuthorizationModel$$' $$($(GO) list ./... | grep -v '/benchmarks$$')
-	$(GO) test -count=1 -timeout 20m -run '^TestAuthorizationModel$$' ./api/
-	$(GO) test -count=1 -timeout 20m -run '^TestCacheDifferential' ./engine/
+	$(GO) test -count=1 -timeout 20m -run '^(TestAuthorizationModel|TestCacheDifferential.*)$$' ./api/ ./engine/
 
 ## fuzz-authz: the authorization model test, long (TRELLIS_AUTHZ_SEED=… replays a run)
 fuzz-authz:
