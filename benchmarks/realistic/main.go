@@ -64,6 +64,7 @@ type config struct {
 	writes           []float64
 	workers          int
 	seedClients      int
+	dbParams         string // appended to trellis-postgres's database URL
 	arms             []string
 	bin, logs        string
 	pin              bool
@@ -85,6 +86,7 @@ func main() {
 	flag.IntVar(&c.workers, "workers", 32, "closed-loop clients")
 	flag.IntVar(&c.seedClients, "seed-clients", 64, "concurrent clients while seeding")
 	flag.StringVar(&arms, "arms", "ceiling,trellis-memdb,trellis-postgres,spicedb-postgres,openfga-postgres", "arms to run, in order")
+	flag.StringVar(&c.dbParams, "trellis-db-params", "", "connection parameters appended to trellis-postgres's database URL (e.g. default_query_exec_mode=cache_describe)")
 	flag.StringVar(&c.bin, "bin", "bin", "directory of trellis, ceiling and openfga-serve")
 	flag.StringVar(&c.logs, "logs", "bin/realistic-logs", "directory for each server's output")
 	flag.BoolVar(&c.pin, "pin", true, "pin the servers and PostgreSQL to CPU 1 (with 2+ CPUs and taskset)")
@@ -225,6 +227,9 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 			url, err := createDatabase(ctx, pg, "trellis_spicedb")
 			if err != nil {
 				return res, err
+			}
+			if c.dbParams != "" {
+				url += "&" + c.dbParams
 			}
 			argv = append(argv, "--datastore", "postgres", "--database-url", url, "--migrate")
 			pgPID = pg.PID()
