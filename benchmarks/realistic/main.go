@@ -65,6 +65,7 @@ type config struct {
 	workers          int
 	seedClients      int
 	dbParams         string // appended to trellis-postgres's database URL
+	spicedbParams    string // appended to spicedb-postgres's database URL
 	arms             []string
 	bin, logs        string
 	pin              bool
@@ -87,6 +88,7 @@ func main() {
 	flag.IntVar(&c.seedClients, "seed-clients", 64, "concurrent clients while seeding")
 	flag.StringVar(&arms, "arms", "ceiling,trellis-memdb,trellis-postgres,spicedb-postgres,openfga-postgres", "arms to run, in order")
 	flag.StringVar(&c.dbParams, "trellis-db-params", "", "connection parameters appended to trellis-postgres's database URL (e.g. default_query_exec_mode=cache_describe)")
+	flag.StringVar(&c.spicedbParams, "spicedb-db-params", "default_query_exec_mode=exec", "connection parameters appended to spicedb-postgres's database URL (the default is SpiceDB's own query mode)")
 	flag.StringVar(&c.bin, "bin", "bin", "directory of trellis, ceiling and openfga-serve")
 	flag.StringVar(&c.logs, "logs", "bin/realistic-logs", "directory for each server's output")
 	flag.BoolVar(&c.pin, "pin", true, "pin the servers and PostgreSQL to CPU 1 (with 2+ CPUs and taskset)")
@@ -240,6 +242,11 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 			return res, err
 		}
 		trellis := filepath.Join(c.bin, "trellis")
+		// SpiceDB as shipped: its default query mode (exec), which Trellis's wrapper would
+		// otherwise replace with prepared statements (ADR 0019); -spicedb-db-params overrides
+		if c.spicedbParams != "" {
+			url += "&" + c.spicedbParams
+		}
 		if out, err := exec.CommandContext(ctx, trellis, "spicedb", "migrate", "head", "--datastore-engine", "postgres", "--datastore-conn-uri", url).CombinedOutput(); err != nil {
 			return res, fmt.Errorf("spicedb migrate head: %w: %s", err, out)
 		}
