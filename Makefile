@@ -78,7 +78,6 @@ bench-scim:
 scim-conformance:
 	$(GO) test -count=1 -v -run '^TestSCIMConformance$$' ./api/ | grep -E '^(---|===|ok|FAIL|PASS)|conformance:'
 
-## lint: gofmt, go vet and staticcheck must be clean
 ## lint: gofmt, go vet (VET=0 skips it) and staticcheck; run it before each commit (CI runs fmt-check: staticcheck's
 ## cold analysis of SpiceDB's dependency tree costs CI minutes of its 25)
 VET ?= 1
