@@ -279,3 +279,52 @@ func TestFinding1JoiningAnAdminSetGainsItsDelegations(t *testing.T) {
 	// a plain member role is his to give
 	pa.do(201, "PUT", "/v1/organizations/partner-desk/members/"+bob, map[string]any{"roles": []string{"member"}})
 }
+
+// TestLimitedKeyInvitationGrantsWithinItsLimit: an invitation is weighed, when
+// accepted, against its inviter as limited by the API key it was sent with. A
+// key limited to manage_members on an admin service account once invited a
+// user whose earlier membership (status invited, roles admin) became active
+// with admin's permissions: the acceptance was weighed against the service
+// account without the key's limit (found by TestAuthorizationModel).
+func TestLimitedKeyInvitationGrantsWithinItsLimit(t *testing.T) {
+	h := newHarness(t, docApp)
+	tr := newTree(h)
+	p := h.provider()
+	customer := "organization:" + tr.customer
+	sa := str(p.do(201, "POST", "/v1/organizations/customer/service-accounts", map[string]any{"name": "people-bot", "roles": []string{"admin"}}), "id")
+	newKey := func() (string, string) {
+		k := p.do(201, "POST", "/v1/organizations/customer/service-accounts/"+sa+"/keys", map[string]any{"permissions": []string{"manage_members"}})
+		return str(k, "key"), str(k, "id")
+	}
+	key, _ := newKey()
+	bot := h.as(key)
+
+	// the key cannot invite an admin outright
+	bot.fails(403, "forbidden", "", "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "ivy@customer.example", "roles": []string{"admin"}})
+	// an admin parks ivy's membership as invited with admin; the key invites her as a member
+	ivy := createUser(h, "ivy@customer.example")
+	p.do(201, "PUT", "/v1/organizations/customer/members/"+ivy, map[string]any{"roles": []string{"admin"}, "status": "invited"})
+	h.expect(false, customer, "manage", "user:"+ivy)
+	inv := bot.do(201, "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "ivy@customer.example", "roles": []string{"member"}})
+	// accepting would activate admin: not the key's to grant
+	h.as("").fails(403, "forbidden", "", "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
+	h.expect(false, customer, "manage", "user:"+ivy)
+	h.expect(false, customer, "access", "user:"+ivy)
+	got := p.do(200, "GET", "/v1/organizations/customer/members/"+ivy, nil)
+	wantEqual(t, "status after refusal", got["status"], "invited")
+
+	// a plain member invitation is the key's to grant
+	inv = bot.do(201, "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "ora@customer.example", "roles": []string{"member"}})
+	m := h.as("").do(200, "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
+	h.expect(true, customer, "access", "user:"+str(m, "user"))
+	h.expect(false, customer, "manage", "user:"+str(m, "user"))
+
+	// an invitation dies with the key it was sent with
+	key2, id2 := newKey()
+	inv = h.as(key2).do(201, "POST", "/v1/organizations/customer/invitations", map[string]any{"email": "pia@customer.example", "roles": []string{"member"}})
+	p.do(204, "DELETE", "/v1/organizations/customer/service-accounts/"+sa+"/keys/"+id2, nil)
+	out := h.as("").fails(403, "forbidden", "", "POST", "/v1/invitations/"+str(inv, "token")+"/accept", map[string]any{})
+	if !strings.Contains(str(out, "detail"), "revoked") {
+		t.Errorf("refusal after the key's revocation: %v", out)
+	}
+}

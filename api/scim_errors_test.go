@@ -352,3 +352,23 @@ func TestSCIMTokenFollowsItsCreator(t *testing.T) {
 		t.Fatalf("members after the demoted creator's token wrote: %v", out)
 	}
 }
+
+// TestSCIMTokenDiesWithItsKey: a SCIM token minted with a service account's
+// API key provisions within that key's limit and stops when the key is
+// revoked — a leaked key cannot leave provisioning credentials behind.
+func TestSCIMTokenDiesWithItsKey(t *testing.T) {
+	w := newSCIMWorld(t)
+	h, p := w.h, w.h.provider()
+	sa := str(p.do(201, "POST", "/v1/organizations/acme/service-accounts", map[string]any{"name": "idp-bot", "roles": []string{"admin"}}), "id")
+	k := p.do(201, "POST", "/v1/organizations/acme/service-accounts/"+sa+"/keys", map[string]any{"permissions": []string{"manage_scim", "manage_members"}})
+	tok := str(h.as(str(k, "key")).do(201, "POST", "/v1/organizations/acme/scim/tokens", map[string]any{"name": "okta"}), "token")
+	if got, _, _ := w.scim(tok, "POST", "/scim/v2/acme/Users", map[string]any{"userName": "una@acme.example"}); got != 201 {
+		t.Fatalf("provisioning with the key's token: %d", got)
+	}
+	p.do(204, "DELETE", "/v1/organizations/acme/service-accounts/"+sa+"/keys/"+str(k, "id"), nil)
+	if got, _, _ := w.scim(tok, "GET", "/scim/v2/acme/Users", nil); got != 401 {
+		t.Fatalf("the token after its key's revocation: %d, want 401", got)
+	}
+	// the admin's token is untouched
+	w.must(200, "GET", "/scim/v2/acme/Users", nil)
+}

@@ -258,3 +258,47 @@ func TestSSOAuthorityOfTheConnectionCreator(t *testing.T) {
 		t.Fatalf("sign-in through the admin's connection: %d %v", status, tok)
 	}
 }
+
+// TestSSOAuthorityOfWhoLastConfigured: a connection's role mapping is the
+// grant of whoever last configured it, limited as the key they used is. An
+// SSO-only delegate editing an admin's connection makes its sign-ins hers to
+// answer for (refused where she could not grant); an API key limited to
+// manage_sso and manage_members on an admin service account grants
+// membership through it but no admin role, and
+// its connection stops signing anyone in once the key is revoked.
+func TestSSOAuthorityOfWhoLastConfigured(t *testing.T) {
+	w := newSSOWorld(t)
+	h, p := w.h, w.h.provider()
+	acme := "organization:" + w.org
+	conn := "/v1/organizations/acme/connections/" + w.conn
+	sue := createUser(h, "sue@acme.example")
+	p.do(201, "POST", "/v1/organizations/acme/delegations", map[string]any{"grantee": "user:" + sue, "scopes": []string{"sso"}})
+	// sue renames the provider's connection: its admin mapping is now hers
+	h.as(h.token(sue, "")).do(200, "PATCH", conn, map[string]any{"name": "Okta (sue)"})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "not_allowed", "alice@acme.example")
+	// the provider saves it again: alice signs in as an admin
+	p.do(200, "PATCH", conn, map[string]any{"name": "Okta"})
+	code, verifier := w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
+	if status, tok := w.exchange(code, verifier); status != 200 {
+		t.Fatalf("sign-in after the provider's save: %d %v", status, tok)
+	}
+	alice := str(p.do(200, "GET", "/v1/users?email=alice%40acme.example", nil)["users"].([]any)[0].(map[string]any), "id")
+	h.expect(true, acme, "manage", "user:"+alice)
+
+	// a key limited to manage_sso and manage_members on an admin service account
+	sa := str(p.do(201, "POST", "/v1/organizations/acme/service-accounts", map[string]any{"name": "sso-bot", "roles": []string{"admin"}}), "id")
+	k := p.do(201, "POST", "/v1/organizations/acme/service-accounts/"+sa+"/keys", map[string]any{"permissions": []string{"manage_sso", "manage_members"}})
+	h.as(str(k, "key")).do(200, "PATCH", conn, map[string]any{"name": "Okta (bot)"})
+	w.idp.SetUser(map[string]any{"sub": "okta|ben", "email": "ben@acme.example", "email_verified": true, "groups": []string{"admins"}})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "not_allowed", "ben@acme.example")
+	// membership is the key's to grant
+	w.idp.SetUser(map[string]any{"sub": "okta|cy", "email": "cy@acme.example", "email_verified": true})
+	code, verifier = w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
+	if status, tok := w.exchange(code, verifier); status != 200 {
+		t.Fatalf("member sign-in through the bot's connection: %d %v", status, tok)
+	}
+	// revoked, the key answers for nothing
+	p.do(204, "DELETE", "/v1/organizations/acme/service-accounts/"+sa+"/keys/"+str(k, "id"), nil)
+	w.idp.SetUser(map[string]any{"sub": "okta|dee", "email": "dee@acme.example", "email_verified": true})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "connection_authority", "dee@acme.example")
+}

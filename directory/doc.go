@@ -26,7 +26,9 @@
 //   - Delegations name every delegation they draw on, expire no later than
 //     the earliest, never widen a local grant to a subtree, and are revoked
 //     with any of them; an invitation is weighed against its inviter's
-//     authority when accepted.
+//     authority when accepted, limited as the API key it was sent with is
+//     then (storedAuthority), and an SSO sign-in against whoever last
+//     configured its connection, with their key.
 //   - Consent: users join an organization only when its admin can already see
 //     them, their email domain is verified by it or an ancestor, or they
 //     accept an invitation; others answer as unknown users.

@@ -99,7 +99,7 @@ func (s *Service) Invite(ctx context.Context, p Principal, ref string, in Create
 			}
 		}
 		inv := store.Invitation{ID: newID("inv"), Org: org.ID, Email: email, Roles: roles, TokenHash: tokenHash(token),
-			InvitedBy: p.Actor(), Permissions: permissionsOf(resolvedRoles), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
+			InvitedBy: p.Actor(), InviterKey: p.KeyID, Permissions: permissionsOf(resolvedRoles), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
 		if err := tx.InsertInvitation(ctx, inv); err != nil {
 			return err
 		}
@@ -211,9 +211,13 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 		}
 		o.p = actor
 		// what the membership grants is the inviter's grant: it is authorized
-		// against the inviter's authority now, so an invitation dies with it
-		// (a delegation revoked, an admin removed)
-		inviter := principalOf(inv.InvitedBy)
+		// against the inviter's authority now, limited as the key it was sent
+		// with is, so an invitation dies with it (a delegation revoked, an
+		// admin removed, the key revoked)
+		inviter, err := s.storedAuthority(ctx, tx, inv.InvitedBy, inv.InviterKey, "this invitation")
+		if err != nil {
+			return err
+		}
 		o.authority = &inviter
 		for i := range o.events {
 			o.events[i].Actor = actor.Actor()

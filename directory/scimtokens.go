@@ -92,7 +92,7 @@ func (s *Service) CreateSCIMToken(ctx context.Context, p Principal, ref string, 
 		}
 		secret := newSecret()
 		k := store.SCIMToken{ID: newID("sct"), Org: org.ID, Name: name, Hash: tokenHash(secret), CreatedBy: p.Actor(),
-			Permissions: slices.Clone(p.Permissions), CreatedAt: o.now, ExpiresAt: exp}
+			CreatedKey: p.KeyID, Permissions: slices.Clone(p.Permissions), CreatedAt: o.now, ExpiresAt: exp}
 		if err := tx.InsertSCIMToken(ctx, k); err != nil {
 			return err
 		}
@@ -153,7 +153,8 @@ var ErrSCIMOrgUnknown = fmt.Errorf("%w: no such organization", trellis.ErrNotFou
 // AuthenticateSCIM turns a SCIM bearer token presented on org ref's path into
 // the principal provisioning acts as, and the organization's id. A token of
 // another organization answers as an unknown organization; a bad, expired or
-// revoked token, or one whose creator is gone, is ErrUnauthenticated.
+// revoked token, or one whose creator (or the API key it was minted with) is
+// gone, is ErrUnauthenticated.
 func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Principal, string, error) {
 	fail := fmt.Errorf("%w: invalid SCIM token", trellis.ErrUnauthenticated)
 	id, secret, ok := strings.Cut(strings.TrimPrefix(raw, scimTokenPrefix), ".")
@@ -174,7 +175,13 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 		if subtle.ConstantTimeCompare(tokenHash(secret), k.Hash) != 1 || s.scimTokenView(k).Status != "active" {
 			return trellis.ErrNotFound
 		}
-		creator := principalOf(k.CreatedBy)
+		// a token minted with an API key dies with it (revoked, expired, deleted)
+		creator, err := s.storedAuthority(ctx, tx, k.CreatedBy, k.CreatedKey, "this SCIM token")
+		if errors.Is(err, trellis.ErrForbidden) {
+			return trellis.ErrNotFound
+		} else if err != nil {
+			return err
+		}
 		switch creator.Kind {
 		case KindUser:
 			u, err := tx.GetUser(ctx, creator.ID)

@@ -75,9 +75,12 @@ func (s *Service) RecordEvent(ctx context.Context, p Principal, org, action, tar
 type SSOSignIn struct {
 	Org        string // the connection's organization
 	Connection string
-	// Authority is the audit actor of who configured the connection: what the
-	// sign-in grants (membership, mapped roles) is weighed against it.
+	// Authority is the audit actor of who last configured the connection,
+	// AuthorityKey the API key it used ("" for none): what the sign-in grants
+	// (membership, mapped roles) is weighed against that authority, limited
+	// as the key is now.
 	Authority     string
+	AuthorityKey  string
 	Subject       string // the IdP's subject (case-sensitive)
 	Email         string
 	EmailVerified bool // the IdP asserts the email verified
@@ -124,7 +127,10 @@ func (s *Service) SignInSSO(ctx context.Context, in SSOSignIn) (SSOResult, error
 	p := Principal{Kind: KindConnection, ID: in.Connection, Org: in.Org}
 	var out SSOResult
 	err := s.run(ctx, p, "sso.signin", func(tx store.Tx, o *op) error {
-		authority := principalOf(in.Authority)
+		authority, err := s.storedAuthority(ctx, tx, in.Authority, in.AuthorityKey, "this connection's configuration")
+		if err != nil {
+			return refuse("connection_authority", "%v", err)
+		}
 		o.authority = &authority
 		org, err := tx.GetOrg(ctx, in.Org)
 		if err != nil {

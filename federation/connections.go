@@ -276,7 +276,8 @@ func (s *Service) CreateConnection(ctx context.Context, p directory.Principal, o
 	}
 	err := s.dir.AdministerOrg(ctx, p, org, permManageSSO, "connection.create", func(tx store.Tx, o store.Org, rec directory.Recorder) error {
 		now := s.cfg.Now().UTC()
-		c := store.Connection{ID: newID(connectionIDTag), Org: o.ID, JIT: true, Enabled: true, CreatedBy: p.Actor(), CreatedAt: now, UpdatedAt: now}
+		c := store.Connection{ID: newID(connectionIDTag), Org: o.ID, JIT: true, Enabled: true, CreatedBy: p.Actor(), CreatedAt: now, UpdatedAt: now,
+			ConfiguredBy: p.Actor(), ConfiguredKey: p.KeyID}
 		if err := s.apply(&c, in, true); err != nil {
 			return err
 		}
@@ -337,7 +338,8 @@ func (s *Service) UpdateConnection(ctx context.Context, p directory.Principal, o
 		if err := s.apply(&c, in, false); err != nil {
 			return err
 		}
-		c.UpdatedAt = s.cfg.Now().UTC()
+		// what sign-ins grant from now on is this caller's grant
+		c.UpdatedAt, c.ConfiguredBy, c.ConfiguredKey = s.cfg.Now().UTC(), p.Actor(), p.KeyID
 		if err := tx.UpdateConnection(ctx, c); err != nil {
 			return err
 		}

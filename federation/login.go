@@ -1,6 +1,7 @@
 package federation
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"crypto/subtle"
@@ -373,7 +374,8 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 		s.refused(ctx, conn, org.ID, reason)
 		return s.page(c, http.StatusForbidden, reason, refusalText(reason))
 	}
-	res, err := s.dir.SignInSSO(ctx, directory.SSOSignIn{Org: org.ID, Connection: conn.ID, Authority: conn.CreatedBy,
+	res, err := s.dir.SignInSSO(ctx, directory.SSOSignIn{Org: org.ID, Connection: conn.ID,
+		Authority: cmp.Or(conn.ConfiguredBy, conn.CreatedBy), AuthorityKey: conn.ConfiguredKey,
 		Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name, Roles: roles, Method: method,
 		JIT: conn.JIT, RecreateRemoved: conn.RecreateRemoved})
 	var refused *directory.SignInRefused
@@ -563,6 +565,8 @@ func refusalText(reason string) string {
 		return "Your organization requires a stronger sign-in than your identity provider performed."
 	case "session_max_age":
 		return "Your session is older than your organization allows: sign in again."
+	case "connection_authority":
+		return "This sign-in connection was configured with an API key that is no longer valid. Ask your administrator to save its settings again."
 	case "jit_disabled", "not_a_member":
 		return "You are not a member of this organization. Ask your administrator."
 	}

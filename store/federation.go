@@ -43,8 +43,13 @@ type Connection struct {
 	ShareWithSubOrgs  bool // sub-organizations may sign in through it
 	RecreateRemoved   bool // JIT recreates a membership an admin or SCIM removed
 	CreatedBy         string
-	CreatedAt         time.Time
-	UpdatedAt         time.Time
+	// ConfiguredBy (an audit actor) last created or changed the connection,
+	// with API key ConfiguredKey ("" for a user's token or the admin key):
+	// what sign-ins grant is weighed against that authority, as limited now.
+	ConfiguredBy  string
+	ConfiguredKey string
+	CreatedAt     time.Time
+	UpdatedAt     time.Time
 }
 
 // Application is an app that signs users in through Trellis (an OIDC client).

@@ -16,6 +16,7 @@ type SCIMToken struct {
 	Hash        []byte
 	CreatedBy   string   // audit actor of the creator: user:<id>, service_account:<id>, provider:<name>
 	Permissions []string // the creating API key's limit; nil = none beyond the graph's
+	CreatedKey  string   // the API key it was minted with ("" for a user's token or the admin key): it dies with it
 	CreatedAt   time.Time
 	ExpiresAt   time.Time
 	LastUsedAt  *time.Time

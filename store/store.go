@@ -233,6 +233,10 @@ type Invitation struct {
 	Roles     []string
 	TokenHash []byte
 	InvitedBy string
+	// InviterKey is the API key (service-account or provider) the inviter
+	// sent it with, "" for a user's token or the admin key: acceptance is
+	// weighed against that key's limit then, and a revoked key grants nothing.
+	InviterKey string
 	// Permissions are what Roles carried when it was sent (nil: unknown,
 	// sent before they were kept): acceptance grants no more.
 	Permissions []string

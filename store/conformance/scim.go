@@ -9,7 +9,7 @@ import (
 )
 
 func scimTokenRow(id, org string) store.SCIMToken {
-	return store.SCIMToken{ID: id, Org: org, Name: "okta", Hash: sha(id), CreatedBy: "user:usr_a1",
+	return store.SCIMToken{ID: id, Org: org, Name: "okta", Hash: sha(id), CreatedBy: "user:usr_a1", CreatedKey: "key_a1",
 		Permissions: []string{"manage_members"}, CreatedAt: at(0), ExpiresAt: at(60)}
 }
 

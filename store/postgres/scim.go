@@ -13,12 +13,12 @@ import (
 
 // ---- SCIM tokens
 
-const scimTokenSelect = `SELECT id, org, name, hash, created_by, permissions, created_at, expires_at, last_used_at, revoked_at
-	FROM scim_tokens `
+const scimTokenSelect = `SELECT id, org, name, hash, created_by, permissions, created_at, expires_at, last_used_at, revoked_at,
+	created_key FROM scim_tokens `
 
 func scanSCIMToken(r scanner) (store.SCIMToken, error) {
 	var k store.SCIMToken
-	err := r.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.CreatedBy, &k.Permissions, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.RevokedAt)
+	err := r.Scan(&k.ID, &k.Org, &k.Name, &k.Hash, &k.CreatedBy, &k.Permissions, &k.CreatedAt, &k.ExpiresAt, &k.LastUsedAt, &k.RevokedAt, &k.CreatedKey)
 	return k, err
 }
 
@@ -33,18 +33,19 @@ func (t *tx) ListSCIMTokens(ctx context.Context, org string) ([]store.SCIMToken,
 
 func (t *tx) InsertSCIMToken(ctx context.Context, k store.SCIMToken) error {
 	_, err := t.exec(ctx, "insert SCIM token",
-		`INSERT INTO scim_tokens (id, org, name, hash, created_by, permissions, created_at, expires_at, last_used_at, revoked_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)`,
-		k.ID, k.Org, k.Name, k.Hash, k.CreatedBy, k.Permissions, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt)
+		`INSERT INTO scim_tokens (id, org, name, hash, created_by, permissions, created_at, expires_at, last_used_at, revoked_at,
+			created_key)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
+		k.ID, k.Org, k.Name, k.Hash, k.CreatedBy, k.Permissions, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt, k.CreatedKey)
 	return err
 }
 
 func (t *tx) UpdateSCIMToken(ctx context.Context, k store.SCIMToken) error {
 	return t.update(ctx, "SCIM token", k.ID,
 		`UPDATE scim_tokens SET org = $2, name = $3, hash = $4, created_by = $5, permissions = $6, created_at = $7,
-			expires_at = $8, last_used_at = $9, revoked_at = $10
+			expires_at = $8, last_used_at = $9, revoked_at = $10, created_key = $11
 		WHERE id = $1`,
-		k.ID, k.Org, k.Name, k.Hash, k.CreatedBy, k.Permissions, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt)
+		k.ID, k.Org, k.Name, k.Hash, k.CreatedBy, k.Permissions, k.CreatedAt, k.ExpiresAt, k.LastUsedAt, k.RevokedAt, k.CreatedKey)
 }
 
 // ---- mappings

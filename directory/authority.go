@@ -1,0 +1,77 @@
+package directory
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/trellis-iam/trellis"
+	"github.com/trellis-iam/trellis/store"
+)
+
+// storedAuthority rebuilds the principal a deferred grant is weighed against
+// when it takes effect (an invitation accepted, an SSO sign-in): actor, an
+// audit actor string, limited as the API key keyID is limited now. The key's
+// organization scope and permission list apply as they did when the grant was
+// made; a key revoked, expired or deleted since — or its service account —
+// leaves no authority at all (ErrForbidden naming what). An empty keyID is a
+// user's token or the admin key: no limit beyond the graph's. keyID is the
+// KeyID of the principal that made the grant (an API key, a provider API key
+// or a SCIM token).
+func (s *Service) storedAuthority(ctx context.Context, tx store.Tx, actor, keyID, what string) (Principal, error) {
+	p := principalOf(actor)
+	if keyID == "" {
+		return p, nil
+	}
+	gone := fmt.Errorf("%w: the API key %s was made with is revoked, expired or deleted: it grants nothing now", trellis.ErrForbidden, what)
+	switch {
+	case strings.HasPrefix(keyID, "sct_"): // a SCIM token, acting for its creator
+		k, err := tx.GetSCIMToken(ctx, keyID)
+		if errors.Is(err, trellis.ErrNotFound) {
+			return Principal{}, gone
+		} else if err != nil {
+			return Principal{}, err
+		}
+		if k.CreatedBy != actor || s.scimTokenView(k).Status != "active" {
+			return Principal{}, gone
+		}
+		p.Org, p.Permissions, p.KeyID = k.Org, slices.Clone(k.Permissions), k.ID
+		if p.Kind == KindProvider {
+			p.Org = ""
+		}
+	case p.Kind == KindServiceAccount:
+		k, err := tx.GetAPIKey(ctx, keyID)
+		if errors.Is(err, trellis.ErrNotFound) {
+			return Principal{}, gone
+		} else if err != nil {
+			return Principal{}, err
+		}
+		if k.ServiceAccount != p.ID || s.keyView(k).Status != "active" {
+			return Principal{}, gone
+		}
+		if _, err := tx.GetServiceAccount(ctx, k.ServiceAccount); errors.Is(err, trellis.ErrNotFound) {
+			return Principal{}, gone
+		} else if err != nil {
+			return Principal{}, err
+		}
+		p.Org, p.Permissions, p.KeyID = k.Org, slices.Clone(k.Permissions), k.ID
+	case p.Kind == KindProvider:
+		k, err := tx.GetProviderKey(ctx, keyID)
+		if errors.Is(err, trellis.ErrNotFound) {
+			return Principal{}, gone
+		} else if err != nil {
+			return Principal{}, err
+		}
+		if s.providerKeyView(k).Status != "active" {
+			return Principal{}, gone
+		}
+		p.KeyID = k.ID
+	default:
+		// only service accounts and the provider hold keys; anything else
+		// recorded with one is not an authority this code made
+		return Principal{}, fmt.Errorf("%w: %s was made by %s with key %s, which is not an authority", trellis.ErrForbidden, what, actor, keyID)
+	}
+	return p, nil
+}
