@@ -33,7 +33,7 @@ import (
 //   - a refused operation changes nothing; no operation answers 5xx.
 //
 // The provider key is unconstrained. TRELLIS_AUTHZ_SEED replays a run,
-// TRELLIS_AUTHZ_OPS sets its length (default 10,000; 1,000 under the race
+// TRELLIS_AUTHZ_OPS sets its length (default 7,000; 1,000 under the race
 // detector or -short; make fuzz-authz runs 100,000).
 func TestAuthorizationModel(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())

@@ -260,12 +260,13 @@ func TestSSOAuthorityOfTheConnectionCreator(t *testing.T) {
 }
 
 // TestSSOAuthorityOfWhoLastConfigured: a connection's role mapping is the
-// grant of whoever last configured it, limited as the key they used is. An
-// SSO-only delegate editing an admin's connection makes its sign-ins hers to
-// answer for (refused where she could not grant); an API key limited to
-// manage_sso and manage_members on an admin service account grants
-// membership through it but no admin role, and
-// its connection stops signing anyone in once the key is revoked.
+// grant of whoever last configured it, limited as the key they used is.
+// Saving a mapping beyond the caller's grant is refused (an SSO-only delegate
+// cannot take over an admin's connection by editing it, nor can an API key
+// limited to manage_sso and manage_members on an admin service account); a
+// connection the key may save grants membership through it, and stops signing
+// anyone in once the key is revoked; an admin's connection stops granting
+// admin when its configurer loses admin.
 func TestSSOAuthorityOfWhoLastConfigured(t *testing.T) {
 	w := newSSOWorld(t)
 	h, p := w.h, w.h.provider()
@@ -273,14 +274,15 @@ func TestSSOAuthorityOfWhoLastConfigured(t *testing.T) {
 	conn := "/v1/organizations/acme/connections/" + w.conn
 	sue := createUser(h, "sue@acme.example")
 	p.do(201, "POST", "/v1/organizations/acme/delegations", map[string]any{"grantee": "user:" + sue, "scopes": []string{"sso"}})
-	// sue renames the provider's connection: its admin mapping is now hers
-	h.as(h.token(sue, "")).do(200, "PATCH", conn, map[string]any{"name": "Okta (sue)"})
-	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "not_allowed", "alice@acme.example")
-	// the provider saves it again: alice signs in as an admin
-	p.do(200, "PATCH", conn, map[string]any{"name": "Okta"})
+	// sue may not save the provider's connection: its admin mapping is not hers to grant
+	out := h.as(h.token(sue, "")).fails(403, "forbidden", "", "PATCH", conn, map[string]any{"name": "Okta (sue)"})
+	if !strings.Contains(str(out, "detail"), "roleMapping[0].roles") {
+		t.Errorf("refusal names no rule: %v", out)
+	}
+	wantEqual(t, "name after the refusal", p.do(200, "GET", conn, nil)["name"], "OIDC")
 	code, verifier := w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
 	if status, tok := w.exchange(code, verifier); status != 200 {
-		t.Fatalf("sign-in after the provider's save: %d %v", status, tok)
+		t.Fatalf("sign-in through the provider's connection: %d %v", status, tok)
 	}
 	alice := str(p.do(200, "GET", "/v1/users?email=alice%40acme.example", nil)["users"].([]any)[0].(map[string]any), "id")
 	h.expect(true, acme, "manage", "user:"+alice)
@@ -288,17 +290,30 @@ func TestSSOAuthorityOfWhoLastConfigured(t *testing.T) {
 	// a key limited to manage_sso and manage_members on an admin service account
 	sa := str(p.do(201, "POST", "/v1/organizations/acme/service-accounts", map[string]any{"name": "sso-bot", "roles": []string{"admin"}}), "id")
 	k := p.do(201, "POST", "/v1/organizations/acme/service-accounts/"+sa+"/keys", map[string]any{"permissions": []string{"manage_sso", "manage_members"}})
-	h.as(str(k, "key")).do(200, "PATCH", conn, map[string]any{"name": "Okta (bot)"})
-	w.idp.SetUser(map[string]any{"sub": "okta|ben", "email": "ben@acme.example", "email_verified": true, "groups": []string{"admins"}})
-	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "not_allowed", "ben@acme.example")
-	// membership is the key's to grant
-	w.idp.SetUser(map[string]any{"sub": "okta|cy", "email": "cy@acme.example", "email_verified": true})
+	bot := h.as(str(k, "key"))
+	bot.fails(403, "forbidden", "", "PATCH", conn, map[string]any{"name": "Okta (bot)"})
+	bot.fails(403, "forbidden", "", "POST", "/v1/organizations/acme/connections", map[string]any{
+		"type": "oidc", "issuer": w.idp.URL, "clientId": "other", "clientSecret": "s", "roleMapping": []map[string]any{{"claim": "groups", "value": "x", "roles": []string{"admin"}}}})
+	// without the admin mapping the connection is the key's to save, and grants membership
+	bot.do(200, "PATCH", conn, map[string]any{"roleMapping": []any{}})
+	w.idp.SetUser(map[string]any{"sub": "okta|cy", "email": "cy@acme.example", "email_verified": true, "groups": []string{"admins"}})
 	code, verifier = w.signIn(newBrowser(t), url.Values{"organization": {"acme"}})
 	if status, tok := w.exchange(code, verifier); status != 200 {
 		t.Fatalf("member sign-in through the bot's connection: %d %v", status, tok)
 	}
+	cy := str(p.do(200, "GET", "/v1/users?email=cy%40acme.example", nil)["users"].([]any)[0].(map[string]any), "id")
+	h.expect(true, acme, "access", "user:"+cy)
+	h.expect(false, acme, "manage", "user:"+cy)
 	// revoked, the key answers for nothing
 	p.do(204, "DELETE", "/v1/organizations/acme/service-accounts/"+sa+"/keys/"+str(k, "id"), nil)
 	w.idp.SetUser(map[string]any{"sub": "okta|dee", "email": "dee@acme.example", "email_verified": true})
 	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "connection_authority", "dee@acme.example")
+
+	// an admin saves the admin mapping; demoted, her mapping grants admin no more
+	root := createUser(h, "root@acme.example")
+	putMember(h, testKey, "acme", root, "admin")
+	h.as(h.token(root, "")).do(200, "PATCH", conn, map[string]any{"roleMapping": []map[string]any{{"claim": "groups", "value": "admins", "roles": []string{"admin"}}}})
+	putMember(h, testKey, "acme", root, "member")
+	w.idp.SetUser(map[string]any{"sub": "okta|eli", "email": "eli@acme.example", "email_verified": true, "groups": []string{"admins"}})
+	w.refusedSignIn(t, newBrowser(t), url.Values{"organization": {"acme"}}, 403, "not_allowed", "eli@acme.example")
 }

@@ -75,3 +75,28 @@ func (s *Service) storedAuthority(ctx context.Context, tx store.Tx, actor, keyID
 	}
 	return p, nil
 }
+
+// CheckRoleGrant refuses (403, naming field) roles that p could not grant on
+// org: an SSO connection's role mapping is its configurer's grant, so it is
+// weighed when saved as well as at each sign-in. Membership itself (access)
+// is weighed at sign-in only, where JIT creates it; a role unknown here (one a
+// sub-organization sharing the connection defines) is left to sign-in too.
+func (s *Service) CheckRoleGrant(ctx context.Context, tx store.Tx, p Principal, org store.Org, roles []string, field string) error {
+	if p.Kind == KindProvider {
+		return nil
+	}
+	for _, key := range roles {
+		rs, err := s.resolveRoles(ctx, tx, org, []string{key}, field)
+		var invalid *trellis.ValidationError
+		if errors.As(err, &invalid) {
+			continue
+		} else if err != nil {
+			return err
+		}
+		perms := slices.DeleteFunc(permissionsOf(rs), func(perm string) bool { return perm == permAccess })
+		if err := s.noEscalation(ctx, tx, p, org, perms, field); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -281,6 +281,9 @@ func (s *Service) CreateConnection(ctx context.Context, p directory.Principal, o
 		if err := s.apply(&c, in, true); err != nil {
 			return err
 		}
+		if err := s.grantable(ctx, tx, p, o, c); err != nil {
+			return err
+		}
 		if err := tx.InsertConnection(ctx, c); err != nil {
 			return err
 		}
@@ -289,6 +292,19 @@ func (s *Service) CreateConnection(ctx context.Context, p directory.Principal, o
 		return nil
 	})
 	return out, err
+}
+
+// grantable refuses a role mapping its configurer could not grant: saving a
+// connection makes the caller the authority its sign-ins are weighed against
+// (directory.SSOSignIn), so a mapping beyond the caller's grant would only
+// fail at sign-in — it is refused here, naming the rule.
+func (s *Service) grantable(ctx context.Context, tx store.Tx, p directory.Principal, o store.Org, c store.Connection) error {
+	for i, r := range c.RoleMapping {
+		if err := s.dir.CheckRoleGrant(ctx, tx, p, o, r.Roles, "roleMapping["+strconv.Itoa(i)+"].roles"); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // connectionOf loads connection id of org; another org's connection is not found.
@@ -336,6 +352,9 @@ func (s *Service) UpdateConnection(ctx context.Context, p directory.Principal, o
 			return err
 		}
 		if err := s.apply(&c, in, false); err != nil {
+			return err
+		}
+		if err := s.grantable(ctx, tx, p, o, c); err != nil {
 			return err
 		}
 		// what sign-ins grant from now on is this caller's grant
