@@ -25,11 +25,11 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/trellis-iam/trellis/benchmarks/proc"
 )
 
 type config struct {
@@ -84,9 +84,9 @@ func main() {
 	fmt.Printf("target %s, %d tenants x %d members, Zipf s=1.1 over %d keys, write every %d\n", target, c.tenants, c.users, c.tenants*c.users, c.writeEvery)
 	// warm-up, then saturation
 	closedLoop(client, c, keys, 2*time.Second)
-	server0, self0, t0 := cpuTime(c.serverPID), cpuTime(os.Getpid()), time.Now()
+	server0, self0, t0 := proc.CPUTime(c.serverPID), proc.CPUTime(os.Getpid()), time.Now()
 	sat := closedLoop(client, c, keys, c.duration)
-	server1, self1, wall := cpuTime(c.serverPID), cpuTime(os.Getpid()), time.Since(t0)
+	server1, self1, wall := proc.CPUTime(c.serverPID), proc.CPUTime(os.Getpid()), time.Since(t0)
 	fmt.Printf("saturation (closed loop, %d workers): %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
 		c.workers, sat.rate, sat.p(50), sat.p(95), sat.p(99), sat.errors)
 	if n := float64(int64(len(sat.latencies)) + sat.errors); c.serverPID > 0 && n > 0 {
@@ -98,28 +98,6 @@ func main() {
 		fmt.Printf("open loop at %.0f%% of saturation (%.0f req/s offered): achieved %.0f req/s, p50 %v p95 %v p99 %v, errors %d\n",
 			f*100, f*sat.rate, r.rate, r.p(50), r.p(95), r.p(99), r.errors)
 	}
-}
-
-// cpuTime is the user+system CPU time a process has used so far, from
-// /proc/<pid>/stat (Linux; zero when pid is 0 or unreadable).
-func cpuTime(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0
-	}
-	// fields after the command name, which is in parentheses and may hold spaces:
-	// state is the 3rd field of the line, utime the 14th and stime the 15th
-	f := strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-	if len(f) < 13 {
-		return 0
-	}
-	utime, _ := strconv.ParseInt(f[11], 10, 64)
-	stime, _ := strconv.ParseInt(f[12], 10, 64)
-	const ticksPerSecond = 100 // USER_HZ, 100 on Linux's mainstream architectures
-	return time.Duration(utime+stime) * time.Second / ticksPerSecond
 }
 
 type result struct {

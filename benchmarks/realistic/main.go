@@ -39,6 +39,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"github.com/trellis-iam/trellis/benchmarks/proc"
 	"net/http"
 	"os"
 	"os/exec"
@@ -92,6 +93,7 @@ func main() {
 	flag.StringVar(&c.bin, "bin", "bin", "directory of trellis, ceiling and openfga-serve")
 	flag.StringVar(&c.logs, "logs", "bin/realistic-logs", "directory for each server's output")
 	flag.BoolVar(&c.pin, "pin", true, "pin the servers and PostgreSQL to CPU 1 (with 2+ CPUs and taskset)")
+	floor := flag.String("floor", "", "print, for these steady rates (req/s, e.g. 1000,21000), the share of checks asking a pair for the first time in this workload's sequence — misses no answer cache can avoid — and exit")
 	flag.Parse()
 	for _, w := range strings.Split(writes, ",") {
 		f, err := strconv.ParseFloat(strings.TrimSpace(w), 64)
@@ -113,6 +115,12 @@ func main() {
 	}
 	if c.pairs < 2 || c.workers < 1 || c.seedClients < 1 || c.warmup <= 0 || c.measured <= 0 || c.window <= 0 {
 		fail(errors.New("-pairs must be at least 2; -workers, -seed-clients, -warmup, -measured and -window positive"))
+	}
+	if *floor != "" {
+		if err := printFloor(c, *floor); err != nil {
+			fail(err)
+		}
+		return
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := run(ctx, c)
@@ -331,7 +339,7 @@ func runArm(ctx context.Context, c config, arm string, pg *pgtest.Server, cpu st
 		res.steady = append(res.steady, s)
 		res.mixes = append(res.mixes, mix)
 	}
-	res.rss = rssPeak(srv.pid())
+	res.rss = proc.RSSPeak(srv.pid())
 	return res, nil
 }
 

@@ -7,97 +7,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/trellis-iam/trellis/benchmarks/proc"
 )
-
-// procStat is a process's fields from /proc/<pid>/stat after the command name
-// (which is in parentheses and may hold spaces), nil when unreadable.
-func procStat(pid int) []string {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil
-	}
-	return strings.Fields(string(raw[bytes.LastIndexByte(raw, ')')+1:]))
-}
-
-const ticksPerSecond = 100 // USER_HZ, 100 on Linux's mainstream architectures
-
-func ticks(f []string, fields ...int) time.Duration {
-	var sum int64
-	for _, i := range fields {
-		if i < len(f) {
-			n, _ := strconv.ParseInt(f[i], 10, 64)
-			sum += n
-		}
-	}
-	return time.Duration(sum) * time.Second / ticksPerSecond
-}
-
-// Fields of procStat (stat(5)'s field number minus 3): ppid, utime, stime,
-// cutime, cstime.
-const (
-	fPPID   = 1
-	fUtime  = 11
-	fStime  = 12
-	fCutime = 13
-	fCstime = 14
-)
-
-// cpuTime is the user+system CPU time a process has used so far.
-func cpuTime(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	return ticks(procStat(pid), fUtime, fStime)
-}
-
-// treeCPU is the CPU time of a server that forks a process per connection
-// (PostgreSQL): the parent's own, its reaped children's (cutime, cstime) and
-// its live children's.
-func treeCPU(pid int) time.Duration {
-	if pid <= 0 {
-		return 0
-	}
-	total := ticks(procStat(pid), fUtime, fStime, fCutime, fCstime)
-	for _, child := range children(pid) {
-		total += cpuTime(child)
-	}
-	return total
-}
-
-func children(pid int) []int {
-	dirs, _ := filepath.Glob("/proc/[0-9]*")
-	var out []int
-	for _, d := range dirs {
-		c, err := strconv.Atoi(filepath.Base(d))
-		if err != nil {
-			continue
-		}
-		if f := procStat(c); len(f) > fPPID && f[fPPID] == strconv.Itoa(pid) {
-			out = append(out, c)
-		}
-	}
-	return out
-}
-
-// rssPeak is a process's peak resident set (VmHWM) in MiB, 0 when unknown.
-func rssPeak(pid int) float64 {
-	raw, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(raw), "\n") {
-		if f := strings.Fields(line); len(f) >= 2 && f[0] == "VmHWM:" {
-			kb, _ := strconv.ParseFloat(f[1], 64)
-			return kb / 1024
-		}
-	}
-	return 0
-}
 
 // pinning is the CPU the servers (and PostgreSQL) run on: "1" when the
 // machine has two CPUs or more and taskset is installed (the driver itself is
@@ -128,7 +43,7 @@ func pinTree(pid int, cpu string) error {
 	if cpu == "" {
 		return nil
 	}
-	for _, p := range append([]int{pid}, children(pid)...) {
+	for _, p := range append([]int{pid}, proc.Children(pid)...) {
 		if out, err := exec.Command("taskset", "-a", "-p", "-c", cpu, strconv.Itoa(p)).CombinedOutput(); err != nil {
 			return fmt.Errorf("taskset %d: %v: %s", p, err, out)
 		}

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"github.com/trellis-iam/trellis/benchmarks/proc"
 	"math/rand/v2"
 	"os"
 	"slices"
@@ -85,12 +86,12 @@ func (l *load) phase(ctx context.Context, d, window time.Duration) []stats {
 	end := start.Add(d)
 	// sample the counters at each window boundary
 	sample := func(i int) {
-		out[i].serverCPU = cpuTime(l.srvPID)
-		out[i].pgCPU = treeCPU(l.pgPID)
+		out[i].serverCPU = proc.CPUTime(l.srvPID)
+		out[i].pgCPU = proc.TreeCPU(l.pgPID)
 		out[i].hits, out[i].misses, out[i].hitsKnown = l.t.cacheCounters()
 	}
 	before := stats{}
-	before.serverCPU, before.pgCPU = cpuTime(l.srvPID), treeCPU(l.pgPID)
+	before.serverCPU, before.pgCPU = proc.CPUTime(l.srvPID), proc.TreeCPU(l.pgPID)
 	before.hits, before.misses, before.hitsKnown = l.t.cacheCounters()
 	var sampler sync.WaitGroup
 	sampler.Add(1)

@@ -4,8 +4,9 @@
 // sharing the store and the engine (embedded SpiceDB, memdb). Each node is
 // what `trellis serve` builds (check cache, directory with its relay worker,
 // API) behind a real loopback HTTP server; writers are spread over the nodes
-// and over 50 organizations. It prints one Markdown row per run: throughput
-// and p50/p95/p99 latency. `make bench-writes` runs it; PostgreSQL is started
+// and over 50 organizations. It prints one Markdown row per run: throughput,
+// p50/p95/p99 latency, and CPU per acknowledged write of this process (the
+// nodes and the writers that drive them) and of PostgreSQL. `make bench-writes` runs it; PostgreSQL is started
 // from the system's binaries (store/pgtest).
 package main
 
@@ -31,6 +32,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/trellis-iam/trellis/api"
+	"github.com/trellis-iam/trellis/benchmarks/proc"
 	"github.com/trellis-iam/trellis/directory"
 	"github.com/trellis-iam/trellis/engine"
 	"github.com/trellis-iam/trellis/federation"
@@ -76,8 +78,8 @@ func main() {
 		profiling = f
 		defer f.Close()
 	}
-	fmt.Println("| build | store | nodes | operation | writers | writes/s | p50 ms | p95 ms | p99 ms | errors |")
-	fmt.Println("|---|---|---|---|---:|---:|---:|---:|---:|---:|")
+	fmt.Println("| build | store | nodes | operation | writers | writes/s | p50 ms | p95 ms | p99 ms | errors | process CPU µs/write | PostgreSQL CPU µs/write |")
+	fmt.Println("|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	dbs := 0
 	for _, st := range split(*stores) {
 		for _, n := range split(*nodeList) {
@@ -90,9 +92,21 @@ func main() {
 					k := 1
 					fmt.Sscan(w, &k)
 					before := counters.snapshot()
+					self, pgPID := os.Getpid(), 0
+					if st == "postgres" {
+						pgPID = pg.PID()
+					}
+					cpu0, pg0 := proc.CPUTime(self), proc.TreeCPU(pgPID)
 					r := c.run(op, k, *duration)
-					fmt.Printf("| %s | %s | %d | %s | %d | %.0f | %.1f | %.1f | %.1f | %d |\n", *label, st, nodes, op, k,
-						r.throughput, ms(r.p50), ms(r.p95), ms(r.p99), r.errors)
+					perWrite := func(d time.Duration) string {
+						if d <= 0 || r.acked == 0 {
+							return "–"
+						}
+						return fmt.Sprintf("%.0f", float64(d.Microseconds())/float64(r.acked))
+					}
+					fmt.Printf("| %s | %s | %d | %s | %d | %.0f | %.1f | %.1f | %.1f | %d | %s | %s |\n", *label, st, nodes, op, k,
+						r.throughput, ms(r.p50), ms(r.p95), ms(r.p99), r.errors,
+						perWrite(proc.CPUTime(self)-cpu0), perWrite(proc.TreeCPU(pgPID)-pg0))
 					if *count && r.acked > 0 {
 						d := counters.snapshot().minus(before)
 						n := float64(r.acked)
