@@ -79,9 +79,9 @@ func keyGrant(c echo.Context) *directory.KeyGrant {
 
 // requireScope refuses a provider API key without the route's scope.
 func requireScope(c echo.Context, g *directory.KeyGrant) error {
-	sc := scopeOf(c.Request().Method, c.Path())
+	sc := scopeOf(c.Request().Method, routeOf(c))
 	if sc == "" {
-		return fmt.Errorf("%w: API keys cannot call %s %s (the admin key or a provider admin's token can)", trellis.ErrForbidden, c.Request().Method, c.Path())
+		return fmt.Errorf("%w: API keys cannot call %s %s (the admin key or a provider admin's token can)", trellis.ErrForbidden, c.Request().Method, routeOf(c))
 	}
 	if !g.Allows(sc) {
 		return fmt.Errorf("%w: this API key lacks the %s scope", trellis.ErrForbidden, sc)

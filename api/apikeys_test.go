@@ -106,6 +106,11 @@ func TestProviderKeyLifecycle(t *testing.T) {
 	opsKey.do(200, "POST", "/v1/relationships/write", map[string]any{"updates": []any{map[string]any{"operation": "touch", "relationship": rel("document:d1", "owner", "user:ann")}}})
 	opsKey.do(200, "GET", "/v1/schema", nil)
 	opsKey.fails(403, "forbidden", "", "PUT", "/v1/schema", map[string]any{"text": docApp})
+	// a trailing slash reaches the same route, and needs the same scope
+	opsKey.do(200, "GET", "/v1/schema/", nil)
+	opsKey.fails(403, "forbidden", "", "PUT", "/v1/schema/", map[string]any{"text": docApp})
+	opsKey.fails(403, "forbidden", "", "POST", "/v1/check/", map[string]any{"resource": "document:d1", "permission": "view", "subject": "user:ann"})
+	opsKey.do(200, "GET", "/v1/organizations/acme/", nil)
 	opsKey.fails(403, "forbidden", "", "POST", "/v1/check", map[string]any{"resource": "document:d1", "permission": "view", "subject": "user:ann"})
 	opsKey.fails(403, "forbidden", "", "POST", "/v1/relationships/read", map[string]any{"filter": map[string]any{"resourceType": "document"}})
 	opsKey.do(200, "GET", "/v1/organizations/acme", nil)

@@ -2,6 +2,7 @@ package api_test
 
 import (
 	"reflect"
+	"slices"
 	"sort"
 	"testing"
 	"time"
@@ -202,6 +203,42 @@ func TestLookupResourcesPages(t *testing.T) {
 	sort.Strings(got)
 	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("lookup found %v, want %v", got, want)
+	}
+}
+
+// TestLookupResourcesListsEachOnce: a document ann reaches by several paths
+// (owner, viewer, viewer through a wildcard) is listed once, paged or not.
+func TestLookupResourcesListsEachOnce(t *testing.T) {
+	h := newHarness(t, docApp)
+	h.write(rel("document:a", "owner", "user:ann"), rel("document:a", "viewer", "user:ann"), rel("document:a", "viewer", "user:*"),
+		rel("document:b", "viewer", "user:ann"), rel("document:b", "viewer", "user:*"))
+	for _, size := range []int{0, 1, 2, 10} {
+		var got []string
+		cursor := ""
+		for pages := 0; pages < 20; pages++ {
+			body := map[string]any{"resourceType": "document", "permission": "view", "subject": "user:ann"}
+			if size > 0 {
+				body["pageSize"] = size
+			}
+			if cursor != "" {
+				body["cursor"] = cursor
+			}
+			out := h.must(200, "POST", "/v1/lookup/resources", body)
+			page := pluck(items(t, out, "resources"), "id")
+			got = append(got, page...)
+			if cursor, _ = out["nextCursor"].(string); cursor == "" {
+				break
+			}
+		}
+		if size == 0 || size >= 5 {
+			// one call saw every path: each document once
+			sort.Strings(got)
+			if !reflect.DeepEqual(got, []string{"a", "b"}) {
+				t.Errorf("pageSize %d: found %v, want [a b]", size, got)
+			}
+		} else if !slices.Contains(got, "a") || !slices.Contains(got, "b") {
+			t.Errorf("pageSize %d: found %v, want a and b", size, got)
+		}
 	}
 }
 

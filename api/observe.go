@@ -92,7 +92,7 @@ func (s *Server) observe(next echo.HandlerFunc) echo.HandlerFunc {
 			id = newRequestID()
 		}
 		c.Response().Header().Set(HeaderRequestID, id)
-		route := c.Path()
+		route := routeOf(c)
 		if route == "" {
 			route = "unmatched"
 		}

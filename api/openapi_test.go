@@ -86,12 +86,20 @@ func servedRoutes(e *echo.Echo) map[string]bool {
 	for _, m := range openAPIMethods {
 		standard[strings.ToUpper(m)] = true
 	}
+	handler := map[string]string{}
+	for _, r := range e.Routes() {
+		handler[r.Method+" "+r.Path] = r.Name
+	}
 	out := map[string]bool{}
 	for _, r := range e.Routes() {
 		if !standard[r.Method] { // echo's internal routes, e.g. echo_route_not_found
 			continue
 		}
-		out[r.Method+" "+echoParam.ReplaceAllString(r.Path, "{$1}")] = true
+		path := r.Path
+		if trimmed := strings.TrimSuffix(path, "/"); trimmed != path && handler[r.Method+" "+trimmed] == r.Name {
+			path = trimmed // the trailing-slash alias of a route (routes.add)
+		}
+		out[r.Method+" "+echoParam.ReplaceAllString(path, "{$1}")] = true
 	}
 	return out
 }
@@ -305,7 +313,7 @@ func protocolPath(path string) bool {
 	if path == "/sso/discover" {
 		return false
 	}
-	for _, p := range []string{"/oauth2/", "/sso/", "/login/", "/.well-known/openid-configuration"} {
+	for _, p := range []string{"/oauth2/", "/sso/", "/login/", "/.well-known/openid-configuration", "/portal"} {
 		if strings.HasPrefix(path, p) {
 			return true
 		}

@@ -7,8 +7,10 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/labstack/echo/v4"
 
@@ -123,7 +125,10 @@ func bind(c echo.Context, v any) error {
 	if err := json.Unmarshal(raw, v); err != nil {
 		var ute *json.UnmarshalTypeError
 		var se *json.SyntaxError
+		var ve *trellis.ValidationError
 		switch {
+		case errors.As(err, &ve): // a field type's own UnmarshalJSON named it
+			return err
 		case errors.As(err, &ute):
 			field := ute.Field
 			if field == "" {
@@ -137,9 +142,32 @@ func bind(c echo.Context, v any) error {
 		case errors.As(err, &se):
 			return trellis.Invalid("body", "invalid JSON at offset %d: %v", se.Offset, se)
 		}
-		return trellis.Invalid("body", "invalid JSON: %v", err)
+		// a field type's own UnmarshalJSON failed (a time that is not RFC 3339…):
+		// encoding/json does not say which field, so find the top-level one
+		var pe *time.ParseError
+		if errors.As(err, &pe) {
+			return trellis.Invalid(fieldOf(raw, v, err), "must be an RFC 3339 time (e.g. 2030-01-01T00:00:00Z), not %s", pe.Value)
+		}
+		return trellis.Invalid(fieldOf(raw, v, err), "%v", err)
 	}
 	return nil
+}
+
+// fieldOf names the top-level member of raw whose value alone makes decoding
+// into v's type fail with err's message, or "body" when none does.
+func fieldOf(raw []byte, v any, err error) string {
+	var members map[string]json.RawMessage
+	t := reflect.TypeOf(v)
+	if json.Unmarshal(raw, &members) != nil || t.Kind() != reflect.Pointer {
+		return "body"
+	}
+	for name, value := range members {
+		one, _ := json.Marshal(map[string]json.RawMessage{name: value})
+		if e := json.Unmarshal(one, reflect.New(t.Elem()).Interface()); e != nil && e.Error() == err.Error() {
+			return name
+		}
+	}
+	return "body"
 }
 
 // readBody reads a request body whole, at most maxBodyBytes, growing its

@@ -85,7 +85,7 @@ func (s *Server) limit(c echo.Context, p directory.Principal, key *directory.Key
 	if key != nil {
 		org = key.Org
 	}
-	if keyID != "" && scopeOf(c.Request().Method, c.Path()) == directory.ScopeCheck && !ownRate && !l.cfg.Checks {
+	if keyID != "" && scopeOf(c.Request().Method, routeOf(c)) == directory.ScopeCheck && !ownRate && !l.cfg.Checks {
 		return nil // an app's checks are not throttled unless its key says so
 	}
 	if keyID != "" && keyBucket.on() {

@@ -371,6 +371,9 @@ func TestRelationshipWriteUnknownNames(t *testing.T) {
 		{"second update", []map[string]any{rel("document:1", "viewer", "user:alice"), rel("document:1", "nosuch", "user:bob")}, "updates[1].relationship.relation"},
 		{"malformed resource", []map[string]any{rel("document", "viewer", "user:alice")}, "updates[0].relationship.resource"},
 		{"malformed subject", []map[string]any{rel("document:1", "viewer", "alice")}, "updates[0].relationship.subject"},
+		{"subject type not allowed there", []map[string]any{rel("document:1", "owner", "group:g#member")}, "updates[0].relationship.subject"},
+		{"expiration not allowed there", []map[string]any{withField(rel("document:1", "owner", "user:alice"), "expiresAt", "2030-01-01T00:00:00Z")}, "updates[0].relationship.expiresAt"},
+		{"caveat not allowed there", []map[string]any{withField(rel("document:1", "owner", "user:alice"), "caveat", map[string]any{"name": "ip_allowed", "context": map[string]any{"cidr": "10.0.0.0/8"}})}, "updates[0].relationship.caveat"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -510,4 +513,10 @@ func TestFinding11RawWriteToSystemRelationRefused(t *testing.T) {
 	if !allowed("document:plan", "edit", "user:"+tr.resellerAdmin) {
 		t.Error("the reseller's admin should edit a document of its region")
 	}
+}
+
+// withField returns r with one more member.
+func withField(r map[string]any, name string, value any) map[string]any {
+	r[name] = value
+	return r
 }

@@ -105,4 +105,6 @@ func TestSCIMStatusDriftAndRepair(t *testing.T) {
 	plain.fails(403, "", "", "POST", "/v1/organizations/acme/scim/repair", nil)
 	plain.fails(403, "", "", "PUT", "/v1/organizations/acme/scim/mappings", map[string]any{"mappings": []any{}})
 	admin.fails(400, "", "mappings[0].roles[0]", "PUT", "/v1/organizations/acme/scim/mappings", map[string]any{"mappings": []any{map[string]any{"group": "x", "roles": []string{"no-such-role"}}}})
+	admin.fails(400, "", "mappings", "PUT", "/v1/organizations/acme/scim/mappings", map[string]any{})
+	admin.fails(400, "", "mappings", "PUT", "/v1/organizations/acme/scim/mappings", map[string]any{"mapping": []any{}}) // a typo clears nothing
 }

@@ -154,6 +154,8 @@ func New(d Deps) *echo.Echo {
 		})
 	}
 
+	s.mountPortal(root)
+
 	v1 := root.group("/v1", s.authenticate)
 	for _, path := range []string{"", "/*"} { // unknown /v1 paths: 401 before 404, as known ones
 		v1.add(echo.RouteNotFound, path, echo.NotFoundHandler)
@@ -188,11 +190,27 @@ func (r routes) group(prefix string, mw ...echo.MiddlewareFunc) routes {
 	return routes{e: r.e, prefix: r.prefix + prefix, mw: append(r.mw[:len(r.mw):len(r.mw)], mw...)}
 }
 
+// routeOf is the route pattern a request matched, its trailing-slash alias
+// (routes.add) written as the route itself: scopes, rate limits and metrics
+// see one route.
+func routeOf(c echo.Context) string {
+	if p := c.Path(); len(p) > 1 && strings.HasSuffix(p, "/") {
+		return p[:len(p)-1]
+	}
+	return c.Path()
+}
+
+// add registers h, and the same path with a trailing slash (clients that
+// append one reach the same handler, at no cost to the others' routing).
 func (r routes) add(method, path string, h echo.HandlerFunc) {
 	for i := len(r.mw) - 1; i >= 0; i-- {
 		h = r.mw[i](h)
 	}
-	r.e.Add(method, r.prefix+path, h)
+	full := r.prefix + path
+	r.e.Add(method, full, h)
+	if method != echo.RouteNotFound && full != "" && !strings.HasSuffix(full, "/") && !strings.HasSuffix(full, "*") {
+		r.e.Add(method, full+"/", h)
+	}
 }
 
 func (r routes) GET(path string, h echo.HandlerFunc)    { r.add(http.MethodGet, path, h) }

@@ -1,6 +1,9 @@
 package audit
 
-import "time"
+import (
+	"encoding/json"
+	"time"
+)
 
 // Event is one entry of an organization's append-only, hash-chained audit log.
 // Hash covers every other field, PrevHash links it to the event before it in the
@@ -14,7 +17,7 @@ type Event struct {
 	Action       string         `json:"action"`
 	Target       string         `json:"target"`
 	Organization string         `json:"organization"`
-	Details      map[string]any `json:"details,omitempty"`
+	Details      map[string]any `json:"details"` // {} when the action has none
 	PrevHash     string         `json:"prevHash"`
 	Hash         string         `json:"hash"`
 	// Checkpoint is a keyed signature of (organization, seq, hash) (see Key):
@@ -26,6 +29,17 @@ type Event struct {
 	// never keep it with the event: a row that held it would let whoever
 	// deletes the tail move the head back with a valid checkpoint.
 	HeadCheckpoint string `json:"-"`
+}
+
+// MarshalJSON writes the event with details always an object ({} when the
+// action records none), as clients read it.
+func (e Event) MarshalJSON() ([]byte, error) {
+	type plain Event // without this method
+	p := plain(e)
+	if p.Details == nil {
+		p.Details = map[string]any{}
+	}
+	return json.Marshal(p)
 }
 
 // Head is the newest (seq, hash) of one organization's chain, stored beside the

@@ -47,7 +47,10 @@ func (s *Service) GetSCIMMappings(ctx context.Context, p Principal, ref string) 
 // every provisioned group at once: roles provisioning put there follow the
 // mapping; roles set by hand stay. Granting them is weighed like any role change.
 func (s *Service) PutSCIMMappings(ctx context.Context, p Principal, ref string, in SCIMMappings) (SCIMMappings, error) {
-	if len(in.Mappings) > 1000 {
+	switch {
+	case in.Mappings == nil: // absent or null: a typo must not clear every mapping
+		return SCIMMappings{}, trellis.Invalid("mappings", "is required (an empty list removes every mapping)")
+	case len(in.Mappings) > 1000:
 		return SCIMMappings{}, trellis.Invalid("mappings", "at most 1000 mappings")
 	}
 	ms := make([]store.SCIMMapping, 0, len(in.Mappings))

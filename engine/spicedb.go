@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
 	"time"
 
@@ -296,6 +297,10 @@ func (s *SpiceDB) LookupResources(ctx context.Context, r LookupResourcesRequest)
 		return LookupResourcesPage{}, translate(err, hints)
 	}
 	var page LookupResourcesPage
+	// SpiceDB may find a resource by several paths and stream it once per
+	// path: each resource is listed once (HAS_PERMISSION over CONDITIONAL);
+	// the page still ends where SpiceDB's limit ended it
+	at, received := map[string]int{}, 0
 	for {
 		res, err := stream.Recv()
 		if errors.Is(err, io.EOF) {
@@ -311,9 +316,15 @@ func (s *SpiceDB) LookupResources(ctx context.Context, r LookupResourcesRequest)
 		if res.Permissionship == v1.LookupPermissionship_LOOKUP_PERMISSIONSHIP_CONDITIONAL_PERMISSION {
 			p = Conditional
 		}
-		page.Resources = append(page.Resources, FoundObject{ID: res.ResourceObjectId, Permissionship: p, MissingContext: missing(res.PartialCaveatInfo)})
+		found := FoundObject{ID: res.ResourceObjectId, Permissionship: p, MissingContext: missing(res.PartialCaveatInfo)}
+		if i, seen := at[found.ID]; !seen {
+			at[found.ID] = len(page.Resources)
+			page.Resources = append(page.Resources, found)
+		} else if p == HasPermission {
+			page.Resources[i] = found
+		}
 		page.LookedUpAt = res.LookedUpAt.GetToken()
-		if r.PageSize > 0 && len(page.Resources) == r.PageSize {
+		if received++; r.PageSize > 0 && received == r.PageSize {
 			page.NextCursor = res.AfterResultCursor.GetToken()
 		}
 	}
@@ -582,5 +593,37 @@ func translateWrite(err error, updates []RelationshipUpdate) error {
 	if st, ok := status.FromError(err); ok && st.Code() == codes.AlreadyExists {
 		return fmt.Errorf("engine: %w: %s", trellis.ErrConflict, st.Message())
 	}
-	return translate(err, hints)
+	out := translate(err, hints)
+	var ve *trellis.ValidationError
+	if errors.As(out, &ve) {
+		ve.Field = subjectTypeField(ve, updates)
+	}
+	return out
+}
+
+// subjectTypeField names, for SpiceDB's "subjects of type `T` are not
+// allowed on relation `def#rel`", the part of the update that makes T: its
+// expiresAt ("user with expiration"), its caveat, or else its subject.
+func subjectTypeField(ve *trellis.ValidationError, updates []RelationshipUpdate) string {
+	_, after, ok := strings.Cut(ve.Message, "are not allowed on relation `")
+	target, _, _ := strings.Cut(after, "`")
+	def, rel, _ := strings.Cut(target, "#")
+	if !ok {
+		return ve.Field
+	}
+	for i, u := range updates {
+		r := u.Relationship
+		if r.Resource.Type != def || r.Relation != rel {
+			continue
+		}
+		f := fmt.Sprintf("updates[%d].relationship", i)
+		switch {
+		case r.ExpiresAt != nil && strings.Contains(ve.Message, "with expiration"):
+			return f + ".expiresAt"
+		case r.Caveat != nil && strings.Contains(ve.Message, " with "+r.Caveat.Name):
+			return f + ".caveat"
+		}
+		return f + ".subject"
+	}
+	return ve.Field
 }

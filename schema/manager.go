@@ -275,7 +275,7 @@ func (m *Manager) write(ctx context.Context, cur *Version, composed *Composed, a
 type Change struct {
 	Kind       string `json:"kind"`
 	Definition string `json:"definition"`
-	Name       string `json:"name,omitempty"`
+	Name       string `json:"name"` // "" for a change of a whole definition or caveat
 	// subjectType is set for allowed-type changes (the removed or added subject type).
 	subjectType string
 }

@@ -443,6 +443,7 @@ func serve(ctx context.Context, cfg Config, out interface{ Write([]byte) (int, e
 		IdleTimeout:       cfg.IdleTimeout,
 	}
 	fmt.Fprintf(out, "Trellis %s listening on %s\n", version, base)
+	fmt.Fprintf(out, "Admin portal: %s/portal/ (sign in with an API key or an access token)\n", base)
 	if guard != nil {
 		fmt.Fprintf(out, "Datastore: memdb, in memory (for the demo, tests and small data: lost at exit, slower past ~%d relationships; production: --datastore postgres)\n", cfg.MemdbWarnRelationships)
 	}
