@@ -60,6 +60,19 @@ var systemDefs = func() map[string]*core.NamespaceDefinition {
 	return m
 }()
 
+// systemCaveats are the caveats system.zed defines.
+var systemCaveats = func() map[string]bool {
+	cs, err := compile("system", SystemText)
+	if err != nil {
+		panic(fmt.Sprintf("schema: system.zed does not compile: %v", err))
+	}
+	m := map[string]bool{}
+	for _, c := range cs.CaveatDefinitions {
+		m[c.Name] = true
+	}
+	return m
+}()
+
 // IsSystemDefinition reports whether name is one of the fixed system definitions.
 func IsSystemDefinition(name string) bool {
 	_, ok := systemDefs[name]
@@ -241,6 +254,9 @@ func appPart(ctx context.Context, composed string) (string, error) {
 	for _, d := range cs.OrderedDefinitions {
 		if ns, ok := d.(*core.NamespaceDefinition); ok && IsSystemDefinition(ns.Name) {
 			continue
+		}
+		if cv, ok := d.(*core.CaveatDefinition); ok && systemCaveats[cv.Name] {
+			continue // composing puts it back
 		}
 		defs = append(defs, d)
 	}

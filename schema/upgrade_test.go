@@ -67,3 +67,28 @@ func TestBootstrapUpgradesAnOlderSystemSchema(t *testing.T) {
 		t.Fatalf("a stored system schema newer than this release: version %d (%v), kept %v; want version 3 kept", v.Version, err, v.Text == newer)
 	}
 }
+
+// A second node without a schema store (schema.NewManager(eng) on an engine
+// that already holds the composed schema, as benchmarks/writes' second node
+// does) reads the app part back and keeps it: the system caveat is not
+// composed in twice.
+func TestBootstrapWithoutAStoreOnAComposedSchema(t *testing.T) {
+	ctx := context.Background()
+	eng, err := engine.StartEmbedded(ctx, engine.EmbeddedConfig{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = eng.Close() })
+	app := "caveat weekday(day string) {\n\tday != \"sunday\"\n}\n\ndefinition document {\n\trelation org: organization\n\trelation viewer: user with weekday\n\tpermission view = viewer + org->access\n}"
+	first, err := schema.NewManager(eng).Bootstrap(ctx, app)
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := schema.NewManager(eng).Bootstrap(ctx, "")
+	if err != nil {
+		t.Fatalf("second node: %v", err)
+	}
+	if second.Text != first.Text || !strings.Contains(second.AppText, "caveat weekday") || strings.Contains(second.AppText, "impersonation_scope") {
+		t.Fatalf("second node's schema: same text %v, app part %q", second.Text == first.Text, second.AppText)
+	}
+}
