@@ -97,6 +97,8 @@ func TestProviderKeyLifecycle(t *testing.T) {
 	p.fails(422, "scope_not_confinable", "scopes[1]", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check", "schema:write"}, "organization": "acme"})
 	p.fails(400, "invalid_argument", "organization", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check"}, "organization": "nosuch"})
 	p.fails(400, "invalid_argument", "expiresAt", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check"}, "expiresAt": start.Add(-time.Hour).Format(time.RFC3339)})
+	p.fails(400, "invalid_argument", "expiresAt", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check"}, "expiresAt": "soon"})
+	p.fails(400, "invalid_argument", "expiresAt", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check"}, "expiresAt": "soon", "z1": 1, "z2": 2, "z3": 3})
 	p.fails(400, "invalid_argument", "rateLimit.burst", "POST", "/v1/api-keys", map[string]any{"name": "x", "scopes": []string{"check"}, "rateLimit": map[string]any{"perSecond": 5, "burst": 0}})
 
 	// an unbound key with graph scopes

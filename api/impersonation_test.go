@@ -42,6 +42,8 @@ func TestImpersonationReadOnlyWithApproval(t *testing.T) {
 	sa.fails(400, "", "reason", "POST", "/v1/impersonations", noReason)
 	outsider := map[string]any{"actor": body["actor"], "target": "user:" + tr.siblingMember, "organization": "customer", "reason": "x"}
 	sa.fails(400, "", "target", "POST", "/v1/impersonations", outsider)
+	forever := map[string]any{"actor": body["actor"], "target": body["target"], "organization": "customer", "reason": "x", "duration": "forever"}
+	sa.fails(400, "", "duration", "POST", "/v1/impersonations", forever)
 	h.as(h.token(tr.customerMember, tr.customer)).fails(403, "", "", "POST", "/v1/impersonations", body)
 	// a plain member may not impersonate at all
 	asMember := map[string]any{"target": "user:" + tr.customerAdmin, "organization": "customer", "reason": "curious"}

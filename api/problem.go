@@ -154,17 +154,36 @@ func bind(c echo.Context, v any) error {
 }
 
 // fieldOf names the top-level member of raw whose value alone makes decoding
-// into v's type fail with err's message, or "body" when none does.
+// into v's type fail with err's message, or "body" when none does. Only
+// members named like a field of v's struct are tried (a body of many unknown
+// members costs one parse, not one per member).
 func fieldOf(raw []byte, v any, err error) string {
-	var members map[string]json.RawMessage
 	t := reflect.TypeOf(v)
-	if json.Unmarshal(raw, &members) != nil || t.Kind() != reflect.Pointer {
+	if t == nil || t.Kind() != reflect.Pointer || t.Elem().Kind() != reflect.Struct {
 		return "body"
 	}
-	for name, value := range members {
-		one, _ := json.Marshal(map[string]json.RawMessage{name: value})
-		if e := json.Unmarshal(one, reflect.New(t.Elem()).Interface()); e != nil && e.Error() == err.Error() {
-			return name
+	var members map[string]json.RawMessage
+	if json.Unmarshal(raw, &members) != nil {
+		return "body"
+	}
+	st := t.Elem()
+	for i := range st.NumField() {
+		f := st.Field(i)
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" || !f.IsExported() {
+			continue
+		}
+		if name == "" {
+			name = f.Name
+		}
+		for member, value := range members {
+			if !strings.EqualFold(member, name) { // encoding/json matches names without case
+				continue
+			}
+			one, _ := json.Marshal(map[string]json.RawMessage{member: value})
+			if e := json.Unmarshal(one, reflect.New(st).Interface()); e != nil && e.Error() == err.Error() {
+				return member
+			}
 		}
 	}
 	return "body"

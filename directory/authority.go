@@ -16,13 +16,24 @@ import (
 // audit actor string, limited as the API key keyID is limited now. The key's
 // organization scope and permission list apply as they did when the grant was
 // made; a key revoked, expired or deleted since — or its service account —
-// leaves no authority at all (ErrForbidden naming what). An empty keyID is a
-// user's token or the admin key: no limit beyond the graph's. keyID is the
-// KeyID of the principal that made the grant (an API key, a provider API key
-// or a SCIM token).
-func (s *Service) storedAuthority(ctx context.Context, tx store.Tx, actor, keyID, what string) (Principal, error) {
+// leaves no authority at all (ErrForbidden naming what). keyID is the KeyID
+// of the principal that made the grant (an API key, a provider API key or a
+// SCIM token), limit the permission list it acted with (a client-credentials
+// token's scope may be narrower than its key's): the authority is limited by
+// both. An empty keyID is a user's token or the admin key, with no limit
+// beyond the graph's; a service account without one made the grant before
+// keys were recorded, and is refused.
+func (s *Service) storedAuthority(ctx context.Context, tx store.Tx, actor, keyID string, limit []string, what string) (Principal, error) {
 	p := principalOf(actor)
+	if keyID == "" && p.Kind == KindProvider && strings.HasPrefix(p.ID, "pk_") {
+		keyID = p.ID // a provider API key acts under its own id
+	}
 	if keyID == "" {
+		if p.Kind == KindServiceAccount {
+			// a service account acts only with a key: this grant was made
+			// before its key was recorded, so its limit is unknown
+			return Principal{}, fmt.Errorf("%w: %s was made by %s before its API key was recorded: it grants nothing now; make it again", trellis.ErrForbidden, what, actor)
+		}
 		return p, nil
 	}
 	gone := fmt.Errorf("%w: the API key %s was made with is revoked, expired or deleted: it grants nothing now", trellis.ErrForbidden, what)
@@ -73,7 +84,28 @@ func (s *Service) storedAuthority(ctx context.Context, tx store.Tx, actor, keyID
 		// recorded with one is not an authority this code made
 		return Principal{}, fmt.Errorf("%w: %s was made by %s with key %s, which is not an authority", trellis.ErrForbidden, what, actor, keyID)
 	}
+	p.Permissions = intersectLimits(p.Permissions, limit)
 	return p, nil
+}
+
+// intersectLimits is the permission list allowing what both a and b allow
+// (keyAllows; nil allows everything). Where the two lists name different
+// permissions it keeps only those both allow, so it never allows more than
+// either: a token narrowed from its key stays narrowed.
+func intersectLimits(a, b []string) []string {
+	switch {
+	case a == nil:
+		return slices.Clone(b)
+	case b == nil:
+		return slices.Clone(a)
+	}
+	out := []string{}
+	for _, perm := range append(slices.Clone(a), b...) {
+		if keyAllows(a, perm) && keyAllows(b, perm) && !slices.Contains(out, perm) {
+			out = append(out, perm)
+		}
+	}
+	return out
 }
 
 // CheckRoleGrant refuses (403, naming field) roles that p could not grant on

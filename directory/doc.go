@@ -20,7 +20,8 @@
 //     belongs to, only where it governs; otherwise another administrator must.
 //   - Impersonations act inside their organization's subtree, within their
 //     scope, grant nothing beyond plain access and mint no lasting authority
-//     (delegations, keys, tokens, roles, invitations, policy); their tokens
+//     (delegations, keys, tokens, roles, invitations, policy, SSO connections,
+//     SCIM mappings); their tokens
 //     name them and die with them; platform staff are impersonated only by
 //     platform admins.
 //   - Delegations name every delegation they draw on, expire no later than

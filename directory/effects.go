@@ -148,7 +148,10 @@ func (o *op) evaluator(s *Service, tx store.Tx) *effects {
 // gain administration of it (the authorization model test found an
 // impersonation creating a sub-organization, so granting manage to them).
 func mintsAuthority(action string) bool {
-	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account.", "scim_token.", "organization.create", "organization.move"} {
+	for _, prefix := range []string{"delegation.create", "delegation.approve", "api_key.", "token.", "role.", "invitation.create", "service_account.", "scim_token.", "organization.create", "organization.move",
+		// what these save is weighed later against whoever saved it: a
+		// connection's sign-ins, SCIM's group mappings, the sign-in policy
+		"connection.create", "connection.update", "scim.mappings.put", "sso_policy.update"} {
 		if strings.HasPrefix(action, prefix) {
 			return true
 		}

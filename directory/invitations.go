@@ -99,7 +99,7 @@ func (s *Service) Invite(ctx context.Context, p Principal, ref string, in Create
 			}
 		}
 		inv := store.Invitation{ID: newID("inv"), Org: org.ID, Email: email, Roles: roles, TokenHash: tokenHash(token),
-			InvitedBy: p.Actor(), InviterKey: p.KeyID, Permissions: permissionsOf(resolvedRoles), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
+			InvitedBy: p.Actor(), InviterKey: p.KeyID, InviterLimit: slices.Clone(p.Permissions), Permissions: permissionsOf(resolvedRoles), CreatedAt: o.now, ExpiresAt: o.now.Add(ttl)}
 		if err := tx.InsertInvitation(ctx, inv); err != nil {
 			return err
 		}
@@ -214,7 +214,7 @@ func (s *Service) Accept(ctx context.Context, p *Principal, token string, in Acc
 		// against the inviter's authority now, limited as the key it was sent
 		// with is, so an invitation dies with it (a delegation revoked, an
 		// admin removed, the key revoked)
-		inviter, err := s.storedAuthority(ctx, tx, inv.InvitedBy, inv.InviterKey, "this invitation")
+		inviter, err := s.storedAuthority(ctx, tx, inv.InvitedBy, inv.InviterKey, inv.InviterLimit, "this invitation")
 		if err != nil {
 			return err
 		}

@@ -78,6 +78,11 @@ func (s *Service) PutSCIMMappings(ctx context.Context, p Principal, ref string, 
 			if _, err := s.resolveRoles(ctx, tx, org, m.Roles, fmt.Sprintf("mappings[%d].roles", i)); err != nil {
 				return err
 			}
+			// groups provisioned later get these roles on the SCIM token's
+			// authority: the caller maps only what it may grant itself
+			if err := s.CheckRoleGrant(ctx, tx, p, org, m.Roles, fmt.Sprintf("mappings[%d].roles", i)); err != nil {
+				return err
+			}
 		}
 		if err := tx.PutSCIMMappings(ctx, org.ID, ms); err != nil {
 			return err

@@ -175,12 +175,16 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 		if subtle.ConstantTimeCompare(tokenHash(secret), k.Hash) != 1 || s.scimTokenView(k).Status != "active" {
 			return trellis.ErrNotFound
 		}
-		// a token minted with an API key dies with it (revoked, expired, deleted)
-		creator, err := s.storedAuthority(ctx, tx, k.CreatedBy, k.CreatedKey, "this SCIM token")
-		if errors.Is(err, trellis.ErrForbidden) {
-			return trellis.ErrNotFound
-		} else if err != nil {
-			return err
+		// a token minted with an API key dies with it (revoked, expired,
+		// deleted); one minted before keys were recorded keeps working within
+		// the limit it holds (k.Permissions)
+		creator := principalOf(k.CreatedBy)
+		if k.CreatedKey != "" {
+			if _, err := s.storedAuthority(ctx, tx, k.CreatedBy, k.CreatedKey, k.Permissions, "this SCIM token"); errors.Is(err, trellis.ErrForbidden) {
+				return trellis.ErrNotFound
+			} else if err != nil {
+				return err
+			}
 		}
 		switch creator.Kind {
 		case KindUser:

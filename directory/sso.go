@@ -79,14 +79,15 @@ type SSOSignIn struct {
 	// AuthorityKey the API key it used ("" for none): what the sign-in grants
 	// (membership, mapped roles) is weighed against that authority, limited
 	// as the key is now.
-	Authority     string
-	AuthorityKey  string
-	Subject       string // the IdP's subject (case-sensitive)
-	Email         string
-	EmailVerified bool // the IdP asserts the email verified
-	Name          string
-	Roles         []string // roles the connection's roleMapping gives this sign-in
-	Method        string   // oidc | saml
+	Authority      string
+	AuthorityKey   string
+	AuthorityLimit []string
+	Subject        string // the IdP's subject (case-sensitive)
+	Email          string
+	EmailVerified  bool // the IdP asserts the email verified
+	Name           string
+	Roles          []string // roles the connection's roleMapping gives this sign-in
+	Method         string   // oidc | saml
 	// JIT: a first sign-in creates the user and membership.
 	JIT bool
 	// RecreateRemoved: JIT recreates a membership an administrator or SCIM removed.
@@ -127,7 +128,7 @@ func (s *Service) SignInSSO(ctx context.Context, in SSOSignIn) (SSOResult, error
 	p := Principal{Kind: KindConnection, ID: in.Connection, Org: in.Org}
 	var out SSOResult
 	err := s.run(ctx, p, "sso.signin", func(tx store.Tx, o *op) error {
-		authority, err := s.storedAuthority(ctx, tx, in.Authority, in.AuthorityKey, "this connection's configuration")
+		authority, err := s.storedAuthority(ctx, tx, in.Authority, in.AuthorityKey, in.AuthorityLimit, "this connection's configuration")
 		if err != nil {
 			return refuse("connection_authority", "%v", err)
 		}

@@ -5,6 +5,7 @@ import (
 	"encoding/xml"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -277,7 +278,7 @@ func (s *Service) CreateConnection(ctx context.Context, p directory.Principal, o
 	err := s.dir.AdministerOrg(ctx, p, org, permManageSSO, "connection.create", func(tx store.Tx, o store.Org, rec directory.Recorder) error {
 		now := s.cfg.Now().UTC()
 		c := store.Connection{ID: newID(connectionIDTag), Org: o.ID, JIT: true, Enabled: true, CreatedBy: p.Actor(), CreatedAt: now, UpdatedAt: now,
-			ConfiguredBy: p.Actor(), ConfiguredKey: p.KeyID}
+			ConfiguredBy: p.Actor(), ConfiguredKey: p.KeyID, ConfiguredLimit: slices.Clone(p.Permissions)}
 		if err := s.apply(&c, in, true); err != nil {
 			return err
 		}
@@ -358,7 +359,7 @@ func (s *Service) UpdateConnection(ctx context.Context, p directory.Principal, o
 			return err
 		}
 		// what sign-ins grant from now on is this caller's grant
-		c.UpdatedAt, c.ConfiguredBy, c.ConfiguredKey = s.cfg.Now().UTC(), p.Actor(), p.KeyID
+		c.UpdatedAt, c.ConfiguredBy, c.ConfiguredKey, c.ConfiguredLimit = s.cfg.Now().UTC(), p.Actor(), p.KeyID, slices.Clone(p.Permissions)
 		if err := tx.UpdateConnection(ctx, c); err != nil {
 			return err
 		}

@@ -375,7 +375,7 @@ func (s *Service) finish(c echo.Context, p *pendingLogin, conn store.Connection,
 		return s.page(c, http.StatusForbidden, reason, refusalText(reason))
 	}
 	res, err := s.dir.SignInSSO(ctx, directory.SSOSignIn{Org: org.ID, Connection: conn.ID,
-		Authority: cmp.Or(conn.ConfiguredBy, conn.CreatedBy), AuthorityKey: conn.ConfiguredKey,
+		Authority: cmp.Or(conn.ConfiguredBy, conn.CreatedBy), AuthorityKey: conn.ConfiguredKey, AuthorityLimit: conn.ConfiguredLimit,
 		Subject: id.Subject, Email: id.Email, EmailVerified: id.EmailVerified, Name: id.Name, Roles: roles, Method: method,
 		JIT: conn.JIT, RecreateRemoved: conn.RecreateRemoved})
 	var refused *directory.SignInRefused

@@ -46,10 +46,11 @@ type Connection struct {
 	// ConfiguredBy (an audit actor) last created or changed the connection,
 	// with API key ConfiguredKey ("" for a user's token or the admin key):
 	// what sign-ins grant is weighed against that authority, as limited now.
-	ConfiguredBy  string
-	ConfiguredKey string
-	CreatedAt     time.Time
-	UpdatedAt     time.Time
+	ConfiguredBy    string
+	ConfiguredKey   string
+	ConfiguredLimit []string // the permission list ConfiguredBy acted with (nil: none)
+	CreatedAt       time.Time
+	UpdatedAt       time.Time
 }
 
 // Application is an app that signs users in through Trellis (an OIDC client).

@@ -237,6 +237,9 @@ type Invitation struct {
 	// sent it with, "" for a user's token or the admin key: acceptance is
 	// weighed against that key's limit then, and a revoked key grants nothing.
 	InviterKey string
+	// InviterLimit is the permission list the inviter acted with (nil: none),
+	// which a token narrowed from its key may hold below the key's own.
+	InviterLimit []string
 	// Permissions are what Roles carried when it was sent (nil: unknown,
 	// sent before they were kept): acceptance grants no more.
 	Permissions []string

@@ -156,7 +156,12 @@ function route() {
   run(async () => {
     const parts = location.hash.replace(/^#\/?/, '').split('/').map(decodeURIComponent);
     if (!token || parts[0] === 'signin') { show('signin'); return; }
-    if (parts[0] === 'orgs' && parts[1]) { await orgView(parts[1], parts[2] || 'members'); return; }
+    if (parts[0] === 'orgs' && parts[1]) {
+      // an organization id or slug, never a path ("." or "..") into another route
+      if (!/^[A-Za-z0-9_-]+$/.test(parts[1])) throw new Error('not found: no organization ' + parts[1]);
+      await orgView(parts[1], parts[2] || 'members');
+      return;
+    }
     await orgsView();
   });
 }

@@ -152,7 +152,7 @@ func roleRow(id, org, key string) store.Role {
 }
 
 func invitationRow(id, org, token string) store.Invitation {
-	return store.Invitation{ID: id, Org: org, Email: id + "@invitee.example", Roles: []string{"admin"}, TokenHash: sha(token), InvitedBy: "service_account:sa_a1", InviterKey: "key_a1", Permissions: []string{"access", "manage"}, CreatedAt: at(0), ExpiresAt: at(60 * 24 * 7)}
+	return store.Invitation{ID: id, Org: org, Email: id + "@invitee.example", Roles: []string{"admin"}, TokenHash: sha(token), InvitedBy: "service_account:sa_a1", InviterKey: "key_a1", InviterLimit: []string{"manage_members"}, Permissions: []string{"access", "manage"}, CreatedAt: at(0), ExpiresAt: at(60 * 24 * 7)}
 }
 
 func accountRow(id, org string) store.ServiceAccount {

@@ -27,7 +27,7 @@ func RunFederation(t *testing.T, newStore func(t *testing.T) store.Store) {
 
 func connectionRow(id, org string) store.Connection {
 	return store.Connection{ID: id, Org: org, Type: store.ConnectionOIDC, Name: "Okta", Issuer: "https://idp.example.com",
-		ClientID: "client-" + id, SealedSecret: []byte{1, 2, 3}, JIT: true, Enabled: true, CreatedBy: "user:usr_a1", ConfiguredBy: "service_account:sa_b2", ConfiguredKey: "key_b2",
+		ClientID: "client-" + id, SealedSecret: []byte{1, 2, 3}, JIT: true, Enabled: true, CreatedBy: "user:usr_a1", ConfiguredBy: "service_account:sa_b2", ConfiguredKey: "key_b2", ConfiguredLimit: []string{"manage_sso", "manage_members"},
 		RoleMapping: []store.RoleRule{{Claim: "groups", Value: "admins", Roles: []string{"admin"}}},
 		CreatedAt:   at(1), UpdatedAt: at(2)}
 }

@@ -387,12 +387,12 @@ func (t *tx) DeleteRole(ctx context.Context, id string) error {
 // ---- invitations
 
 const invitationSelect = `SELECT id, org, email, roles, token_hash, invited_by, created_at, expires_at,
-	accepted_at, accepted_by, revoked_at, permissions, inviter_key FROM invitations `
+	accepted_at, accepted_by, revoked_at, permissions, inviter_key, inviter_limit FROM invitations `
 
 func scanInvitation(r scanner) (store.Invitation, error) {
 	var inv store.Invitation
 	err := r.Scan(&inv.ID, &inv.Org, &inv.Email, &inv.Roles, &inv.TokenHash, &inv.InvitedBy, &inv.CreatedAt, &inv.ExpiresAt,
-		&inv.AcceptedAt, &inv.AcceptedBy, &inv.RevokedAt, &inv.Permissions, &inv.InviterKey)
+		&inv.AcceptedAt, &inv.AcceptedBy, &inv.RevokedAt, &inv.Permissions, &inv.InviterKey, &inv.InviterLimit)
 	return inv, err
 }
 
@@ -419,20 +419,21 @@ func (t *tx) ListInvitations(ctx context.Context, org string) ([]store.Invitatio
 func (t *tx) InsertInvitation(ctx context.Context, inv store.Invitation) error {
 	_, err := t.exec(ctx, "insert invitation",
 		`INSERT INTO invitations (id, org, email, roles, token_hash, invited_by, created_at, expires_at,
-			accepted_at, accepted_by, revoked_at, permissions, inviter_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)`,
+			accepted_at, accepted_by, revoked_at, permissions, inviter_key, inviter_limit)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		inv.ID, inv.Org, inv.Email, inv.Roles, inv.TokenHash, inv.InvitedBy, inv.CreatedAt, inv.ExpiresAt,
-		inv.AcceptedAt, inv.AcceptedBy, inv.RevokedAt, inv.Permissions, inv.InviterKey)
+		inv.AcceptedAt, inv.AcceptedBy, inv.RevokedAt, inv.Permissions, inv.InviterKey, inv.InviterLimit)
 	return err
 }
 
 func (t *tx) UpdateInvitation(ctx context.Context, inv store.Invitation) error {
 	return t.update(ctx, "invitation", inv.ID,
 		`UPDATE invitations SET org = $2, email = $3, roles = $4, token_hash = $5, invited_by = $6, created_at = $7,
-			expires_at = $8, accepted_at = $9, accepted_by = $10, revoked_at = $11, permissions = $12, inviter_key = $13
+			expires_at = $8, accepted_at = $9, accepted_by = $10, revoked_at = $11, permissions = $12, inviter_key = $13,
+			inviter_limit = $14
 		WHERE id = $1`,
 		inv.ID, inv.Org, inv.Email, inv.Roles, inv.TokenHash, inv.InvitedBy, inv.CreatedAt, inv.ExpiresAt,
-		inv.AcceptedAt, inv.AcceptedBy, inv.RevokedAt, inv.Permissions, inv.InviterKey)
+		inv.AcceptedAt, inv.AcceptedBy, inv.RevokedAt, inv.Permissions, inv.InviterKey, inv.InviterLimit)
 }
 
 // ---- service accounts and API keys

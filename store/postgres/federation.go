@@ -13,7 +13,7 @@ import (
 
 const connectionSelect = `SELECT id, org, type, name, issuer, client_id, sealed_secret, metadata_xml, role_mapping,
 	jit, enabled, share_with_sub_orgs, recreate_removed, created_by, created_at, updated_at,
-	metadata_url, metadata_fetched_at, metadata_error, configured_by, configured_key FROM sso_connections `
+	metadata_url, metadata_fetched_at, metadata_error, configured_by, configured_key, configured_limit FROM sso_connections `
 
 func scanConnection(r scanner) (store.Connection, error) {
 	var (
@@ -22,7 +22,7 @@ func scanConnection(r scanner) (store.Connection, error) {
 	)
 	err := r.Scan(&c.ID, &c.Org, &c.Type, &c.Name, &c.Issuer, &c.ClientID, &c.SealedSecret, &c.MetadataXML, &mapping,
 		&c.JIT, &c.Enabled, &c.ShareWithSubOrgs, &c.RecreateRemoved, &c.CreatedBy, &c.CreatedAt, &c.UpdatedAt,
-		&c.MetadataURL, &c.MetadataFetchedAt, &c.MetadataError, &c.ConfiguredBy, &c.ConfiguredKey)
+		&c.MetadataURL, &c.MetadataFetchedAt, &c.MetadataError, &c.ConfiguredBy, &c.ConfiguredKey, &c.ConfiguredLimit)
 	if err != nil {
 		return c, err
 	}
@@ -39,7 +39,7 @@ func connectionArgs(c store.Connection) ([]any, error) {
 	}
 	return []any{c.ID, c.Org, c.Type, c.Name, c.Issuer, c.ClientID, c.SealedSecret, c.MetadataXML, mapping,
 		c.JIT, c.Enabled, c.ShareWithSubOrgs, c.RecreateRemoved, c.CreatedBy, c.CreatedAt, c.UpdatedAt,
-		c.MetadataURL, c.MetadataFetchedAt, c.MetadataError, c.ConfiguredBy, c.ConfiguredKey}, nil
+		c.MetadataURL, c.MetadataFetchedAt, c.MetadataError, c.ConfiguredBy, c.ConfiguredKey, c.ConfiguredLimit}, nil
 }
 
 func (t *tx) GetConnection(ctx context.Context, id string) (store.Connection, error) {
@@ -59,8 +59,8 @@ func (t *tx) InsertConnection(ctx context.Context, c store.Connection) error {
 	_, err = t.exec(ctx, "insert connection",
 		`INSERT INTO sso_connections (id, org, type, name, issuer, client_id, sealed_secret, metadata_xml, role_mapping,
 			jit, enabled, share_with_sub_orgs, recreate_removed, created_by, created_at, updated_at,
-			metadata_url, metadata_fetched_at, metadata_error, configured_by, configured_key)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21)`, args...)
+			metadata_url, metadata_fetched_at, metadata_error, configured_by, configured_key, configured_limit)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20, $21, $22)`, args...)
 	return err
 }
 
@@ -73,7 +73,8 @@ func (t *tx) UpdateConnection(ctx context.Context, c store.Connection) error {
 		`UPDATE sso_connections SET org = $2, type = $3, name = $4, issuer = $5, client_id = $6, sealed_secret = $7,
 			metadata_xml = $8, role_mapping = $9, jit = $10, enabled = $11, share_with_sub_orgs = $12,
 			recreate_removed = $13, created_by = $14, created_at = $15, updated_at = $16,
-			metadata_url = $17, metadata_fetched_at = $18, metadata_error = $19, configured_by = $20, configured_key = $21
+			metadata_url = $17, metadata_fetched_at = $18, metadata_error = $19, configured_by = $20, configured_key = $21,
+			configured_limit = $22
 		WHERE id = $1`, args...)
 }
 
