@@ -1,11 +1,16 @@
 package api
 
 import (
+	"cmp"
 	"context"
+	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/labstack/echo/v4"
@@ -259,19 +264,100 @@ func (s *Server) lookupResources(c echo.Context) error {
 			return err
 		}
 	}
-	page, err := s.engine.LookupResources(ctx, engine.LookupResourcesRequest{
-		ResourceType: in.ResourceType, Permission: in.Permission, Subject: sub, Context: ctxMap,
-		Consistency: cons, PageSize: size, Cursor: in.Cursor,
+	var after lookupCursor
+	if in.Cursor != "" {
+		if after, err = parseLookupCursor(in.Cursor); err != nil {
+			return err
+		}
+		cons = engine.Consistency{Mode: engine.AtLeastAsFresh, Token: after.Revision}
+	}
+	all, revision, err := s.lookupAll(ctx, engine.LookupResourcesRequest{
+		ResourceType: in.ResourceType, Permission: in.Permission, Subject: sub, Context: ctxMap, Consistency: cons,
 	})
 	if err != nil {
 		return err
 	}
+	// pages of the whole answer, ordered by id: each resource once, whichever
+	// paths reach it, and a page starts after the last id of the one before
+	start, _ := slices.BinarySearchFunc(all, after.After, func(f engine.FoundObject, id string) int { return strings.Compare(f.ID, id) })
+	if after.After != "" && start < len(all) && all[start].ID == after.After {
+		start++
+	}
+	end := min(start+size, len(all))
+	page := all[start:end]
+	next := ""
+	if end < len(all) {
+		next = lookupCursor{Revision: cmp.Or(after.Revision, revision), After: page[len(page)-1].ID}.String()
+	}
 	if bound { // a page may come back shorter than pageSize: follow nextCursor
-		if page.Resources, err = s.keepInside(ctx, org, in.ResourceType, page.Resources); err != nil {
+		if page, err = s.keepInside(ctx, org, in.ResourceType, page); err != nil {
 			return err
 		}
 	}
-	return c.JSON(http.StatusOK, map[string]any{"resources": toFound(page.Resources), "nextCursor": nullable(page.NextCursor)})
+	return c.JSON(http.StatusOK, map[string]any{"resources": toFound(page), "nextCursor": nullable(next)})
+}
+
+// maxLookupResults bounds one lookup's whole answer, which every page of it
+// reads again (a larger answer is a 422: narrow the question).
+const maxLookupResults = 100_000
+
+// lookupAll reads the whole answer of r, each resource once (HAS_PERMISSION
+// over CONDITIONAL), ordered by id, and the revision it was read at.
+func (s *Server) lookupAll(ctx context.Context, r engine.LookupResourcesRequest) ([]engine.FoundObject, string, error) {
+	byID := map[string]int{}
+	var all []engine.FoundObject
+	revision := ""
+	r.PageSize = 1000
+	for {
+		page, err := s.engine.LookupResources(ctx, r)
+		if err != nil {
+			return nil, "", err
+		}
+		if revision == "" {
+			revision = page.LookedUpAt
+			if revision != "" { // the rest of the scan reads what its first page read
+				r.Consistency = engine.Consistency{Mode: engine.AtLeastAsFresh, Token: revision}
+			}
+		}
+		for _, f := range page.Resources {
+			if i, seen := byID[f.ID]; !seen {
+				byID[f.ID] = len(all)
+				all = append(all, f)
+			} else if f.Permissionship == engine.HasPermission {
+				all[i] = f
+			}
+		}
+		if len(all) > maxLookupResults {
+			return nil, "", trellis.Rule("too_many_results", "this lookup finds more than %d resources: narrow it (a resource type, permission or subject with fewer)", maxLookupResults)
+		}
+		if page.NextCursor == "" {
+			break
+		}
+		r.Cursor = page.NextCursor
+	}
+	slices.SortFunc(all, func(a, b engine.FoundObject) int { return strings.Compare(a.ID, b.ID) })
+	return all, revision, nil
+}
+
+// lookupCursor is where the next page of a lookup starts: after the id After,
+// in the answer read at least as fresh as Revision.
+type lookupCursor struct {
+	Revision string `json:"r"`
+	After    string `json:"a"`
+}
+
+func (c lookupCursor) String() string {
+	raw, _ := json.Marshal(c)
+	return "lr1." + base64.RawURLEncoding.EncodeToString(raw)
+}
+
+func parseLookupCursor(s string) (lookupCursor, error) {
+	var c lookupCursor
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(s, "lr1."))
+	if err != nil || !strings.HasPrefix(s, "lr1.") || json.Unmarshal(raw, &c) != nil || c.After == "" {
+		return lookupCursor{}, trellis.Invalid("cursor", "is not a cursor this lookup returned")
+	}
+	return c, nil
 }
 
 func (s *Server) lookupSubjects(c echo.Context) error {
