@@ -196,6 +196,9 @@ func (s *Service) AuthenticateSCIM(ctx context.Context, ref, raw string) (Princi
 				return trellis.ErrNotFound
 			}
 		case KindServiceAccount:
+			if k.CreatedKey != "" {
+				break // storedAuthority read the account with its key
+			}
 			if _, err = tx.GetServiceAccount(ctx, creator.ID); err != nil {
 				return err
 			}
